@@ -1,0 +1,48 @@
+// PID 1 duties of cloak-agent in the guest: mounts, kernel modules, the
+// console, the loopback interface, power off. Only used when getpid() == 1.
+#ifndef CLOAK_AGENT_INIT_H_
+#define CLOAK_AGENT_INIT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cloak::agent {
+
+// Modules loaded when the command line names none.
+const std::vector<std::string>& DefaultModules();
+// TEE modules: failing to load them is expected outside a TEE.
+bool IsOptionalModule(absl::string_view name);
+
+struct KernelCmdline {
+  // cloak.channel=serial|vsock|auto
+  std::string channel = "auto";
+  // cloak.port=1024 (vsock port)
+  uint32_t port = 1024;
+  // cloak.log=trace|debug|info|warn|error
+  std::string log_level = "info";
+  // cloak.modules=a,b,c (empty list: load none); unset: DefaultModules().
+  std::vector<std::string> modules;
+};
+
+// Parses /proc/cmdline text. Unknown keys are ignored; bad values are
+// InvalidArgument naming the key. Pure.
+absl::StatusOr<KernelCmdline> ParseKernelCmdline(absl::string_view cmdline);
+
+// Mounts proc, sysfs, devtmpfs, devpts, shm, cgroup2 (+cpu +memory +pids
+// +io), /run; points stdio at /dev/console. Errors are fatal.
+absl::Status MountEssentials();
+// Loads `modules` with modprobe, then mounts configfs if it is available.
+// Failures of optional modules are logged at info, others at warn.
+void LoadModulesAndConfigfs(const std::vector<std::string>& modules);
+// Brings the loopback interface up.
+absl::Status LoopbackUp();
+// sync() and reboot(RB_POWER_OFF). Does not return when it works.
+void PowerOff();
+
+}  // namespace cloak::agent
+
+#endif  // CLOAK_AGENT_INIT_H_
