@@ -1,0 +1,245 @@
+// RegistryImagePuller against an in-process fake registry on 127.0.0.1:
+// index selection, bearer auth, redirects, and every verification failure.
+#include "agent/image/puller.h"
+
+#include <filesystem>
+
+#include "agent/image/digest.h"
+#include "common/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/agent/image/test_util.h"
+
+namespace cloak::agent::image {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using testing::FakeRegistry;
+using testing::LayerMediaType;
+using testing::MakeImage;
+using testing::ReadFileOrEmpty;
+using testing::TarBuilder;
+using testing::TestImage;
+
+constexpr char kConfig[] =
+    R"({"Entrypoint":["/bin/app"],"Cmd":["--serve"],"Env":["A=1"],"WorkingDir":"/srv"})";
+
+class PullerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = TempDir::Create("cloak-puller-");
+    ASSERT_TRUE(dir.ok());
+    dir_.emplace(std::move(*dir));
+    ASSERT_TRUE(registry_.Start().ok());
+    PullerOptions options;
+    options.registry.insecure_registries = {registry_.hostport()};
+    options.work_dir = dir_->path().string();
+    auto puller = RegistryImagePuller::Create(options);
+    ASSERT_TRUE(puller.ok()) << puller.status();
+    puller_ = std::move(*puller);
+  }
+
+  std::string Ref(const std::string& rest) { return registry_.hostport() + "/cloak/test" + rest; }
+  std::string Rootfs(const std::string& name) { return dir_->Join(name); }
+
+  TestImage GoodImage() {
+    return MakeImage(kConfig,
+                     {{LayerMediaType(Compression::kGzip),
+                       TarBuilder()
+                           .File("bin/app", "app v1", 0755)
+                           .File("etc/old", "old")
+                           .Build(Compression::kGzip)},
+                      {LayerMediaType(Compression::kZstd),
+                       TarBuilder()
+                           .File("etc/.wh.old", "")
+                           .File("etc/new", "new")
+                           .Build(Compression::kZstd)},
+                      {LayerMediaType(Compression::kNone),
+                       TarBuilder().File("srv/data", "plain tar").Build()}});
+  }
+
+  std::optional<TempDir> dir_;
+  FakeRegistry registry_;
+  std::unique_ptr<ImagePuller> puller_;
+};
+
+TEST_F(PullerTest, PullsIndexWithBearerAuthAndRedirects) {
+  TestImage image = GoodImage();
+  TestImage arm = MakeImage(R"({"Cmd":["arm"]})", {}, "arm64");
+  registry_.AddImage("cloak/test", "unused", image);
+  registry_.AddImage("cloak/test", "unused-arm", arm);
+  std::string index = testing::MakeIndex(
+      {{arm.manifest_digest, static_cast<int64_t>(arm.manifest_json.size()), "arm64"},
+       {image.manifest_digest, static_cast<int64_t>(image.manifest_json.size()), "amd64"}});
+  registry_.AddManifest("cloak/test", "1", index, kOciIndex);
+  registry_.set_require_token(true);
+  registry_.set_redirect_blobs(true);
+
+  auto pulled = puller_->Pull(Ref(":1"), Rootfs("rootfs"));
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(pulled->index_digest, Sha256Digest(index));
+  EXPECT_EQ(pulled->manifest_digest, image.manifest_digest);
+  EXPECT_EQ(pulled->config_digest, image.config_digest);
+  ASSERT_EQ(pulled->layer_digests.size(), 3u);
+  EXPECT_EQ(pulled->layer_digests[1], image.layers[1].digest);
+  EXPECT_EQ(pulled->config.working_dir, "/srv");
+  EXPECT_GE(registry_.token_requests(), 1);
+  EXPECT_THAT(registry_.last_scope(), HasSubstr("cloak%2Ftest"));
+  EXPECT_FALSE(pulled->timings.empty());
+
+  std::string root = Rootfs("rootfs");
+  EXPECT_EQ(ReadFileOrEmpty(root + "/bin/app"), "app v1");
+  EXPECT_FALSE(fs::exists(root + "/etc/old"));
+  EXPECT_EQ(ReadFileOrEmpty(root + "/etc/new"), "new");
+  EXPECT_EQ(ReadFileOrEmpty(root + "/srv/data"), "plain tar");
+  // Staged blobs are gone.
+  int staged = 0;
+  for (const auto& e : fs::directory_iterator(dir_->path())) {
+    staged += e.path().filename().string().rfind("cloak-pull-", 0) == 0;
+  }
+  EXPECT_EQ(staged, 0);
+}
+
+TEST_F(PullerTest, PullByDigestAndManifestTampering) {
+  TestImage image = GoodImage();
+  registry_.AddImage("cloak/test", "1", image);
+  auto pulled = puller_->Pull(Ref("@" + image.manifest_digest), Rootfs("by-digest"));
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(pulled->manifest_digest, image.manifest_digest);
+
+  // The registry answers a digest with other content.
+  std::string wanted = Sha256Digest("some other manifest");
+  registry_.AddManifest("cloak/test", wanted, image.manifest_json, kOciManifest);
+  auto bad = puller_->Pull(Ref("@" + wanted), Rootfs("tampered"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(bad.status().message(), HasSubstr(wanted));
+}
+
+TEST_F(PullerTest, UnknownTagIsNotFoundNamingTheImage) {
+  registry_.AddImage("cloak/test", "1", GoodImage());
+  auto r = puller_->Pull(Ref(":nope"), Rootfs("x"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr(Ref(":nope")));
+  EXPECT_THAT(r.status().message(), HasSubstr("MANIFEST_UNKNOWN"));
+}
+
+TEST_F(PullerTest, LayerDigestMismatchIsDataLossNamingTheBlob) {
+  TestImage image = GoodImage();
+  registry_.AddImage("cloak/test", "1", image);
+  // Same size, different bytes.
+  std::string evil = image.layers[0].data;
+  evil[evil.size() / 2] ^= 0x55;
+  registry_.AddBlob(image.layers[0].digest, evil);
+  auto r = puller_->Pull(Ref(":1"), Rootfs("x"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr(image.layers[0].digest));
+  EXPECT_FALSE(fs::exists(Rootfs("x") + "/bin/app")) << "unverified content was unpacked";
+}
+
+TEST_F(PullerTest, OversizedAndTruncatedBlobsAreDataLoss) {
+  TestImage image = GoodImage();
+  registry_.AddImage("cloak/test", "1", image);
+  registry_.AddBlob(image.config_digest, image.config_json + "  ");
+  auto big = puller_->Pull(Ref(":1"), Rootfs("x"));
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kDataLoss) << big.status();
+  EXPECT_THAT(big.status().message(), HasSubstr(image.config_digest));
+
+  registry_.AddBlob(image.config_digest, image.config_json);
+  registry_.TruncateBlob(image.layers[1].digest, 10);
+  auto cut = puller_->Pull(Ref(":1"), Rootfs("y"));
+  ASSERT_FALSE(cut.ok());
+  EXPECT_EQ(cut.status().code(), absl::StatusCode::kDataLoss) << cut.status();
+  EXPECT_THAT(cut.status().message(), HasSubstr(image.layers[1].digest));
+  EXPECT_THAT(cut.status().message(), HasSubstr("truncated"));
+}
+
+TEST_F(PullerTest, EncryptedLayerWithoutKeyIsFailedPrecondition) {
+  std::string data = TarBuilder().File("a", "a").Build(Compression::kGzip);
+  TestImage image =
+      MakeImage(kConfig, {{"application/vnd.oci.image.layer.v1.tar+gzip+encrypted", data}});
+  registry_.AddImage("cloak/test", "enc", image);
+  auto r = puller_->Pull(Ref(":enc"), Rootfs("x"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(r.status().message(),
+            "layer " + image.layers[0].digest + " is encrypted; no key available");
+}
+
+class FakeDecryptor final : public LayerDecryptor {
+ public:
+  absl::StatusOr<std::string> Decrypt(const Descriptor&, const std::string& encrypted_path,
+                                      const std::string& plaintext_path) override {
+    // "Decryption" is the identity here.
+    fs::copy_file(encrypted_path, plaintext_path);
+    ++calls;
+    return std::string("application/vnd.oci.image.layer.v1.tar+gzip");
+  }
+  int calls = 0;
+};
+
+TEST_F(PullerTest, EncryptedLayerGoesThroughTheDecryptorHook) {
+  auto decryptor = std::make_shared<FakeDecryptor>();
+  PullerOptions options;
+  options.registry.insecure_registries = {registry_.hostport()};
+  options.decryptor = decryptor;
+  auto puller = RegistryImagePuller::Create(options);
+  ASSERT_TRUE(puller.ok());
+  std::string data = TarBuilder().File("secret", "plain").Build(Compression::kGzip);
+  registry_.AddImage(
+      "cloak/test", "enc",
+      MakeImage(kConfig, {{"application/vnd.oci.image.layer.v1.tar+gzip+encrypted", data}}));
+  auto r = (*puller)->Pull(Ref(":enc"), Rootfs("dec"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(decryptor->calls, 1);
+  EXPECT_EQ(ReadFileOrEmpty(Rootfs("dec") + "/secret"), "plain");
+}
+
+TEST_F(PullerTest, HostileLayerIsRefusedAndThePullerKeepsWorking) {
+  TestImage hostile = MakeImage(
+      kConfig, {{LayerMediaType(Compression::kGzip),
+                 TarBuilder().File("ok", "ok").File("../escape", "x").Build(Compression::kGzip)}});
+  registry_.AddImage("cloak/test", "hostile", hostile);
+  registry_.AddImage("cloak/test", "1", GoodImage());
+  auto bad = puller_->Pull(Ref(":hostile"), Rootfs("bad"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(bad.status().message(), HasSubstr("entry \"../escape\""));
+  EXPECT_THAT(bad.status().message(), HasSubstr(hostile.layers[0].digest));
+  EXPECT_FALSE(fs::exists(dir_->Join("escape")));
+
+  auto good = puller_->Pull(Ref(":1"), Rootfs("good"));
+  ASSERT_TRUE(good.ok()) << good.status();
+}
+
+TEST_F(PullerTest, HttpsIsTheDefault) {
+  // The fake registry speaks plain HTTP; without listing it as insecure the
+  // puller insists on TLS and fails with a hint.
+  PullerOptions options;
+  auto puller = RegistryImagePuller::Create(options);
+  ASSERT_TRUE(puller.ok());
+  registry_.AddImage("cloak/test", "1", GoodImage());
+  auto r = (*puller)->Pull(Ref(":1"), Rootfs("x"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("https://"));
+}
+
+TEST_F(PullerTest, WrongPlatformAndBadOptions) {
+  registry_.AddImage("cloak/test", "arm", MakeImage(R"({"Cmd":["x"]})", {}, "arm64"));
+  auto r = puller_->Pull(Ref(":arm"), Rootfs("x"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("linux/arm64"));
+
+  PullerOptions options;
+  options.registry.ca_file = "/nonexistent/ca.pem";
+  EXPECT_FALSE(RegistryImagePuller::Create(options).ok());
+  auto bad_ref = puller_->Pull("UPPER/case", Rootfs("x"));
+  EXPECT_EQ(bad_ref.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace cloak::agent::image

@@ -1,0 +1,150 @@
+// Test helpers for the image puller: tar layers built with libarchive's
+// writer, OCI images assembled in memory, an OCI layout on disk, and a
+// small in-process HTTP server that plays a registry on 127.0.0.1.
+#ifndef CLOAK_TESTS_AGENT_IMAGE_TEST_UTIL_H_
+#define CLOAK_TESTS_AGENT_IMAGE_TEST_UTIL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "agent/image/manifest.h"
+
+namespace cloak::agent::image::testing {
+
+class TarBuilder {
+ public:
+  TarBuilder& File(const std::string& path, const std::string& content, int mode = 0644);
+  TarBuilder& Dir(const std::string& path, int mode = 0755);
+  TarBuilder& Symlink(const std::string& path, const std::string& target);
+  TarBuilder& Hardlink(const std::string& path, const std::string& target);
+  TarBuilder& CharDevice(const std::string& path, int major, int minor);
+  TarBuilder& Fifo(const std::string& path);
+  // The tar stream, compressed as asked.
+  std::string Build(Compression compression = Compression::kNone) const;
+
+ private:
+  struct Entry {
+    std::string path;
+    int type;  // AE_IF*
+    int mode;
+    std::string content;
+    std::string link;  // symlink target
+    std::string hardlink;
+    int major = 0;
+    int minor = 0;
+  };
+  std::vector<Entry> entries_;
+};
+
+std::string LayerMediaType(Compression compression);
+
+struct TestImage {
+  std::string config_json;
+  std::string config_digest;
+  struct Layer {
+    std::string media_type;
+    std::string data;
+    std::string digest;
+  };
+  std::vector<Layer> layers;
+  std::string manifest_json;
+  std::string manifest_digest;
+};
+
+// Builds an OCI image: config {Entrypoint, Cmd, Env, WorkingDir, User}
+// given as the JSON of the "config" object, one layer per element.
+TestImage MakeImage(const std::string& config_object_json,
+                    const std::vector<std::pair<std::string, std::string>>& layers /*type,data*/,
+                    const std::string& architecture = "amd64",
+                    const std::vector<std::string>& diff_ids = {});
+
+// An OCI index listing `manifests` (digest, size, architecture).
+std::string MakeIndex(const std::vector<std::tuple<std::string, int64_t, std::string>>& manifests);
+
+// Writes `image` as an OCI image layout in `dir` with ref name `tag`.
+absl::Status WriteOciLayout(const std::string& dir, const TestImage& image,
+                            const std::string& tag);
+
+absl::Status WriteFile(const std::string& path, const std::string& data);
+std::string ReadFileOrEmpty(const std::string& path);
+
+struct HttpRequest {
+  std::string method;
+  std::string target;  // path and query
+  std::map<std::string, std::string> headers;  // lowercased keys
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  // If >= 0, the Content-Length sent (to fake a truncated body).
+  int64_t declared_length = -1;
+};
+
+// A one-request-per-connection HTTP/1.1 server on 127.0.0.1:<ephemeral>.
+class FakeHttpServer {
+ public:
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+  explicit FakeHttpServer(Handler handler);
+  ~FakeHttpServer();
+  absl::Status Start();
+  int port() const { return port_; }
+  std::string hostport() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  void Serve();
+  void HandleConnection(int fd);
+  Handler handler_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// A registry built on FakeHttpServer: manifests by tag or digest, blobs by
+// digest, optional bearer-token auth, blob redirects, faults.
+class FakeRegistry {
+ public:
+  FakeRegistry();
+  absl::Status Start() { return server_.Start(); }
+  std::string hostport() const { return server_.hostport(); }
+
+  void AddImage(const std::string& repo, const std::string& tag, const TestImage& image);
+  void AddManifest(const std::string& repo, const std::string& ref, const std::string& body,
+                   const std::string& media_type);
+  void AddBlob(const std::string& digest, const std::string& data);
+  // Blobs are served through a 307 to /redirected/<digest>.
+  void set_redirect_blobs(bool on) { redirect_blobs_ = on; }
+  // Requests need "Authorization: Bearer <token>" from GET /token.
+  void set_require_token(bool on) { require_token_ = on; }
+  // Serve only the first `bytes` of this blob while announcing its full length.
+  void TruncateBlob(const std::string& digest, int64_t bytes);
+  int token_requests() const { return token_requests_; }
+  std::string last_scope() const;
+
+ private:
+  HttpResponse Handle(const HttpRequest& request);
+  FakeHttpServer server_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::pair<std::string, std::string>> manifests_;  // repo/ref → body,type
+  std::map<std::string, std::string> blobs_;
+  std::map<std::string, int64_t> truncate_;
+  bool redirect_blobs_ = false;
+  bool require_token_ = false;
+  std::atomic<int> token_requests_{0};
+  std::string last_scope_;
+};
+
+}  // namespace cloak::agent::image::testing
+
+#endif  // CLOAK_TESTS_AGENT_IMAGE_TEST_UTIL_H_
