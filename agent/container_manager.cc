@@ -534,7 +534,16 @@ absl::Status ContainerManager::ResumeContainer(const std::string& id) {
 
 absl::StatusOr<CgroupStats> ContainerManager::StatsContainer(const std::string& id) {
   ASSIGN_OR_RETURN(std::shared_ptr<Container> c, Find(id));
-  return ReadCgroupV2Stats(c->cgroup_dir);
+  if (::access((options_.cgroup_root + "/cgroup.controllers").c_str(), F_OK) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no cgroup v2 hierarchy at ", options_.cgroup_root, " (stats need cgroup v2)"));
+  }
+  absl::StatusOr<CgroupStats> stats = ReadCgroupV2Stats(c->cgroup_dir);
+  if (absl::IsNotFound(stats.status())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("container ", id, " has no cgroup v2 directory ", c->cgroup_dir));
+  }
+  return stats;
 }
 
 absl::Status ContainerManager::UpdateContainer(const std::string& id,
