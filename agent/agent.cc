@@ -107,7 +107,10 @@ absl::Status RunAgent(const AgentOptions& options) {
     ASSIGN_OR_RETURN(images, BusyboxRootfsProvider::Create(options.busybox));
     Log()->warn("rootfs provider: busybox (test mode: images are not pulled)");
   } else if (options.rootfs_provider == "image") {
-    ASSIGN_OR_RETURN(images, MakeImageRootfsProvider());
+    ImageRootfsOptions image_options;
+    image_options.insecure_registries = options.insecure_registries;
+    image_options.work_dir = options.run_dir + "/pull";
+    ASSIGN_OR_RETURN(images, MakeImageRootfsProvider(image_options));
     features.push_back("guest-pull");
   } else {
     return absl::InvalidArgumentError(

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -34,6 +35,8 @@ struct AgentOptions {
   // How container rootfs are made: "image" (pull inside the guest) or
   // "busybox" (tests: every container is a busybox rootfs).
   std::string rootfs_provider = "image";
+  // Registries ("host:port") the image puller may reach over plain HTTP.
+  std::vector<std::string> insecure_registries;
   // PID 1 of a guest: set the hostname, power off on request.
   bool guest = false;
 };

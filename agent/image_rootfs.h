@@ -4,14 +4,24 @@
 #define CLOAK_AGENT_IMAGE_ROOTFS_H_
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "agent/rootfs.h"
 
 namespace cloak::agent {
 
+struct ImageRootfsOptions {
+  // Registries ("host:port") spoken to over plain HTTP.
+  std::vector<std::string> insecure_registries;
+  // Staging directory for layer blobs (guest memory).
+  std::string work_dir = "/run/cloak/pull";
+};
+
 // Unimplemented if the agent was built without agent/image.
-absl::StatusOr<std::unique_ptr<RootfsProvider>> MakeImageRootfsProvider();
+absl::StatusOr<std::unique_ptr<RootfsProvider>> MakeImageRootfsProvider(
+    const ImageRootfsOptions& options);
 
 }  // namespace cloak::agent
 

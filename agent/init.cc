@@ -80,6 +80,16 @@ absl::StatusOr<KernelCmdline> ParseKernelCmdline(absl::string_view cmdline) {
         return absl::InvalidArgumentError("cloak.log must be trace, debug, info, warn or error");
       }
       out.log_level = std::string(value);
+    } else if (key == "cloak.insecure_registries") {
+      for (absl::string_view r : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+        for (char c : r) {
+          if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != ':' &&
+              c != '[' && c != ']') {
+            return absl::InvalidArgumentError("cloak.insecure_registries holds a bad host:port");
+          }
+        }
+        out.insecure_registries.emplace_back(r);
+      }
     } else if (key == "cloak.modules") {
       modules_set = true;
       out.modules.clear();

@@ -26,6 +26,8 @@ struct KernelCmdline {
   std::string log_level = "info";
   // cloak.modules=a,b,c (empty list: load none); unset: DefaultModules().
   std::vector<std::string> modules;
+  // cloak.insecure_registries=host:port,... (plain-HTTP registries; dev)
+  std::vector<std::string> insecure_registries;
 };
 
 // Parses /proc/cmdline text. Unknown keys are ignored; bad values are

@@ -36,6 +36,7 @@ int RunAsInit() {
   options.listen = cmdline->channel;
   options.vsock_port = cmdline->port;
   options.guest = true;
+  options.insecure_registries = cmdline->insecure_registries;
   absl::Status served = RunAgent(options);
   if (!served.ok()) log->error("agent: {}", served.ToString());
   // PID 1 must not exit (the kernel would panic): power the VM off instead.
@@ -64,6 +65,8 @@ int main(int argc, char** argv) {
   app.add_option("--busybox", options.busybox, "static busybox for the pause container");
   app.add_option("--rootfs-provider", options.rootfs_provider, "image or busybox (tests)")
       ->check(CLI::IsMember({"image", "busybox"}));
+  app.add_option("--insecure-registry", options.insecure_registries,
+                 "registry host:port reached over plain HTTP (repeatable)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   CLI11_PARSE(app, argc, argv);
 

@@ -308,12 +308,14 @@ TEST(ReaperTest, DispatchesStatusesByPid) {
 TEST(KernelCmdlineTest, Parses) {
   absl::StatusOr<KernelCmdline> c = ParseKernelCmdline(
       "console=ttyS0 quiet cloak.channel=serial cloak.port=2048 cloak.log=debug "
-      "cloak.modules=vsock,overlay\n");
+      "cloak.modules=vsock,overlay cloak.insecure_registries=10.0.2.2:5000\n");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->channel, "serial");
   EXPECT_EQ(c->port, 2048u);
   EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(c->modules, (std::vector<std::string>{"vsock", "overlay"}));
+  EXPECT_EQ(c->insecure_registries, (std::vector<std::string>{"10.0.2.2:5000"}));
+  EXPECT_FALSE(ParseKernelCmdline("cloak.insecure_registries=a/b").ok());
   absl::StatusOr<KernelCmdline> d = ParseKernelCmdline("root=/dev/vda");
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->channel, "auto");
