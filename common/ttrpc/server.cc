@@ -61,10 +61,12 @@ struct Server::Connection {
 
   // Stops both directions: the peer sees EOF even while handler threads
   // still hold the fd, and blocked writes fail.
+  // Called by the reader and by Shutdown, possibly at the same time.
   void Close() {
-    if (!closed->HasBeenNotified()) closed->Notify();
+    if (!close_started.exchange(true)) closed->Notify();
     ::shutdown(fd.get(), SHUT_RDWR);
   }
+  std::atomic<bool> close_started{false};
 };
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
