@@ -1,0 +1,162 @@
+#include "shim/bundle.h"
+
+#include <fcntl.h>
+#include <openssl/sha.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/fd.h"
+#include "common/status_macros.h"
+#include "containerd/task/v2/shim.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace cloak::shim {
+
+std::string CleanPath(absl::string_view path) {
+  if (path.empty()) return ".";
+  const bool rooted = path[0] == '/';
+  std::vector<absl::string_view> out;
+  for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
+    if (part == ".") continue;
+    if (part == "..") {
+      if (!out.empty() && out.back() != "..") {
+        out.pop_back();
+      } else if (!rooted) {
+        out.push_back(part);
+      }
+      continue;
+    }
+    out.push_back(part);
+  }
+  std::string joined = absl::StrJoin(out, "/");
+  if (rooted) return absl::StrCat("/", joined);
+  return joined.empty() ? "." : joined;
+}
+
+std::string SocketPath(absl::string_view containerd_address, absl::string_view namespace_name,
+                       absl::string_view group_id, absl::string_view socket_dir) {
+  // filepath.Join skips empty elements, then cleans.
+  std::vector<absl::string_view> parts;
+  for (absl::string_view p : {containerd_address, namespace_name, group_id}) {
+    if (!p.empty()) parts.push_back(p);
+  }
+  const std::string joined = CleanPath(absl::StrJoin(parts, "/"));
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(joined.data()), joined.size(), digest);
+  const std::string hex = absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+  return absl::StrCat(socket_dir, "/", hex);
+}
+
+std::string SocketAddress(absl::string_view containerd_address, absl::string_view namespace_name,
+                          absl::string_view group_id, absl::string_view socket_dir) {
+  return absl::StrCat("unix://",
+                      SocketPath(containerd_address, namespace_name, group_id, socket_dir));
+}
+
+std::string SocketPathFromAddress(absl::string_view address) {
+  absl::ConsumePrefix(&address, "unix://");
+  return std::string(address);
+}
+
+absl::StatusOr<PodInfo> ParsePodInfo(absl::string_view config_json, absl::string_view id) {
+  nlohmann::json spec = nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+  if (spec.is_discarded() || !spec.is_object()) {
+    return absl::InvalidArgumentError("config.json: not a JSON object (malformed OCI spec)");
+  }
+  PodInfo info;
+  if (auto it = spec.find("annotations"); it != spec.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      return absl::InvalidArgumentError("config.json: \"annotations\" is not an object");
+    }
+    for (const auto& [key, value] : it->items()) {
+      if (!value.is_string()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.json: annotation \"", key, "\" is not a string"));
+      }
+      info.annotations[key] = value.get<std::string>();
+    }
+  }
+  auto get = [&](absl::string_view key) -> std::string {
+    auto it = info.annotations.find(std::string(key));
+    return it == info.annotations.end() ? "" : it->second;
+  };
+  const std::string type = get(kCriContainerType);
+  if (type == "container") {
+    info.is_sandbox = false;
+    info.sandbox_id = get(kCriSandboxId);
+    if (info.sandbox_id.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "container ", id, " has ", kCriContainerType, "=container but no ", kCriSandboxId));
+    }
+  } else {
+    info.is_sandbox = true;
+    info.sandbox_id = std::string(id);
+  }
+  info.image = get(kCriImageName);
+  if (info.image.empty()) info.image = get(kCloakImage);
+  return info;
+}
+
+absl::StatusOr<PodInfo> ReadPodInfo(absl::string_view bundle, absl::string_view id) {
+  const std::string path = absl::StrCat(bundle, "/config.json");
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  absl::StatusOr<PodInfo> info = ParsePodInfo(text, id);
+  if (!info.ok()) return Annotate(info.status(), path);
+  return info;
+}
+
+std::string EncodeDeleteResponse(uint32_t pid, uint32_t exit_status, absl::Time exited_at) {
+  containerd::task::v2::DeleteResponse response;
+  response.set_pid(pid);
+  response.set_exit_status(exit_status);
+  const int64_t nanos = absl::ToUnixNanos(exited_at);
+  response.mutable_exited_at()->set_seconds(nanos / 1000000000);
+  response.mutable_exited_at()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  std::string out;
+  response.SerializeToString(&out);
+  return out;
+}
+
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view content, int mode) {
+  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  if (!fd) return ErrnoError(errno, "create ", tmp);
+  absl::Status written = WriteAll(fd.get(), content);
+  if (written.ok() && ::fsync(fd.get()) != 0) written = ErrnoError(errno, "fsync ", tmp);
+  fd.Reset();
+  if (written.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    written = ErrnoError(errno, "rename ", tmp, " to ", path);
+  }
+  if (!written.ok()) ::unlink(tmp.c_str());
+  return written;
+}
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return ErrnoError(errno, "open ", path);
+  std::string out;
+  char buf[16384];
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(errno, "read ", path);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > max_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(path, " is larger than ", max_bytes, " bytes"));
+    }
+  }
+  return out;
+}
+
+}  // namespace cloak::shim

@@ -1,0 +1,121 @@
+// The shim daemon (no action word; re-executed by `start`), FACTS.md §A3.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "common/ttrpc/events_publisher.h"
+#include "common/ttrpc/server.h"
+#include "shim/bundle.h"
+#include "shim/commands.h"
+#include "shim/events.h"
+#include "shim/sandbox_factory.h"
+#include "shim/task_service.h"
+#include "spdlog/spdlog.h"
+
+namespace cloak::shim {
+namespace {
+
+// Lets the Shutdown answer reach containerd before the connections close.
+constexpr absl::Duration kShutdownAnswerGrace = absl::Milliseconds(50);
+
+// The bundle's log fifo on fd 2 (containerd copies it into its own log).
+void RedirectStderrToLogFifo() {
+  int fd = ::open("log", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return;  // no reader (not under containerd): keep stderr
+  int flags = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  ::dup2(fd, 2);
+  ::close(fd);
+}
+
+}  // namespace
+
+int RunServe(const ShimFlags& flags) {
+  // Signals are taken synchronously by the main thread: block them before
+  // any thread exists so every thread inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+
+  RedirectStderrToLogFifo();
+  (void)InitLogging(LogOptions{.level = flags.debug ? "debug" : "info",
+                               .file = "",
+                               .component = kShimBinaryName});
+  auto log = Logger("shim");
+  log->info("shim daemon {} starting: namespace={} id={} pid={}", std::string(kShimVersion),
+            flags.namespace_name, flags.id, ::getpid());
+
+  std::unique_ptr<ttrpc::EventsPublisher> publisher;
+  if (const char* ttrpc_address = std::getenv("TTRPC_ADDRESS");
+      ttrpc_address != nullptr && ttrpc_address[0] != '\0') {
+    absl::StatusOr<std::unique_ptr<ttrpc::EventsPublisher>> made =
+        ttrpc::EventsPublisher::Create({.address = ttrpc_address,
+                                        .namespace_name = flags.namespace_name});
+    if (made.ok()) {
+      publisher = std::move(*made);
+    } else {
+      log->error("events publisher: {}", made.status().ToString());
+    }
+  } else {
+    log->warn("TTRPC_ADDRESS is not set: task events will not reach containerd");
+  }
+  PublisherEventSink sink(publisher.get());
+
+  absl::Notification shutdown;
+  TaskService service(TaskServiceOptions{
+      .namespace_name = flags.namespace_name,
+      .sandbox_factory = MakeQemuSandbox,
+      .events = &sink,
+      .on_shutdown = [&shutdown] { shutdown.Notify(); },
+      .insecure_registries = {},
+  });
+  absl::StatusOr<std::unique_ptr<ttrpc::Server>> server = ttrpc::Server::Create();
+  if (!server.ok()) {
+    log->critical("ttrpc server: {}", server.status().ToString());
+    return 1;
+  }
+  service.Register(**server);
+  absl::Status serving = flags.socket.empty() ? (*server)->ServeListener(UniqueFd(3))
+                                              : (*server)->Listen(flags.socket);
+  if (!serving.ok()) {
+    log->critical("serve the Task API: {}", serving.ToString());
+    return 1;
+  }
+
+  const timespec slice{0, 200 * 1000 * 1000};
+  while (!shutdown.HasBeenNotified()) {
+    int sig = ::sigtimedwait(&stop_signals, nullptr, &slice);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log->info("signal {}: shutting down", sig);
+      break;
+    }
+  }
+  if (shutdown.HasBeenNotified()) absl::SleepFor(kShutdownAnswerGrace);
+  service.Teardown();
+  (*server)->Shutdown();
+  if (publisher) publisher->Close();
+  if (flags.socket.empty()) {
+    // The socket named in our bundle's `address` (Listen removes its own).
+    absl::StatusOr<std::string> address = ReadFileToString("address", 4096);
+    if (address.ok()) {
+      ::unlink(SocketPathFromAddress(absl::StripAsciiWhitespace(*address)).c_str());
+    }
+  }
+  log->info("shim daemon exiting");
+  return 0;
+}
+
+}  // namespace cloak::shim

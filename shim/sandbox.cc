@@ -1,0 +1,589 @@
+#include "shim/sandbox.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "cloak/agent/v1/agent.grpc.pb.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "shim/bundle.h"
+#include "shim/task_translate.h"
+#include "spdlog/spdlog.h"
+
+namespace cloak::shim {
+namespace {
+
+namespace agentpb = ::cloak::agent::v1;
+using Stub = agentpb::AgentService::Stub;
+
+constexpr int kConsoleTailLines = 20;
+
+std::chrono::system_clock::time_point ChronoDeadline(absl::Time t) {
+  if (t == absl::InfiniteFuture()) return std::chrono::system_clock::time_point::max();
+  return absl::ToChronoTime(t);
+}
+
+}  // namespace
+
+struct Sandbox::Impl {
+  enum class State { kNew, kReady, kDead, kDestroyed };
+
+  SandboxOptions options;
+  std::unique_ptr<hypervisor::Hypervisor> hv;
+  AgentConnector connector;
+  std::shared_ptr<spdlog::logger> log = Logger("shim");
+
+  mutable absl::Mutex mu;
+  State state ABSL_GUARDED_BY(mu) = State::kNew;
+  std::string dead_reason ABSL_GUARDED_BY(mu);
+  std::shared_ptr<grpc::Channel> channel ABSL_GUARDED_BY(mu);
+  std::shared_ptr<Stub> stub ABSL_GUARDED_BY(mu);
+  std::set<grpc::ClientContext*> calls ABSL_GUARDED_BY(mu);
+  std::function<void(const std::string&)> on_vm_exit;
+  std::function<void(const std::string&)> on_oom;
+
+  absl::Mutex threads_mu;
+  std::thread monitor ABSL_GUARDED_BY(threads_mu);
+  std::thread oom_watcher ABSL_GUARDED_BY(threads_mu);
+  std::atomic<bool> stopping{false};
+  Cancellation oom_cancel;
+
+  void Step(absl::string_view step, absl::Time started) {
+    log->info("sandbox={} step={} took {}", options.id, std::string(step),
+              absl::FormatDuration(absl::Trunc(absl::Now() - started, absl::Milliseconds(1))));
+  }
+
+  std::string Tail() const {
+    std::string tail = hv->ConsoleTail(kConsoleTailLines);
+    if (tail.empty()) return " (the guest console is empty)";
+    return absl::StrCat("; last lines of the guest console:\n", tail);
+  }
+
+  absl::Status FromGrpc(absl::string_view method, const grpc::Status& s) {
+    if (s.ok()) return absl::OkStatus();
+    {
+      absl::MutexLock lock(&mu);
+      if (state == State::kDead) {
+        return absl::UnavailableError(absl::StrCat("agent ", method, ": the sandbox VM exited (",
+                                                   dead_reason, ")"));
+      }
+      if (state == State::kDestroyed) {
+        return absl::UnavailableError(
+            absl::StrCat("agent ", method, ": the sandbox ", options.id, " was destroyed"));
+      }
+    }
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        absl::StrCat("agent ", method, ": ", s.error_message()));
+  }
+
+  // Runs one RPC with a deadline, registered for cancellation.
+  template <typename Fn>
+  absl::Status Call(absl::string_view method, absl::Time deadline, Fn&& fn,
+                    Cancellation* cancel = nullptr, bool allow_any_state = false) {
+    std::shared_ptr<Stub> s;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(ChronoDeadline(deadline));
+    {
+      absl::MutexLock lock(&mu);
+      if (stub == nullptr || (!allow_any_state && state != State::kReady && state != State::kNew)) {
+        return absl::UnavailableError(absl::StrCat(
+            "agent ", method, ": sandbox ", options.id,
+            state == State::kDead ? absl::StrCat(" VM exited (", dead_reason, ")")
+                                  : std::string(" is not running")));
+      }
+      s = stub;
+      calls.insert(&ctx);
+    }
+    if (cancel != nullptr) cancel->SetHook([&ctx] { ctx.TryCancel(); });
+    grpc::Status status = fn(*s, &ctx);
+    if (cancel != nullptr) cancel->ClearHook();
+    {
+      absl::MutexLock lock(&mu);
+      calls.erase(&ctx);
+    }
+    if (cancel != nullptr && cancel->cancelled() && !status.ok()) {
+      return absl::CancelledError(absl::StrCat("agent ", method, ": cancelled"));
+    }
+    return FromGrpc(method, status);
+  }
+
+  void CancelAllCalls() {
+    absl::MutexLock lock(&mu);
+    for (grpc::ClientContext* ctx : calls) ctx->TryCancel();
+  }
+
+  absl::Status Connect(absl::Time deadline) {
+    absl::Duration left = deadline - absl::Now();
+    if (left < absl::Milliseconds(1)) left = absl::Milliseconds(1);
+    ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> ch, connector(hv->Agent(), left));
+    absl::MutexLock lock(&mu);
+    channel = ch;
+    stub = std::shared_ptr<Stub>(agentpb::AgentService::NewStub(ch));
+    return absl::OkStatus();
+  }
+
+  void MonitorLoop() {
+    while (!stopping.load()) {
+      absl::StatusOr<ExitInfo> exit = hv->Wait(absl::Now() + absl::Milliseconds(500));
+      if (!exit.ok()) {
+        if (exit.status().code() != absl::StatusCode::kDeadlineExceeded) {
+          absl::SleepFor(absl::Milliseconds(500));
+        }
+        continue;
+      }
+      std::string reason = absl::StrCat("the VMM exited with status ", exit->exit_code,
+                                        exit->term_signal != 0
+                                            ? absl::StrCat(" (signal ", exit->term_signal, ")")
+                                            : std::string());
+      bool fire = false;
+      {
+        absl::MutexLock lock(&mu);
+        if (state == State::kReady) {
+          state = State::kDead;
+          dead_reason = reason;
+          fire = true;
+        }
+      }
+      if (fire) {
+        log->error("sandbox={} {}{}", options.id, reason, Tail());
+        CancelAllCalls();
+        oom_cancel.Cancel();
+        if (on_vm_exit) on_vm_exit(reason);
+      }
+      return;
+    }
+  }
+
+  void OomLoop() {
+    while (!oom_cancel.cancelled()) {
+      absl::Status s = Call(
+          "WatchOomEvents", absl::InfiniteFuture(),
+          [&](Stub& stub_ref, grpc::ClientContext* ctx) {
+            auto reader = stub_ref.WatchOomEvents(ctx, agentpb::WatchOomEventsRequest());
+            agentpb::OomEvent event;
+            while (reader->Read(&event)) {
+              log->warn("sandbox={} container={} OOM kill in the guest", options.id,
+                        event.container_id());
+              if (on_oom) on_oom(event.container_id());
+            }
+            return reader->Finish();
+          },
+          &oom_cancel);
+      if (oom_cancel.cancelled()) return;
+      if (s.code() == absl::StatusCode::kUnimplemented || s.code() == absl::StatusCode::kUnavailable) {
+        log->info("sandbox={} OOM watch ended: {}", options.id, s.ToString());
+        return;
+      }
+      absl::SleepFor(absl::Seconds(1));
+    }
+  }
+};
+
+Sandbox::Sandbox(SandboxOptions options, std::unique_ptr<hypervisor::Hypervisor> hypervisor,
+                 AgentConnector connector)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->hv = std::move(hypervisor);
+  impl_->connector = std::move(connector);
+}
+
+Sandbox::~Sandbox() { (void)Destroy(); }
+
+const std::string& Sandbox::id() const { return impl_->options.id; }
+pid_t Sandbox::VmmPid() const { return impl_->hv->Pid(); }
+
+void Sandbox::SetVmExitCallback(std::function<void(const std::string&)> callback) {
+  impl_->on_vm_exit = std::move(callback);
+}
+void Sandbox::SetOomCallback(std::function<void(const std::string&)> callback) {
+  impl_->on_oom = std::move(callback);
+}
+
+absl::Status Sandbox::Boot() {
+  Impl& d = *impl_;
+  const absl::Time begin = absl::Now();
+  const absl::Time deadline = begin + d.options.boot_timeout;
+  auto fail = [&](absl::Status status) {
+    d.log->error("sandbox={} boot failed after {}: {}", d.options.id,
+                 absl::FormatDuration(absl::Trunc(absl::Now() - begin, absl::Milliseconds(1))),
+                 status.ToString());
+    (void)Destroy();
+    return status;
+  };
+  {
+    absl::MutexLock lock(&d.mu);
+    if (d.state != Impl::State::kNew) {
+      return absl::FailedPreconditionError(absl::StrCat("sandbox ", d.options.id, " already booted"));
+    }
+  }
+  if (!d.options.state_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(d.options.state_dir, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("create sandbox state dir ", d.options.state_dir, ": ", ec.message()));
+    }
+    ::chmod(d.options.state_dir.c_str(), 0700);
+    (void)WriteFileAtomic(d.options.state_dir + "/shim.pid", absl::StrCat(::getpid()));
+  }
+  d.hv->SetEventCallback([log = d.log, id = d.options.id](const hypervisor::VmEvent& e) {
+    log->info("sandbox={} vm event {} {}", id, e.name, e.data_json);
+  });
+
+  absl::Time t = absl::Now();
+  if (absl::Status s = d.hv->Start(deadline); !s.ok()) {
+    return fail(Annotate(s, absl::StrCat("start the VM of sandbox ", d.options.id)));
+  }
+  if (!d.options.state_dir.empty()) {
+    (void)WriteFileAtomic(d.options.state_dir + "/vmm.pid", absl::StrCat(d.hv->Pid()));
+  }
+  d.Step("vm-start", t);
+
+  t = absl::Now();
+  if (absl::Status s = d.Connect(deadline); !s.ok()) {
+    return fail(Annotate(s, absl::StrCat("connect to the agent of sandbox ", d.options.id)));
+  }
+  d.Step("agent-connect", t);
+
+  t = absl::Now();
+  absl::Status last = absl::DeadlineExceededError("no answer yet");
+  bool healthy = false;
+  while (absl::Now() < deadline) {
+    if (d.hv->Wait(absl::Now()).ok()) {
+      return fail(absl::AbortedError(absl::StrCat("the VM of sandbox ", d.options.id,
+                                                  " exited while booting", d.Tail())));
+    }
+    const absl::Time attempt = std::min(deadline, absl::Now() + kHealthAttemptTimeout);
+    agentpb::HealthResponse health;
+    last = d.Call("Health", attempt, [&](Stub& stub, grpc::ClientContext* ctx) {
+      return stub.Health(ctx, agentpb::HealthRequest(), &health);
+    });
+    if (last.ok() && health.serving()) {
+      healthy = true;
+      break;
+    }
+    if (last.ok()) last = absl::UnavailableError("the agent is not serving yet");
+    if (last.code() == absl::StatusCode::kUnavailable) {
+      // A direct (fd) channel never reconnects: make a new one.
+      absl::SleepFor(absl::Milliseconds(100));
+      if (absl::Status s = d.Connect(deadline); !s.ok()) last = s;
+    }
+  }
+  if (!healthy) {
+    return fail(absl::DeadlineExceededError(absl::StrCat(
+        "the agent of sandbox ", d.options.id, " did not answer within ",
+        absl::FormatDuration(d.options.boot_timeout), " of the VM's start (last error: ",
+        last.message(), ")", d.Tail())));
+  }
+  d.Step("agent-ready", t);
+
+  t = absl::Now();
+  agentpb::CreateSandboxRequest create;
+  create.set_sandbox_id(d.options.id);
+  create.set_hostname(d.options.hostname);
+  for (const auto& [k, v] : d.options.annotations) (*create.mutable_annotations())[k] = v;
+  agentpb::CreateSandboxResponse created;
+  absl::Status s = d.Call("CreateSandbox", absl::Now() + d.options.request_timeout,
+                          [&](Stub& stub, grpc::ClientContext* ctx) {
+                            return stub.CreateSandbox(ctx, create, &created);
+                          });
+  if (!s.ok()) return fail(s);
+  d.Step("create-sandbox", t);
+
+  {
+    absl::MutexLock lock(&d.mu);
+    d.state = Impl::State::kReady;
+  }
+  {
+    absl::MutexLock lock(&d.threads_mu);
+    d.monitor = std::thread([&d] { d.MonitorLoop(); });
+    d.oom_watcher = std::thread([&d] { d.OomLoop(); });
+  }
+  d.Step("boot-total", begin);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> Sandbox::CreateContainer(const agentpb::CreateContainerRequest& request) {
+  agentpb::CreateContainerResponse response;
+  const absl::Time t = absl::Now();
+  RETURN_IF_ERROR(impl_->Call(
+      "CreateContainer", absl::Now() + impl_->options.pull_timeout + impl_->options.request_timeout,
+      [&](Stub& stub, grpc::ClientContext* ctx) {
+        return stub.CreateContainer(ctx, request, &response);
+      }));
+  impl_->log->info("sandbox={} container={} step=create (pull + create) took {} image={} digest={}",
+                   impl_->options.id, request.container_id(),
+                   absl::FormatDuration(absl::Trunc(absl::Now() - t, absl::Milliseconds(1))),
+                   request.image(), response.image_digest());
+  return response.pid();
+}
+
+absl::StatusOr<uint32_t> Sandbox::StartContainer(const std::string& container_id) {
+  agentpb::StartContainerRequest request;
+  request.set_container_id(container_id);
+  agentpb::StartContainerResponse response;
+  const absl::Time t = absl::Now();
+  RETURN_IF_ERROR(impl_->Call("StartContainer", absl::Now() + impl_->options.request_timeout,
+                              [&](Stub& stub, grpc::ClientContext* ctx) {
+                                return stub.StartContainer(ctx, request, &response);
+                              }));
+  impl_->log->info("sandbox={} container={} step=start took {}", impl_->options.id, container_id,
+                   absl::FormatDuration(absl::Trunc(absl::Now() - t, absl::Milliseconds(1))));
+  return response.pid();
+}
+
+absl::StatusOr<uint32_t> Sandbox::ExecProcess(const agentpb::ExecProcessRequest& request) {
+  agentpb::ExecProcessResponse response;
+  RETURN_IF_ERROR(impl_->Call("ExecProcess", absl::Now() + impl_->options.request_timeout,
+                              [&](Stub& stub, grpc::ClientContext* ctx) {
+                                return stub.ExecProcess(ctx, request, &response);
+                              }));
+  return response.pid();
+}
+
+absl::Status Sandbox::SignalProcess(const std::string& container_id, const std::string& exec_id,
+                                    uint32_t signal, bool all) {
+  agentpb::SignalProcessRequest request;
+  request.set_container_id(container_id);
+  request.set_exec_id(exec_id);
+  request.set_signal(signal);
+  request.set_all(all);
+  agentpb::SignalProcessResponse response;
+  return impl_->Call("SignalProcess", absl::Now() + impl_->options.request_timeout,
+                     [&](Stub& stub, grpc::ClientContext* ctx) {
+                       return stub.SignalProcess(ctx, request, &response);
+                     });
+}
+
+absl::StatusOr<ProcessExit> Sandbox::WaitProcess(const std::string& container_id,
+                                                 const std::string& exec_id, Cancellation& cancel) {
+  agentpb::WaitProcessRequest request;
+  request.set_container_id(container_id);
+  request.set_exec_id(exec_id);
+  while (true) {
+    agentpb::WaitProcessResponse response;
+    absl::Status s = impl_->Call(
+        "WaitProcess", absl::Now() + kWaitSlice,
+        [&](Stub& stub, grpc::ClientContext* ctx) { return stub.WaitProcess(ctx, request, &response); },
+        &cancel);
+    if (s.ok()) {
+      return ProcessExit{
+          .exit_status = ExitStatusFromAgent(response.exit_status()),
+          .exited_at = ExitTimeFromAgent(response.exited_at_unix_nano(), absl::Now())};
+    }
+    // A long wait is renewed; anything else ends it.
+    if (s.code() != absl::StatusCode::kDeadlineExceeded || cancel.cancelled()) return s;
+  }
+}
+
+absl::Status Sandbox::ReadOutput(const std::string& container_id, const std::string& exec_id,
+                                 StreamKind stream,
+                                 const std::function<bool(absl::string_view)>& sink,
+                                 Cancellation& cancel) {
+  agentpb::ReadOutputRequest request;
+  request.set_container_id(container_id);
+  request.set_exec_id(exec_id);
+  request.set_stream(stream == StreamKind::kStdout ? agentpb::STREAM_KIND_STDOUT
+                                                   : agentpb::STREAM_KIND_STDERR);
+  // The stream lives as long as the process: no deadline, cancelled instead.
+  return impl_->Call(
+      "ReadOutput", absl::InfiniteFuture(),
+      [&](Stub& stub, grpc::ClientContext* ctx) {
+        auto reader = stub.ReadOutput(ctx, request);
+        agentpb::OutputChunk chunk;
+        while (reader->Read(&chunk)) {
+          if (!sink(chunk.data())) {
+            ctx->TryCancel();
+            break;
+          }
+        }
+        return reader->Finish();
+      },
+      &cancel);
+}
+
+absl::Status Sandbox::WriteStdin(const std::string& container_id, const std::string& exec_id,
+                                 absl::string_view data) {
+  agentpb::WriteStdinRequest request;
+  request.set_container_id(container_id);
+  request.set_exec_id(exec_id);
+  request.set_data(std::string(data));
+  agentpb::WriteStdinResponse response;
+  return impl_->Call("WriteStdin", absl::Now() + impl_->options.request_timeout,
+                     [&](Stub& stub, grpc::ClientContext* ctx) {
+                       return stub.WriteStdin(ctx, request, &response);
+                     });
+}
+
+absl::Status Sandbox::CloseStdin(const std::string& container_id, const std::string& exec_id) {
+  agentpb::CloseStdinRequest request;
+  request.set_container_id(container_id);
+  request.set_exec_id(exec_id);
+  agentpb::CloseStdinResponse response;
+  return impl_->Call("CloseStdin", absl::Now() + impl_->options.request_timeout,
+                     [&](Stub& stub, grpc::ClientContext* ctx) {
+                       return stub.CloseStdin(ctx, request, &response);
+                     });
+}
+
+absl::Status Sandbox::ResizeTty(const std::string& container_id, const std::string& exec_id,
+                                uint32_t width, uint32_t height) {
+  agentpb::ResizeTtyRequest request;
+  request.set_container_id(container_id);
+  request.set_exec_id(exec_id);
+  request.set_width(width);
+  request.set_height(height);
+  agentpb::ResizeTtyResponse response;
+  return impl_->Call("ResizeTty", absl::Now() + impl_->options.request_timeout,
+                     [&](Stub& stub, grpc::ClientContext* ctx) {
+                       return stub.ResizeTty(ctx, request, &response);
+                     });
+}
+
+absl::StatusOr<std::vector<uint32_t>> Sandbox::ListProcesses(const std::string& container_id) {
+  agentpb::ListProcessesRequest request;
+  request.set_container_id(container_id);
+  agentpb::ListProcessesResponse response;
+  RETURN_IF_ERROR(impl_->Call("ListProcesses", absl::Now() + impl_->options.request_timeout,
+                              [&](Stub& stub, grpc::ClientContext* ctx) {
+                                return stub.ListProcesses(ctx, request, &response);
+                              }));
+  return std::vector<uint32_t>(response.pids().begin(), response.pids().end());
+}
+
+absl::Status Sandbox::PauseContainer(const std::string& container_id) {
+  agentpb::PauseContainerRequest request;
+  request.set_container_id(container_id);
+  agentpb::PauseContainerResponse response;
+  return impl_->Call("PauseContainer", absl::Now() + impl_->options.request_timeout,
+                     [&](Stub& stub, grpc::ClientContext* ctx) {
+                       return stub.PauseContainer(ctx, request, &response);
+                     });
+}
+
+absl::Status Sandbox::ResumeContainer(const std::string& container_id) {
+  agentpb::ResumeContainerRequest request;
+  request.set_container_id(container_id);
+  agentpb::ResumeContainerResponse response;
+  return impl_->Call("ResumeContainer", absl::Now() + impl_->options.request_timeout,
+                     [&](Stub& stub, grpc::ClientContext* ctx) {
+                       return stub.ResumeContainer(ctx, request, &response);
+                     });
+}
+
+absl::StatusOr<agentpb::StatsContainerResponse> Sandbox::StatsContainer(
+    const std::string& container_id) {
+  agentpb::StatsContainerRequest request;
+  request.set_container_id(container_id);
+  agentpb::StatsContainerResponse response;
+  RETURN_IF_ERROR(impl_->Call("StatsContainer", absl::Now() + impl_->options.request_timeout,
+                              [&](Stub& stub, grpc::ClientContext* ctx) {
+                                return stub.StatsContainer(ctx, request, &response);
+                              }));
+  return response;
+}
+
+absl::Status Sandbox::UpdateContainer(const std::string& container_id,
+                                      const std::string& resources_json) {
+  agentpb::UpdateContainerRequest request;
+  request.set_container_id(container_id);
+  request.set_resources_json(resources_json);
+  agentpb::UpdateContainerResponse response;
+  return impl_->Call("UpdateContainer", absl::Now() + impl_->options.request_timeout,
+                     [&](Stub& stub, grpc::ClientContext* ctx) {
+                       return stub.UpdateContainer(ctx, request, &response);
+                     });
+}
+
+absl::Status Sandbox::RemoveContainer(const std::string& container_id, uint32_t timeout_seconds) {
+  agentpb::RemoveContainerRequest request;
+  request.set_container_id(container_id);
+  request.set_timeout_seconds(timeout_seconds);
+  agentpb::RemoveContainerResponse response;
+  return impl_->Call("RemoveContainer",
+                     absl::Now() + impl_->options.request_timeout + absl::Seconds(timeout_seconds),
+                     [&](Stub& stub, grpc::ClientContext* ctx) {
+                       return stub.RemoveContainer(ctx, request, &response);
+                     });
+}
+
+absl::Status Sandbox::Destroy() {
+  Impl& d = *impl_;
+  bool was_ready = false;
+  bool started = false;
+  {
+    absl::MutexLock lock(&d.mu);
+    if (d.state == Impl::State::kDestroyed) return absl::OkStatus();
+    was_ready = d.state == Impl::State::kReady;
+    started = d.stub != nullptr || d.state != Impl::State::kNew;
+    d.state = Impl::State::kDestroyed;
+  }
+  const absl::Time t = absl::Now();
+  d.stopping.store(true);
+  d.oom_cancel.Cancel();
+  if (was_ready) {
+    agentpb::DestroySandboxRequest request;
+    request.set_power_off(true);
+    agentpb::DestroySandboxResponse response;
+    absl::Status s = d.Call(
+        "DestroySandbox", absl::Now() + kDestroySandboxTimeout,
+        [&](Stub& stub, grpc::ClientContext* ctx) {
+          return stub.DestroySandbox(ctx, request, &response);
+        },
+        nullptr, /*allow_any_state=*/true);
+    if (!s.ok()) d.log->warn("sandbox={} DestroySandbox: {}", d.options.id, s.ToString());
+  }
+  absl::Status result = absl::OkStatus();
+  if (started || d.hv->Pid() > 0) {
+    absl::StatusOr<ExitInfo> exit = d.hv->Stop(kVmStopGrace);
+    if (!exit.ok()) {
+      result = Annotate(exit.status(), absl::StrCat("stop the VM of sandbox ", d.options.id));
+    }
+  }
+  d.CancelAllCalls();
+  std::thread monitor, oom;
+  {
+    absl::MutexLock lock(&d.threads_mu);
+    monitor.swap(d.monitor);
+    oom.swap(d.oom_watcher);
+  }
+  for (std::thread* th : {&monitor, &oom}) {
+    if (!th->joinable()) continue;
+    if (th->get_id() == std::this_thread::get_id()) {
+      th->detach();
+    } else {
+      th->join();
+    }
+  }
+  {
+    absl::MutexLock lock(&d.mu);
+    d.stub.reset();
+    d.channel.reset();
+  }
+  if (!d.options.state_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(d.options.state_dir, ec);
+  }
+  d.Step("destroy", t);
+  return result;
+}
+
+bool Sandbox::dead() const {
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->state == Impl::State::kDead || impl_->state == Impl::State::kDestroyed;
+}
+
+std::string Sandbox::ConsoleTail(int lines) const { return impl_->hv->ConsoleTail(lines); }
+
+}  // namespace cloak::shim

@@ -1,0 +1,138 @@
+// Sandbox: one pod VM and the agent inside it. Owns the Hypervisor and the
+// agent connection; every agent call has a deadline and is cancelled when
+// the sandbox is destroyed or its VM dies.
+//
+// States: kNew --Boot--> kReady --Destroy--> kDestroyed
+//                          |
+//                          +--VM exits on its own--> kDead (on_vm_exit runs)
+//
+// The hypervisor and the way to reach the agent are injected (a
+// Hypervisor and an AgentConnector), so tests run it against fakes.
+#ifndef CLOAK_SHIM_SANDBOX_H_
+#define CLOAK_SHIM_SANDBOX_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "cloak/agent/v1/agent.pb.h"
+#include "shim/cancellation.h"
+#include "shim/hypervisor/hypervisor.h"
+#include "shim/stdio.h"
+
+namespace grpc {
+class Channel;
+}  // namespace grpc
+
+namespace cloak::shim {
+
+inline constexpr absl::Duration kDefaultAgentRequestTimeout = absl::Seconds(30);
+inline constexpr absl::Duration kDefaultPullTimeout = absl::Minutes(10);
+// Health probes while the guest boots.
+inline constexpr absl::Duration kHealthAttemptTimeout = absl::Seconds(2);
+inline constexpr absl::Duration kDestroySandboxTimeout = absl::Seconds(10);
+inline constexpr absl::Duration kVmStopGrace = absl::Seconds(5);
+// How long a waiting call (WaitProcess) runs before it is renewed.
+inline constexpr absl::Duration kWaitSlice = absl::Hours(1);
+
+// Opens a gRPC channel to the agent at `endpoint` within `timeout`.
+using AgentConnector = std::function<absl::StatusOr<std::shared_ptr<grpc::Channel>>(
+    const hypervisor::AgentEndpoint& endpoint, absl::Duration timeout)>;
+
+struct SandboxOptions {
+  std::string id;
+  // Per-sandbox state directory (<runtime.state_dir>/<id>): the VM's
+  // sockets and console log live here; Boot writes `vmm.pid` and `shim.pid`
+  // for `delete`. Removed by Destroy. Empty: nothing is written.
+  std::string state_dir;
+  absl::Duration boot_timeout = hypervisor::kDefaultBootTimeout;
+  absl::Duration request_timeout = kDefaultAgentRequestTimeout;
+  absl::Duration pull_timeout = kDefaultPullTimeout;
+  // CreateSandbox fields.
+  std::string hostname;
+  std::map<std::string, std::string> annotations;
+};
+
+struct ProcessExit {
+  uint32_t exit_status = 0;
+  absl::Time exited_at = absl::UnixEpoch();
+};
+
+class Sandbox {
+ public:
+  Sandbox(SandboxOptions options, std::unique_ptr<hypervisor::Hypervisor> hypervisor,
+          AgentConnector connector);
+  // Destroy().
+  ~Sandbox();
+  Sandbox(const Sandbox&) = delete;
+  Sandbox& operator=(const Sandbox&) = delete;
+
+  const std::string& id() const;
+  // The VMM's pid (what Create reports to containerd), -1 if none.
+  pid_t VmmPid() const;
+
+  // Called once if the VM ends while the sandbox is ready (crash, kill -9,
+  // guest poweroff), from a monitor thread. Set before Boot.
+  void SetVmExitCallback(std::function<void(const std::string& reason)> callback);
+  // Called for each OOM kill the agent reports. Set before Boot.
+  void SetOomCallback(std::function<void(const std::string& container_id)> callback);
+
+  // Starts the VM, waits for the agent (Health) and creates the sandbox in
+  // the guest, logging each step with its duration. DeadlineExceeded (with
+  // the console's tail) if the agent does not answer in boot_timeout. On
+  // failure the VM is stopped.
+  absl::Status Boot();
+
+  // Agent calls. Codes come from the agent one to one; Unavailable once the
+  // VM is gone.
+  absl::StatusOr<uint32_t> CreateContainer(const cloak::agent::v1::CreateContainerRequest& request);
+  absl::StatusOr<uint32_t> StartContainer(const std::string& container_id);
+  absl::StatusOr<uint32_t> ExecProcess(const cloak::agent::v1::ExecProcessRequest& request);
+  absl::Status SignalProcess(const std::string& container_id, const std::string& exec_id,
+                             uint32_t signal, bool all);
+  // Blocks until the process exits, the sandbox ends, or `cancel` fires.
+  absl::StatusOr<ProcessExit> WaitProcess(const std::string& container_id,
+                                          const std::string& exec_id, Cancellation& cancel);
+  // Streams one output stream into `sink` until it ends.
+  absl::Status ReadOutput(const std::string& container_id, const std::string& exec_id,
+                          StreamKind stream, const std::function<bool(absl::string_view)>& sink,
+                          Cancellation& cancel);
+  absl::Status WriteStdin(const std::string& container_id, const std::string& exec_id,
+                          absl::string_view data);
+  absl::Status CloseStdin(const std::string& container_id, const std::string& exec_id);
+  absl::Status ResizeTty(const std::string& container_id, const std::string& exec_id,
+                         uint32_t width, uint32_t height);
+  absl::StatusOr<std::vector<uint32_t>> ListProcesses(const std::string& container_id);
+  absl::Status PauseContainer(const std::string& container_id);
+  absl::Status ResumeContainer(const std::string& container_id);
+  absl::StatusOr<cloak::agent::v1::StatsContainerResponse> StatsContainer(
+      const std::string& container_id);
+  absl::Status UpdateContainer(const std::string& container_id, const std::string& resources_json);
+  absl::Status RemoveContainer(const std::string& container_id, uint32_t timeout_seconds);
+
+  // Stops every container and the VM: DestroySandbox(power_off), then
+  // Hypervisor::Stop; cancels every call in flight and removes the state
+  // dir. Idempotent.
+  absl::Status Destroy();
+
+  // The VM ended (on its own or by Destroy).
+  bool dead() const;
+  std::string ConsoleTail(int lines) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cloak::shim
+
+#endif  // CLOAK_SHIM_SANDBOX_H_

@@ -1,0 +1,60 @@
+// The production SandboxFactory: Cloak's TOML config (plus the pod's
+// allowlisted annotations) → VmConfig → QemuHypervisor, with the agent
+// reached through common/transport.
+#ifndef CLOAK_SHIM_SANDBOX_FACTORY_H_
+#define CLOAK_SHIM_SANDBOX_FACTORY_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/config/config.h"
+#include "shim/hypervisor/vm_config.h"
+#include "shim/sandbox.h"
+#include "shim/task_service.h"
+
+namespace cloak::shim {
+
+// CreateSandbox annotation (and kernel parameter cloak.insecure_registries):
+// registries the guest may use over plain HTTP, comma separated host:port as
+// the guest names them.
+inline constexpr absl::string_view kInsecureRegistriesAnnotation = "io.cloak.insecure_registries";
+// File in the sandbox container's bundle naming the sandbox state dir, so
+// `delete` finds the VM when the daemon is gone.
+inline constexpr absl::string_view kBundleStateDirFile = "cloak-sandbox-state";
+// Guest kernel parameters the shim always sets (the guest image's default
+// command line, see guest-image/build).
+inline constexpr absl::string_view kBaseKernelCmdline =
+    "console=ttyS0 quiet panic=-1 cryptomgr.notests no_timer_check net.ifnames=0";
+
+// <runtime.state_dir>/<sandbox id>.
+std::string SandboxStateDir(const config::Config& config, const std::string& sandbox_id);
+
+// Pure: the VM of one sandbox. Sockets and logs go under `state_dir`.
+// `insecure_registries` (guest names) go on the kernel command line as
+// cloak.insecure_registries, which the agent reads.
+absl::StatusOr<hypervisor::VmConfig> BuildVmConfig(
+    const config::Config& config, const std::string& sandbox_id, const std::string& state_dir,
+    const std::vector<std::string>& insecure_registries = {});
+
+// Pure: the sandbox's options (timeouts, CreateSandbox annotations).
+SandboxOptions BuildSandboxOptions(const config::Config& config, const SandboxRequest& request,
+                                   const std::string& state_dir);
+
+// The guest's view of the configured insecure registries (loopback →
+// 10.0.2.2), plus `image`'s registry when it is on the host's loopback
+// (plain HTTP is allowed there, as containerd allows it for localhost).
+// Deduplicated, in order.
+std::vector<std::string> GuestInsecureRegistries(const std::vector<std::string>& configured,
+                                                 const std::string& image);
+
+// Loads the config (request.config_path, else /etc/cloak/config.toml, else
+// the installed default), applies the pod's annotations, probes the host
+// once, and makes a QEMU-backed Sandbox. Writes kBundleStateDirFile into
+// the bundle.
+absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& request);
+
+}  // namespace cloak::shim
+
+#endif  // CLOAK_SHIM_SANDBOX_FACTORY_H_

@@ -1,0 +1,143 @@
+// The containerd.task.v2.Task service (FACTS.md §A9–A11) over sandboxes.
+//
+// One TaskService per shim process. It holds the containers containerd
+// created through this shim (a pod's sandbox and its app containers, or one
+// plain ctr container that is its own sandbox), their processes (init and
+// execs) with an explicit state machine each:
+//
+//   kCreated --Start--> kRunning <--Pause/Resume--> kPaused
+//       |                  |
+//       +------------------+---- exit (or VM gone) ----> kStopped --Delete--> gone
+//
+// Every handler is safe to run concurrently (the ttrpc server runs each
+// request on its own thread); Wait blocks without holding any lock.
+//
+// Event order (what containerd relies on): create; start before that
+// process's exit; exec-added before exec-started before the exec's exit;
+// init's exit after every exec's exit; each exit only after the process's
+// output was drained to its fifos; delete after exit.
+#ifndef CLOAK_SHIM_TASK_SERVICE_H_
+#define CLOAK_SHIM_TASK_SERVICE_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/ttrpc/server.h"
+#include "containerd/task/v2/shim.pb.h"
+#include "google/protobuf/empty.pb.h"
+#include "shim/bundle.h"
+#include "shim/events.h"
+#include "shim/sandbox.h"
+
+namespace cloak::shim {
+
+namespace taskapi = ::containerd::task::v2;
+
+inline constexpr absl::string_view kTaskService = "containerd.task.v2.Task";
+// Time init's exit waits for its execs' exits (they die with the container).
+inline constexpr absl::Duration kExecExitWait = absl::Seconds(10);
+// Time a running container is given to stop when removed with its sandbox.
+inline constexpr uint32_t kRemoveTimeoutSeconds = 5;
+// Reported by Connect.
+inline constexpr absl::string_view kShimVersion = "cloak 0.1.0";
+
+// What the Task service asks of a SandboxFactory.
+struct SandboxRequest {
+  std::string sandbox_id;
+  std::string bundle;
+  PodInfo pod;
+  // runtimeoptions.v1.Options.config_path from CreateTaskRequest.options.
+  std::string config_path;
+};
+// Makes a sandbox (not yet booted) for a pod.
+using SandboxFactory =
+    std::function<absl::StatusOr<std::unique_ptr<Sandbox>>(const SandboxRequest& request)>;
+
+struct TaskServiceOptions {
+  std::string namespace_name;
+  SandboxFactory sandbox_factory;
+  EventSink* events = nullptr;  // not owned; required
+  // Called (once) when Shutdown finds no container left: the shim exits.
+  std::function<void()> on_shutdown;
+  // Registries the guest may use over plain HTTP, as the guest names them
+  // (loopback registries are added per image).
+  std::vector<std::string> insecure_registries;
+};
+
+class TaskService {
+ public:
+  explicit TaskService(TaskServiceOptions options);
+  // Teardown().
+  ~TaskService();
+  TaskService(const TaskService&) = delete;
+  TaskService& operator=(const TaskService&) = delete;
+
+  // Registers every Task method on `server`.
+  void Register(ttrpc::Server& server);
+
+  // Destroys every sandbox (the shim is going away). Idempotent.
+  void Teardown();
+  // Containers currently held.
+  size_t ContainerCount() const;
+
+  // The Task API, one method per RPC (exposed for tests and Register).
+  using Ctx = ttrpc::RequestContext;
+  absl::StatusOr<taskapi::StateResponse> State(const Ctx& ctx, const taskapi::StateRequest& req);
+  absl::StatusOr<taskapi::CreateTaskResponse> Create(const Ctx& ctx, const taskapi::CreateTaskRequest& req);
+  absl::StatusOr<taskapi::StartResponse> Start(const Ctx& ctx, const taskapi::StartRequest& req);
+  absl::StatusOr<taskapi::DeleteResponse> Delete(const Ctx& ctx, const taskapi::DeleteRequest& req);
+  absl::StatusOr<taskapi::PidsResponse> Pids(const Ctx& ctx, const taskapi::PidsRequest& req);
+  absl::StatusOr<google::protobuf::Empty> Pause(const Ctx& ctx, const taskapi::PauseRequest& req);
+  absl::StatusOr<google::protobuf::Empty> Resume(const Ctx& ctx, const taskapi::ResumeRequest& req);
+  absl::StatusOr<google::protobuf::Empty> Checkpoint(const Ctx& ctx,
+                                                     const taskapi::CheckpointTaskRequest& req);
+  absl::StatusOr<google::protobuf::Empty> Kill(const Ctx& ctx, const taskapi::KillRequest& req);
+  absl::StatusOr<google::protobuf::Empty> Exec(const Ctx& ctx, const taskapi::ExecProcessRequest& req);
+  absl::StatusOr<google::protobuf::Empty> ResizePty(const Ctx& ctx,
+                                                    const taskapi::ResizePtyRequest& req);
+  absl::StatusOr<google::protobuf::Empty> CloseIO(const Ctx& ctx, const taskapi::CloseIORequest& req);
+  absl::StatusOr<google::protobuf::Empty> Update(const Ctx& ctx, const taskapi::UpdateTaskRequest& req);
+  absl::StatusOr<taskapi::WaitResponse> Wait(const Ctx& ctx, const taskapi::WaitRequest& req);
+  absl::StatusOr<taskapi::StatsResponse> Stats(const Ctx& ctx, const taskapi::StatsRequest& req);
+  absl::StatusOr<taskapi::ConnectResponse> Connect(const Ctx& ctx, const taskapi::ConnectRequest& req);
+  absl::StatusOr<google::protobuf::Empty> Shutdown(const Ctx& ctx, const taskapi::ShutdownRequest& req);
+
+ private:
+  struct Process;
+  struct Container;
+
+  absl::StatusOr<std::shared_ptr<Container>> FindContainer(const std::string& id) const;
+  absl::StatusOr<std::shared_ptr<Process>> FindProcess(const std::string& id,
+                                                       const std::string& exec_id) const;
+  // Starts the copiers between the process's fifos and the agent.
+  void StartIo(const std::shared_ptr<Process>& p);
+  // Launches the thread that waits for the process's exit.
+  void StartWaiter(const std::shared_ptr<Process>& p);
+  void WaitLoop(std::shared_ptr<Process> p);
+  // Records an exit once (later calls are ignored) and publishes it.
+  void RecordExit(const std::shared_ptr<Process>& p, uint32_t exit_status, absl::Time exited_at);
+  void OnSandboxExit(const std::string& sandbox_id, const std::string& reason);
+  std::string ContainerSpecForAgent(const std::string& spec_json,
+                                    const std::string& loopback_registry) const;
+
+  const TaskServiceOptions options_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<Container>> containers_ ABSL_GUARDED_BY(mu_);
+  // Ids whose Create is in progress.
+  std::set<std::string> creating_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<Sandbox>> sandboxes_ ABSL_GUARDED_BY(mu_);
+  bool shutdown_requested_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace cloak::shim
+
+#endif  // CLOAK_SHIM_TASK_SERVICE_H_
