@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -168,8 +169,19 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
                    BuildVmConfig(*cfg, request.sandbox_id, state_dir,
                                  GuestInsecureRegistries(cfg->image.insecure_registries,
                                                          request.pod.image)));
-  ASSIGN_OR_RETURN(std::unique_ptr<hv::Hypervisor> hypervisor,
-                   hv::QemuHypervisor::Create(vm, Capabilities(vm.qemu_path)));
+  const hv::HostCapabilities& caps = Capabilities(vm.qemu_path);
+  if (vm.agent_channel == hv::AgentChannel::kAuto) {
+    // Both ends must agree: tell the guest what the host resolved.
+    ASSIGN_OR_RETURN(hv::ChannelChoice channel, hv::ResolveChannel(vm, caps));
+    vm.agent_channel = channel.channel;
+    vm.kernel_cmdline = absl::StrReplaceAll(
+        vm.kernel_cmdline,
+        {{"cloak.channel=auto",
+          absl::StrCat("cloak.channel=", hv::AgentChannelName(channel.channel))}});
+    Logger("shim")->info("sandbox={} agent channel {}: {}", request.sandbox_id,
+                         std::string(hv::AgentChannelName(channel.channel)), channel.reason);
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<hv::Hypervisor> hypervisor, hv::QemuHypervisor::Create(vm, caps));
   if (!request.bundle.empty()) {
     RETURN_IF_ERROR(WriteFileAtomic(absl::StrCat(request.bundle, "/", kBundleStateDirFile),
                                     state_dir, 0600));
