@@ -1,0 +1,59 @@
+// What a verifier learned from one piece of evidence (Claims), and the
+// reference values a caller may hold them against.
+#ifndef CLOAK_KBS_VERIFY_CLAIMS_H_
+#define CLOAK_KBS_VERIFY_CLAIMS_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kbs/verify/openssl_util.h"
+#include "nlohmann/json.hpp"
+
+namespace cloak::kbs {
+
+// TEE names as the Trustee protocol spells them (FACTS §D4).
+inline constexpr char kTeeSnp[] = "snp";
+inline constexpr char kTeeTdx[] = "tdx";
+inline constexpr char kTeeSample[] = "sample";
+
+struct Claims {
+  std::string tee;  // kTeeSnp, kTeeTdx, kTeeSample
+  // The report data exactly as the evidence carries it (64 bytes for SNP and
+  // TDX, the raw digest for sample).
+  Bytes report_data;
+  // Measurement registers, name → lowercase hex. SNP: "measurement",
+  // "host_data". TDX: "mrtd", "mrconfigid", "rtmr0".."rtmr3". Sample: none.
+  std::map<std::string, std::string> measurements;
+  // Lowercase hex of the init-data digest the TEE carries (SNP host_data,
+  // TDX mrconfigid, sample "init_data"); empty when the evidence has none.
+  std::string init_data_digest;
+  // SNP policy DEBUG bit / TDX TDATTRIBUTES.DEBUG.
+  bool debug = false;
+  // True only when the evidence's signature chain was checked against a
+  // configured root (false for sample and for unverified TDX quotes).
+  bool signature_verified = false;
+  // Free text for logs, e.g. "SEV-SNP Milan report v2, VCEK chain verified".
+  std::string detail;
+
+  nlohmann::json ToJson() const;
+  static absl::StatusOr<Claims> FromJson(const nlohmann::json& json);
+};
+
+// Reference values. Every listed item must match; empty lists check nothing.
+struct ReferenceValues {
+  // Claim name (as in Claims::measurements) → accepted hex values (any of).
+  std::map<std::string, std::vector<std::string>> measurements;
+  // Accepted init-data digests (hex, any of).
+  std::vector<std::string> init_data_digests;
+  bool allow_debug = false;
+};
+
+// OK, or PermissionDenied naming the first claim that does not match.
+absl::Status CheckReferenceValues(const Claims& claims, const ReferenceValues& reference);
+
+}  // namespace cloak::kbs
+
+#endif  // CLOAK_KBS_VERIFY_CLAIMS_H_

@@ -1,0 +1,321 @@
+#include "kbs/verify/snp.h"
+
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace cloak::kbs {
+namespace {
+
+uint32_t Le32(absl::string_view b, size_t off) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[off + i]);
+  return v;
+}
+uint64_t Le64(absl::string_view b, size_t off) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[off + i]);
+  return v;
+}
+Bytes ReversedSignificant(absl::string_view le72) {
+  // R and S are 72-byte little-endian fields; only the low 48 bytes matter.
+  Bytes be(le72.substr(0, 48));
+  std::reverse(be.begin(), be.end());
+  return be;
+}
+
+// The raw bytes inside the extension with dotted `oid`, or NotFound.
+absl::StatusOr<Bytes> ExtensionBytes(X509* cert, const char* oid) {
+  ASN1_OBJECT* obj = OBJ_txt2obj(oid, 1);
+  if (obj == nullptr) return absl::InternalError(absl::StrCat("bad OID ", oid));
+  int idx = X509_get_ext_by_OBJ(cert, obj, -1);
+  ASN1_OBJECT_free(obj);
+  if (idx < 0) return absl::NotFoundError(absl::StrCat("VCEK has no extension ", oid));
+  ASN1_OCTET_STRING* data = X509_EXTENSION_get_data(X509_get_ext(cert, idx));
+  return Bytes(reinterpret_cast<const char*>(ASN1_STRING_get0_data(data)),
+               static_cast<size_t>(ASN1_STRING_length(data)));
+}
+
+// AMD's SPL extensions hold a DER INTEGER (02 len value).
+absl::StatusOr<uint8_t> ExtensionSpl(X509* cert, const char* oid, const char* name) {
+  ASSIGN_OR_RETURN(Bytes der, ExtensionBytes(cert, oid));
+  if (der.size() < 3 || der[0] != 0x02 || static_cast<size_t>(der[1]) != der.size() - 2 ||
+      der.size() > 4) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("VCEK extension ", name, " (", oid, ") is not a small DER INTEGER"));
+  }
+  uint32_t v = 0;
+  for (size_t i = 2; i < der.size(); ++i) v = (v << 8) | static_cast<unsigned char>(der[i]);
+  if (v > 255) return absl::InvalidArgumentError(absl::StrCat("VCEK ", name, " out of range"));
+  return static_cast<uint8_t>(v);
+}
+
+absl::Status CheckValidity(X509* cert, absl::string_view what) {
+  if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
+    return absl::PermissionDeniedError(absl::StrCat(what, " certificate is not yet valid"));
+  }
+  if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
+    return absl::PermissionDeniedError(absl::StrCat(what, " certificate has expired"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSignedBy(X509* cert, X509* issuer, absl::string_view what,
+                           absl::string_view issuer_what) {
+  if (X509_get_signature_nid(cert) != NID_rsassaPss) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        what, " certificate is not signed with RSASSA-PSS as AMD issues them (signature "
+              "algorithm ",
+        OBJ_nid2sn(X509_get_signature_nid(cert)), ")"));
+  }
+  if (X509_NAME_cmp(X509_get_issuer_name(cert), X509_get_subject_name(issuer)) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(what, " certificate was issued by \"",
+                                                    IssuerCommonName(cert), "\", not by the ",
+                                                    issuer_what, " \"", SubjectCommonName(issuer),
+                                                    "\""));
+  }
+  ERR_clear_error();
+  EVP_PKEY* key = X509_get0_pubkey(issuer);
+  if (key == nullptr || X509_verify(cert, key) != 1) {
+    ERR_clear_error();
+    return absl::PermissionDeniedError(absl::StrCat("the signature on the ", what,
+                                                    " certificate does not verify with the ",
+                                                    issuer_what, " \"", SubjectCommonName(issuer),
+                                                    "\" key"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::string_view SnpProductName(SnpProduct product) {
+  switch (product) {
+    case SnpProduct::kMilan:
+      return "Milan";
+    case SnpProduct::kGenoa:
+      return "Genoa";
+    case SnpProduct::kTurin:
+      return "Turin";
+  }
+  return "?";
+}
+
+absl::StatusOr<SnpProduct> ParseSnpProduct(absl::string_view name) {
+  std::string lower = absl::AsciiStrToLower(name);
+  if (lower == "milan") return SnpProduct::kMilan;
+  if (lower == "genoa") return SnpProduct::kGenoa;
+  if (lower == "turin") return SnpProduct::kTurin;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown SEV-SNP product \"", name, "\" (want Milan, Genoa or Turin)"));
+}
+
+std::string SnpTcb::ToString() const {
+  std::string out = absl::StrCat("bl=", bootloader, " tee=", tee, " snp=", snp, " ucode=",
+                                 microcode);
+  if (fmc != 0) absl::StrAppend(&out, " fmc=", fmc);
+  return out;
+}
+
+SnpTcb DecodeSnpTcb(uint64_t raw, SnpProduct product) {
+  auto byte = [raw](int i) { return static_cast<uint8_t>((raw >> (8 * i)) & 0xff); };
+  SnpTcb t;
+  if (product == SnpProduct::kTurin) {
+    t.fmc = byte(0);
+    t.bootloader = byte(1);
+    t.tee = byte(2);
+    t.snp = byte(3);
+  } else {
+    t.bootloader = byte(0);
+    t.tee = byte(1);
+    t.snp = byte(6);
+  }
+  t.microcode = byte(7);
+  return t;
+}
+
+absl::StatusOr<SnpReport> ParseSnpReport(absl::string_view raw) {
+  if (raw.size() != kSnpReportSize) {
+    return absl::InvalidArgumentError(absl::StrCat("SEV-SNP report must be ", kSnpReportSize,
+                                                   " bytes, got ", raw.size()));
+  }
+  SnpReport r;
+  r.version = Le32(raw, 0x000);
+  if (r.version < 2 || r.version > 5) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported SEV-SNP report version ", r.version, " (want 2..5)"));
+  }
+  r.guest_svn = Le32(raw, 0x004);
+  r.policy = Le64(raw, 0x008);
+  r.vmpl = Le32(raw, 0x030);
+  r.signature_algo = Le32(raw, 0x034);
+  if (r.signature_algo != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unsupported SEV-SNP signature algorithm ", r.signature_algo, " (want 1, ECDSA P-384)"));
+  }
+  r.current_tcb = Le64(raw, 0x038);
+  r.platform_info = Le64(raw, 0x040);
+  r.key_info = Le32(raw, 0x048);
+  r.report_data = Bytes(raw.substr(0x050, 64));
+  r.measurement = Bytes(raw.substr(0x090, 48));
+  r.host_data = Bytes(raw.substr(0x0C0, 32));
+  r.id_key_digest = Bytes(raw.substr(0x0E0, 48));
+  r.author_key_digest = Bytes(raw.substr(0x110, 48));
+  r.reported_tcb = Le64(raw, 0x180);
+  if (r.version >= 3) {
+    r.cpuid_fam_id = static_cast<uint8_t>(raw[0x188]);
+    r.cpuid_mod_id = static_cast<uint8_t>(raw[0x189]);
+  }
+  r.chip_id = Bytes(raw.substr(0x1A0, 64));
+  r.committed_tcb = Le64(raw, 0x1E0);
+  r.launch_tcb = Le64(raw, 0x1F0);
+  r.signed_bytes = Bytes(raw.substr(0, kSnpSignedSize));
+  r.sig_r_be = ReversedSignificant(raw.substr(0x2A0, 72));
+  r.sig_s_be = ReversedSignificant(raw.substr(0x2E8, 72));
+  return r;
+}
+
+absl::Status VerifySnpReportSignature(const SnpReport& report, X509* vcek) {
+  EVP_PKEY* key = X509_get0_pubkey(vcek);
+  if (key == nullptr || EVP_PKEY_get_base_id(key) != EVP_PKEY_EC || EVP_PKEY_get_bits(key) != 384) {
+    return absl::InvalidArgumentError("VCEK public key is not an ECDSA P-384 key");
+  }
+  ASSIGN_OR_RETURN(Bytes der, RawEcdsaToDer(report.sig_r_be, report.sig_s_be));
+  return VerifySignature(key, EVP_sha384(), report.signed_bytes, der,
+                         "SEV-SNP report signature (ECDSA P-384 over bytes 0x000-0x29F) with the "
+                         "VCEK key");
+}
+
+absl::StatusOr<SnpProduct> VerifySnpCertChain(X509* vcek, const SnpTrustAnchors& anchors) {
+  ASSIGN_OR_RETURN(X509Ptr ark, ParseCertificate(anchors.ark, "ARK"));
+  ASSIGN_OR_RETURN(X509Ptr ask, ParseCertificate(anchors.ask, "ASK"));
+  // The product comes from the VCEK's issuer ("SEV-Milan"), and the anchors
+  // must be that product's.
+  std::string issuer = IssuerCommonName(vcek);
+  if (issuer.rfind("SEV-", 0) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "VCEK issuer \"", issuer, "\" is not an AMD SEV signing key (want SEV-<product>)"));
+  }
+  auto product = ParseSnpProduct(issuer.substr(4));
+  if (!product.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("VCEK issuer \"", issuer, "\": ", product.status().message()));
+  }
+  std::string name(SnpProductName(*product));
+  // ARK: a self-signed root.
+  if (X509_NAME_cmp(X509_get_subject_name(ark.get()), X509_get_issuer_name(ark.get())) != 0) {
+    return absl::PermissionDeniedError("configured ARK is not self-signed (subject != issuer)");
+  }
+  RETURN_IF_ERROR(CheckSignedBy(ark.get(), ark.get(), "ARK", "ARK itself"));
+  RETURN_IF_ERROR(CheckValidity(ark.get(), "ARK"));
+  RETURN_IF_ERROR(CheckSignedBy(ask.get(), ark.get(), "ASK", "ARK"));
+  RETURN_IF_ERROR(CheckValidity(ask.get(), "ASK"));
+  absl::Status vcek_status = CheckSignedBy(vcek, ask.get(), "VCEK", "ASK");
+  if (!vcek_status.ok()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        vcek_status.message(), " (the VCEK says its product is ", name,
+        "; are the configured ARK/ASK ", SubjectCommonName(ark.get()), "/",
+        SubjectCommonName(ask.get()), " the ones for ", name, "?)"));
+  }
+  RETURN_IF_ERROR(CheckValidity(vcek, "VCEK"));
+  return *product;
+}
+
+absl::StatusOr<Claims> VerifySnpAttestation(absl::string_view report_raw,
+                                            absl::string_view vcek_pem_or_der,
+                                            const SnpTrustAnchors& anchors,
+                                            const SnpVerifyOptions& options) {
+  if (options.expected_report_data.size() != 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expected report_data must be 64 bytes, got ", options.expected_report_data.size()));
+  }
+  ASSIGN_OR_RETURN(SnpReport report, ParseSnpReport(report_raw));
+  if (report.signing_key() != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "SEV-SNP report is signed with key kind ", report.signing_key(),
+        " (KEY_INFO); only VCEK-signed reports (0) are supported, not VLEK (1) or unsigned (7)"));
+  }
+  ASSIGN_OR_RETURN(X509Ptr vcek, ParseCertificate(vcek_pem_or_der, "VCEK"));
+  ASSIGN_OR_RETURN(SnpProduct product, VerifySnpCertChain(vcek.get(), anchors));
+
+  // The VCEK is per chip and per TCB: it must be the one for this report.
+  auto hwid = ExtensionBytes(vcek.get(), "1.3.6.1.4.1.3704.1.4");
+  if (!hwid.ok()) return absl::PermissionDeniedError(hwid.status().message());
+  if (!report.mask_chip_id()) {
+    absl::string_view chip = report.chip_id;
+    if (product == SnpProduct::kTurin) chip = chip.substr(0, 8);
+    if (*hwid != chip) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "VCEK belongs to chip ", HexEncode(*hwid).substr(0, 16), "..., the report's CHIP_ID is ",
+          HexEncode(chip).substr(0, 16), "...: wrong VCEK for this report"));
+    }
+  }
+  SnpTcb reported = DecodeSnpTcb(report.reported_tcb, product);
+  ASSIGN_OR_RETURN(uint8_t bl, ExtensionSpl(vcek.get(), "1.3.6.1.4.1.3704.1.3.1", "blSPL"));
+  ASSIGN_OR_RETURN(uint8_t tee, ExtensionSpl(vcek.get(), "1.3.6.1.4.1.3704.1.3.2", "teeSPL"));
+  ASSIGN_OR_RETURN(uint8_t snp, ExtensionSpl(vcek.get(), "1.3.6.1.4.1.3704.1.3.3", "snpSPL"));
+  ASSIGN_OR_RETURN(uint8_t uc, ExtensionSpl(vcek.get(), "1.3.6.1.4.1.3704.1.3.8", "ucodeSPL"));
+  SnpTcb cert_tcb{.fmc = reported.fmc, .bootloader = bl, .tee = tee, .snp = snp, .microcode = uc};
+  if (product == SnpProduct::kTurin) {
+    ASSIGN_OR_RETURN(cert_tcb.fmc, ExtensionSpl(vcek.get(), "1.3.6.1.4.1.3704.1.3.9", "fmcSPL"));
+  }
+  if (cert_tcb.bootloader != reported.bootloader || cert_tcb.tee != reported.tee ||
+      cert_tcb.snp != reported.snp || cert_tcb.microcode != reported.microcode ||
+      cert_tcb.fmc != reported.fmc) {
+    return absl::PermissionDeniedError(absl::StrCat("VCEK was issued for TCB ",
+                                                    cert_tcb.ToString(), " but the report's "
+                                                    "REPORTED_TCB is ",
+                                                    reported.ToString(),
+                                                    ": fetch the VCEK for this TCB"));
+  }
+
+  RETURN_IF_ERROR(VerifySnpReportSignature(report, vcek.get()));
+
+  if ((report.policy & kSnpPolicyReservedBit) == 0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "SEV-SNP guest policy 0x", absl::Hex(report.policy), " has reserved bit 17 clear"));
+  }
+  if (!SecureEquals(report.report_data, options.expected_report_data)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "SEV-SNP REPORT_DATA ", HexEncode(report.report_data).substr(0, 32),
+        "... does not match the expected binding ",
+        HexEncode(options.expected_report_data).substr(0, 32),
+        "... (evidence made for another nonce or key)"));
+  }
+  if (options.min_tcb.has_value()) {
+    const SnpTcb& min = *options.min_tcb;
+    auto below = [&](const char* what, uint8_t have, uint8_t want) -> absl::Status {
+      if (have < want) {
+        return absl::PermissionDeniedError(absl::StrCat("SEV-SNP REPORTED_TCB ", what, " ", have,
+                                                        " is below the minimum ", want));
+      }
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(below("bootloader", reported.bootloader, min.bootloader));
+    RETURN_IF_ERROR(below("tee", reported.tee, min.tee));
+    RETURN_IF_ERROR(below("snp", reported.snp, min.snp));
+    RETURN_IF_ERROR(below("microcode", reported.microcode, min.microcode));
+    RETURN_IF_ERROR(below("fmc", reported.fmc, min.fmc));
+  }
+
+  Claims claims;
+  claims.tee = kTeeSnp;
+  claims.report_data = report.report_data;
+  claims.measurements["measurement"] = HexEncode(report.measurement);
+  claims.measurements["host_data"] = HexEncode(report.host_data);
+  if (report.host_data != Bytes(32, '\0')) claims.init_data_digest = HexEncode(report.host_data);
+  claims.debug = report.debug();
+  claims.signature_verified = true;
+  claims.detail = absl::StrCat("SEV-SNP ", SnpProductName(product), " report v", report.version,
+                               ", VCEK chain verified, TCB ", reported.ToString());
+  RETURN_IF_ERROR(CheckReferenceValues(claims, options.reference));
+  return claims;
+}
+
+}  // namespace cloak::kbs
