@@ -28,3 +28,19 @@ endfunction()
 kbs_test(kbs_verify_test unit
   SOURCES ${kbs_tests_dir}/verify_test.cc
   DEPS cloak_kbs_verify)
+
+if(TARGET cloak_kbs)
+  kbs_test(kbs_unit_test unit
+    SOURCES ${kbs_tests_dir}/jose_test.cc ${kbs_tests_dir}/policy_test.cc
+            ${kbs_tests_dir}/service_test.cc
+    DEPS cloak_kbs)
+
+  find_package(CURL REQUIRED)
+  kbs_test(kbs_integration_test integration
+    SOURCES ${kbs_tests_dir}/kbs_integration_test.cc
+    DEPS cloak_kbs CURL::libcurl
+    TIMEOUT 120)
+  target_compile_definitions(kbs_integration_test PRIVATE
+    CLOAK_KBS_BINARY="$<TARGET_FILE:cloak-kbs>")
+  add_dependencies(kbs_integration_test cloak-kbs)
+endif()
