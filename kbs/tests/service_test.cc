@@ -5,7 +5,9 @@
 
 #include "common/temp_dir.h"
 #include "kbs/service.h"
+#include "absl/strings/ascii.h"
 #include "kbs/tests/kbs_client.h"
+#include "kbs/tests/test_util.h"
 
 namespace cloak::kbs {
 namespace {
@@ -308,6 +310,42 @@ TEST_F(ServiceTest, PolicyCanRequireTheInitDataDigest) {
             200);
   r = Get("/kbs/v0/resource/default/key/k2", cookie);
   EXPECT_EQ(r.status, 200) << r.body;
+}
+
+// Real SNP and TDX evidence reaches its verifier through /attest: the SNP
+// chain verifies from --snp-certs-dir and only the binding (the vector was
+// made for another nonce) is refused; TDX without a root CA is refused
+// saying why.
+TEST_F(ServiceTest, HardwareEvidenceIsVerifiedThroughAttest) {
+  if (!testing::HaveTestdata()) GTEST_SKIP() << "no ../shared/testdata";
+  config_.verifier.snp_certs_dir = testing::TestdataPath("snp");
+  auto service = KbsService::Create(config_, [this] { return now_; });
+  ASSERT_TRUE(service.ok()) << service.status();
+  service_ = *std::move(service);
+  TeeKey key = MakeTeeKey();
+
+  HttpResponse auth = Post("/kbs/v0/auth", AuthRequest("snp").dump());
+  ASSERT_EQ(auth.status, 200);
+  std::string nonce = nlohmann::json::parse(auth.body)["nonce"];
+  std::string report = *HexDecode(absl::StripAsciiWhitespace(testing::Slurp("snp/report_milan.hex")));
+  std::string vcek = testing::Slurp("snp/vcek_milan.der");
+  nlohmann::json attestation = SampleAttestation(nonce, key.jwk);
+  attestation["tee-evidence"]["primary_evidence"] = {
+      {"attestation_report", Base64Encode(report)},
+      {"cert_chain",
+       {{{"cert_type", "VCEK"}, {"data", std::vector<unsigned char>(vcek.begin(), vcek.end())}}}}};
+  HttpResponse r = Post("/kbs/v0/attest", attestation.dump(), Cookie(auth));
+  EXPECT_EQ(r.status, 401);
+  EXPECT_THAT(Detail(r), HasSubstr("snp evidence refused: SEV-SNP REPORT_DATA"));
+
+  auth = Post("/kbs/v0/auth", AuthRequest("tdx").dump());
+  nonce = nlohmann::json::parse(auth.body)["nonce"].get<std::string>();
+  attestation = SampleAttestation(nonce, key.jwk);
+  attestation["tee-evidence"]["primary_evidence"] = {
+      {"cc_eventlog", nullptr}, {"quote", Base64Encode(testing::Slurp("tdx/tdx_quote_5.dat"))}};
+  r = Post("/kbs/v0/attest", attestation.dump(), Cookie(auth));
+  EXPECT_EQ(r.status, 401);
+  EXPECT_THAT(Detail(r), HasSubstr("no collateral"));
 }
 
 TEST(CookieTest, FindsTheSessionCookie) {
