@@ -190,6 +190,9 @@ class SnpVerifier final : public Verifier {
     SnpVerifyOptions options;
     ASSIGN_OR_RETURN(options.expected_report_data, PadReportData(binding));
     options.min_tcb = config_.snp_min_tcb;
+    // The claims say whether the guest is debuggable; each resource's
+    // key-release policy decides (and refuses by default).
+    options.reference.allow_debug = true;
     return VerifySnpAttestation(raw, vcek, anchors, options);
   }
 
@@ -265,6 +268,7 @@ class TdxVerifier final : public Verifier {
     ASSIGN_OR_RETURN(options.expected_report_data, PadReportData(binding));
     options.collateral = collateral_;
     options.allow_unverified = allow_unverified_;
+    options.reference.allow_debug = true;  // left to the key-release policy
     return VerifyTdxAttestation(*quote, options);
   }
 

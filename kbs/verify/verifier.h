@@ -34,6 +34,8 @@ class Verifier {
   virtual ~Verifier() = default;
   // `binding` is the runtime-data digest the evidence must carry (FACTS
   // §D3: 48 bytes of SHA-384; SNP and TDX compare it zero-padded to 64).
+  // Debug guests are not refused here: Claims::debug carries the bit and
+  // the key-release policy decides (refusing by default).
   // Errors: InvalidArgument for malformed evidence, PermissionDenied for
   // evidence that does not verify, FailedPrecondition for missing
   // configuration; each message says what failed.
