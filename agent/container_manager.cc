@@ -1,4 +1,5 @@
 #include "agent/container_manager.h"
+#include "agent/network.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -196,6 +197,8 @@ absl::Status ContainerManager::CreateSandbox(const v1::CreateSandboxRequest& req
     return absl::InvalidArgumentError(absl::StrCat("initdata larger than ", kMaxInitdataBytes));
   }
   if (request.annotations_size() > 512) return absl::InvalidArgumentError("too many annotations");
+  absl::StatusOr<NetworkPlan> network = PlanNetwork(request);
+  if (!network.ok()) return Annotate(network.status(), "sandbox network");
 
   absl::MutexLock lock(&mu_);
   if (sandbox_ != SandboxState::kNone) {
@@ -217,6 +220,16 @@ absl::Status ContainerManager::CreateSandbox(const v1::CreateSandboxRequest& req
     if (::sethostname(request.hostname().data(), request.hostname().size()) != 0) {
       return ErrnoError(errno, "sethostname");
     }
+  }
+  if (options_.manage_guest) {
+    const absl::Time t = absl::Now();
+    RETURN_IF_ERROR(Annotate(ApplyNetwork(*network, "/sys/class/net", 5000), "sandbox network"));
+    if (!network->interfaces.empty()) {
+      Log()->info("step=network took={}", absl::FormatDuration(absl::Now() - t));
+    }
+  } else if (!network->interfaces.empty()) {
+    Log()->info("not configuring {} interface(s): this agent does not manage a guest",
+                network->interfaces.size());
   }
   sandbox_ = SandboxState::kReady;
   Log()->info("sandbox {} created (hostname '{}', {} dns lines, {} bytes of init-data)",

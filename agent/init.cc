@@ -46,7 +46,7 @@ absl::Status MountOne(const char* source, const char* target, const char* type,
 
 const std::vector<std::string>& DefaultModules() {
   static const auto* modules = new std::vector<std::string>{
-      "vsock", "vmw_vsock_virtio_transport", "overlay", "configfs", "tsm", "sev-guest",
+      "vsock", "vmw_vsock_virtio_transport", "virtio_net", "overlay", "configfs", "tsm", "sev-guest",
       "tdx-guest"};
   return *modules;
 }

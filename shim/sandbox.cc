@@ -293,6 +293,21 @@ absl::Status Sandbox::Boot() {
   create.set_sandbox_id(d.options.id);
   create.set_hostname(d.options.hostname);
   for (const auto& [k, v] : d.options.annotations) (*create.mutable_annotations())[k] = v;
+  for (const GuestInterface& g : d.options.interfaces) {
+    agentpb::NetworkInterface* iface = create.add_interfaces();
+    iface->set_name(g.name);
+    iface->set_mac(g.mac);
+    agentpb::IpAddress* a = iface->add_addresses();
+    a->set_address(g.address);
+    a->set_prefix_length(g.prefix_length);
+  }
+  for (const GuestRoute& r : d.options.routes) {
+    agentpb::Route* route = create.add_routes();
+    route->set_destination(r.destination);
+    route->set_gateway(r.gateway);
+    route->set_device(r.device);
+  }
+  for (const std::string& line : d.options.dns) create.add_dns(line);
   agentpb::CreateSandboxResponse created;
   absl::Status s = d.Call("CreateSandbox", absl::Now() + d.options.request_timeout,
                           [&](Stub& stub, grpc::ClientContext* ctx) {

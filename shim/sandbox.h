@@ -48,6 +48,20 @@ inline constexpr absl::Duration kWaitSlice = absl::Hours(1);
 using AgentConnector = std::function<absl::StatusOr<std::shared_ptr<grpc::Channel>>(
     const hypervisor::AgentEndpoint& endpoint, absl::Duration timeout)>;
 
+// One guest NIC as CreateSandbox configures it (agent/network.h).
+struct GuestInterface {
+  std::string name;
+  std::string mac;
+  std::string address;  // IPv4
+  uint32_t prefix_length = 24;
+};
+
+struct GuestRoute {
+  std::string destination;  // empty: default route
+  std::string gateway;
+  std::string device;
+};
+
 struct SandboxOptions {
   std::string id;
   // Per-sandbox state directory (<runtime.state_dir>/<id>): the VM's
@@ -60,6 +74,10 @@ struct SandboxOptions {
   // CreateSandbox fields.
   std::string hostname;
   std::map<std::string, std::string> annotations;
+  // The guest's network (pod network, or QEMU user-mode networking).
+  std::vector<GuestInterface> interfaces;
+  std::vector<GuestRoute> routes;
+  std::vector<std::string> dns;  // resolv.conf lines
 };
 
 struct ProcessExit {

@@ -150,6 +150,16 @@ SandboxOptions BuildSandboxOptions(const config::Config& config, const SandboxRe
   auto name = request.pod.annotations.find(std::string(kCriSandboxName));
   options.hostname = name != request.pod.annotations.end() ? name->second : "";
   if (options.hostname.size() > 63) options.hostname.resize(63);
+  // QEMU user-mode networking (VmConfig.user_network): the guest is
+  // 10.0.2.15/24 on the first NIC (QEMU's default MAC), the gateway 10.0.2.2
+  // is the host's loopback, and 10.0.2.3 is QEMU's DNS forwarder.
+  options.interfaces.push_back({.name = "eth0",
+                                .mac = std::string(kQemuUserNetMac),
+                                .address = "10.0.2.15",
+                                .prefix_length = 24});
+  options.routes.push_back(
+      {.destination = "", .gateway = std::string(kHostLoopbackFromGuest), .device = "eth0"});
+  options.dns.push_back("nameserver 10.0.2.3");
   const std::vector<std::string> insecure =
       GuestInsecureRegistries(config.image.insecure_registries, request.pod.image);
   if (!insecure.empty()) {

@@ -76,6 +76,8 @@ GuestImage GuestImageReference(absl::string_view reference);
 
 // Where the guest reaches the host's loopback through QEMU user networking.
 inline constexpr absl::string_view kHostLoopbackFromGuest = "10.0.2.2";
+// MAC address QEMU gives the first NIC when none is set.
+inline constexpr absl::string_view kQemuUserNetMac = "52:54:00:12:34:56";
 
 }  // namespace cloak::shim
 

@@ -141,7 +141,7 @@ class ShimE2eTest : public ::testing::Test {
     registry_.emplace(std::move(*registry));
 
     // A busybox image pushed to it.
-    RunResult made = Run({kSource + "/tests/shim/make_busybox_image.sh", d_ + "/oci", "e2e"},
+    RunResult made = Run({kSource + "/scripts/make-busybox-image", d_ + "/oci", "e2e"},
                          absl::Seconds(60));
     ASSERT_EQ(made.exit_code, 0) << made.output;
     image_ = absl::StrCat("127.0.0.1:", port_, "/busybox:e2e");
@@ -312,7 +312,39 @@ TEST_F(ShimE2eTest, DetachedTaskLifecycleWithEvents) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   r = Ctr({"task", "metrics", "e2e-d"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  r = Ctr({"task", "kill", "-s", "TERM", "e2e-d"});
+  EXPECT_THAT(r.output, HasSubstr("memory.usage_in_bytes"));
+
+  // A tty exec: ctr needs a terminal, which script(1) gives it.
+  r = Run({"script", "-qec",
+           absl::StrCat("ctr --address ", d_, "/c.sock --namespace cloake2e task exec -t "
+                        "--exec-id tty1 e2e-d tty"),
+           "/dev/null"},
+          absl::Seconds(60));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("/dev/pts/"));
+
+  // SIGTERM to an exec'd process (not a pid 1, which ignores it): 143.
+  SpawnOptions so;
+  so.stdout_path = so.stderr_path = d_ + "/exec-term.out";
+  auto sleeper = Subprocess::Spawn({"ctr", "--address", d_ + "/c.sock", "--namespace",
+                                    "cloake2e", "task", "exec", "--exec-id", "t1", "e2e-d",
+                                    "sleep", "300"},
+                                   so);
+  ASSERT_TRUE(sleeper.ok()) << sleeper.status();
+  bool exec_running = false;
+  for (int i = 0; i < 150 && !exec_running; ++i) {
+    exec_running = absl::StrContains(Slurp(d_ + "/events.log"), "\"exec_id\":\"t1\",\"pid\"");
+    if (!exec_running) absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_TRUE(exec_running) << Slurp(d_ + "/events.log");
+  r = Ctr({"task", "kill", "--exec-id", "t1", "-s", "TERM", "e2e-d"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  absl::StatusOr<ExitInfo> term = sleeper->Wait(absl::Seconds(60));
+  ASSERT_TRUE(term.ok()) << term.status();
+  EXPECT_EQ(term->exit_code, 143) << Slurp(d_ + "/exec-term.out");
+
+  // The init process (sleep as pid 1 ignores SIGTERM): SIGKILL, 137.
+  r = Ctr({"task", "kill", "-s", "KILL", "e2e-d"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   bool stopped = false;
   for (int i = 0; i < 100 && !stopped; ++i) {
@@ -320,8 +352,9 @@ TEST_F(ShimE2eTest, DetachedTaskLifecycleWithEvents) {
     if (!stopped) absl::SleepFor(absl::Milliseconds(200));
   }
   EXPECT_TRUE(stopped);
+  // ctr task delete exits with the task's exit status.
   r = Ctr({"task", "delete", "e2e-d"});
-  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.exit_code, 137) << r.output;
   r = Ctr({"container", "rm", "e2e-d"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   absl::SleepFor(absl::Seconds(2));
