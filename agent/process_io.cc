@@ -217,8 +217,10 @@ absl::Status ProcessIo::Resize(uint32_t width, uint32_t height) {
   if (!plan_.terminal || !pty_master_) {
     return absl::FailedPreconditionError("process has no terminal");
   }
-  if (width == 0 || height == 0 || width > 0xFFFF || height > 0xFFFF) {
-    return absl::InvalidArgumentError("terminal size must be 1..65535");
+  // 0x0 is what a terminal without a size reports (as script(1) gives);
+  // the kernel takes it, and so does runc's shim.
+  if (width > 0xFFFF || height > 0xFFFF) {
+    return absl::InvalidArgumentError("terminal size must be 0..65535");
   }
   struct winsize ws;
   std::memset(&ws, 0, sizeof(ws));

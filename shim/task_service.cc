@@ -409,6 +409,22 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
   return response;
 }
 
+absl::Status TaskService::FailStart(const std::shared_ptr<Process>& p, absl::Status error) {
+  // As runc's shim does: the process never ran, so its Wait returns (the
+  // client waits before it starts) and its stdio ends, since containerd's
+  // client drains the fifos before it returns the error. No exit event.
+  if (p->io) p->io->Close();
+  {
+    absl::MutexLock lock(&p->mu);
+    p->state = ProcState::kStopped;
+    p->exit_status = kStartFailedExitStatus;
+    p->exited_at = absl::Now();
+  }
+  if (!p->exited.HasBeenNotified()) p->exited.Notify();
+  Log()->info("{} failed to start: {}", p->name(), error.ToString());
+  return error;
+}
+
 absl::StatusOr<taskapi::StartResponse> TaskService::Start(const Ctx&,
                                                           const taskapi::StartRequest& req) {
   ASSIGN_OR_RETURN(std::shared_ptr<Container> c, FindContainer(req.id()));
@@ -424,11 +440,7 @@ absl::StatusOr<taskapi::StartResponse> TaskService::Start(const Ctx&,
   uint32_t pid = 0;
   if (req.exec_id().empty()) {
     absl::StatusOr<uint32_t> started = c->sandbox->StartContainer(req.id());
-    if (!started.ok()) {
-      absl::MutexLock lock(&p->mu);
-      p->started = false;
-      return started.status();
-    }
+    if (!started.ok()) return FailStart(p, started.status());
     pid = *started;
   } else {
     {
@@ -447,11 +459,7 @@ absl::StatusOr<taskapi::StartResponse> TaskService::Start(const Ctx&,
     *exec.mutable_stdio() =
         AgentStdio(p->uris.terminal, p->uris.stdin_uri, p->uris.stdout_uri, p->uris.stderr_uri);
     absl::StatusOr<uint32_t> started = c->sandbox->ExecProcess(exec);
-    if (!started.ok()) {
-      absl::MutexLock lock(&p->mu);
-      p->started = false;
-      return started.status();
-    }
+    if (!started.ok()) return FailStart(p, started.status());
     pid = *started;
     StartIo(p);
   }

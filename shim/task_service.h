@@ -119,6 +119,9 @@ class TaskService {
                                                        const std::string& exec_id) const;
   // Starts the copiers between the process's fifos and the agent.
   void StartIo(const std::shared_ptr<Process>& p);
+  // A Start that failed: releases the process's stdio and ends its Wait
+  // with kStartFailedExitStatus. Returns `error`.
+  absl::Status FailStart(const std::shared_ptr<Process>& p, absl::Status error);
   // Launches the thread that waits for the process's exit.
   void StartWaiter(const std::shared_ptr<Process>& p);
   void WaitLoop(std::shared_ptr<Process> p);

@@ -27,6 +27,9 @@ inline constexpr absl::string_view kRuntimeOptionsTypeUrl = "runtimeoptions.v1.O
 
 // Exit status reported for a process whose VM or agent vanished.
 inline constexpr uint32_t kLostExitStatus = 255;
+// Exit status a process that failed to start reports to Wait (crun's and
+// runc's status for a failed exec).
+inline constexpr uint32_t kStartFailedExitStatus = 255;
 // What `delete` reports after a dead shim (128 + SIGKILL), as runc and kata.
 inline constexpr uint32_t kKilledExitStatus = 137;
 
