@@ -20,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/process.h"
 #include "common/temp_dir.h"
@@ -242,6 +243,77 @@ class ShimE2eTest : public ::testing::Test {
             d_ + "/empty", id};
   }
 
+  // As RunArgs, with extra annotations and another Cloak config file.
+  std::vector<std::string> RunArgsWith(const std::string& id,
+                                       const std::vector<std::string>& annotations,
+                                       const std::string& config = "") {
+    std::vector<std::string> args = RunArgs(id);
+    if (!config.empty()) {
+      for (size_t i = 0; i + 1 < args.size(); ++i) {
+        if (args[i] == "--runtime-config-path") args[i + 1] = config;
+      }
+    }
+    // Flags go before the positional ROOTFS and ID.
+    for (const std::string& a : annotations) {
+      args.insert(args.begin() + 1, {"--annotation", a});
+    }
+    return args;
+  }
+
+  // QEMU processes of this test (their command lines name d_).
+  std::vector<pid_t> QemuPids() {
+    std::vector<pid_t> out;
+    for (pid_t pid : PidsMentioning(d_ + "/run")) {
+      std::vector<std::string> argv = ProcessCmdline(pid);
+      if (!argv.empty() && absl::StrContains(argv[0], "qemu-system")) out.push_back(pid);
+    }
+    return out;
+  }
+
+  // The shim serving container `id`.
+  std::vector<pid_t> ShimPids(const std::string& id) {
+    std::vector<pid_t> out;
+    for (pid_t pid : PidsMentioning("containerd-shim-cloak-v2")) {
+      std::vector<std::string> argv = ProcessCmdline(pid);
+      for (size_t i = 0; i + 1 < argv.size(); ++i) {
+        if (argv[i] == "-id" && argv[i + 1] == id &&
+            absl::StrContains(absl::StrJoin(argv, " "), d_)) {
+          out.push_back(pid);
+        }
+      }
+    }
+    return out;
+  }
+
+  bool WaitTaskStatus(const std::string& id, const std::string& status,
+                      absl::Duration timeout = absl::Seconds(60)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      for (absl::string_view line : absl::StrSplit(Ctr({"task", "ls"}).output, '\n')) {
+        if (absl::StartsWith(line, id + " ") && absl::StrContains(line, status)) return true;
+      }
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    return false;
+  }
+
+  bool WaitNoQemu(absl::Duration timeout = absl::Seconds(30)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (!QemuPids().empty() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(200));
+    return QemuPids().empty();
+  }
+
+  // Writes a Cloak config like the fixture's with `extra` appended to
+  // [hypervisor] (or other sections after it); returns its path.
+  std::string WriteConfig(const std::string& name, const std::string& hypervisor_extra,
+                          const std::string& tail = "") {
+    const std::string path = d_ + "/" + name + ".toml";
+    std::ofstream(path) << "[runtime]\nstate_dir = \"" << d_ << "/run\"\nlog_level = \"debug\"\n"
+                        << "[hypervisor]\nmemory_mib = 512\n" << hypervisor_extra << "\n"
+                        << "[agent]\nboot_timeout = \"120s\"\n" << tail;
+    return path;
+  }
+
   std::string kernel_, initrd_, shim_dir_, d_, image_;
   int port_ = 0;
   int runs_ = 0;
@@ -373,6 +445,132 @@ TEST_F(ShimE2eTest, DetachedTaskLifecycleWithEvents) {
     EXPECT_THAT(log, HasSubstr(topic));
   }
   EXPECT_TRUE(PidsMentioning(d_ + "/run").empty());
+}
+
+
+TEST_F(ShimE2eTest, PodContainersShareOneVm) {
+  const std::string sandbox = "io.kubernetes.cri.container-type=sandbox";
+  const std::string member = "io.kubernetes.cri.container-type=container";
+  const std::string pod = "io.kubernetes.cri.sandbox-id=pod1";
+  std::vector<std::string> args = RunArgsWith("pod1", {sandbox, pod});
+  args.insert(args.begin() + 1, "-d");
+  args.insert(args.end(), {"sleep", "300"});
+  RunResult r = Ctr(args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  args = RunArgsWith("app1", {member, pod});
+  args.insert(args.begin() + 1, "-d");
+  args.insert(args.end(), {"sh", "-c", "echo app1 > /tmp/mark; sleep 300"});
+  r = Ctr(args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  EXPECT_EQ(QemuPids().size(), 1u) << "two containers of one pod must share one VM";
+  EXPECT_EQ(ShimPids("pod1").size(), 1u);
+  EXPECT_TRUE(ShimPids("app1").empty()) << "app1 must be served by pod1's shim";
+  r = Ctr({"task", "exec", "--exec-id", "x1", "app1", "hostname"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // Stopping the sandbox stops the VM, and with it the pod's other container.
+  r = Ctr({"task", "kill", "-s", "KILL", "pod1"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(WaitTaskStatus("pod1", "STOPPED"));
+  r = Ctr({"task", "delete", "pod1"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(WaitNoQemu());
+  EXPECT_TRUE(WaitTaskStatus("app1", "STOPPED"));
+  EXPECT_EQ(Ctr({"task", "delete", "app1"}).exit_code, 0);
+  EXPECT_EQ(Ctr({"container", "rm", "app1", "pod1"}).exit_code, 0);
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_TRUE(PidsMentioning(d_ + "/run").empty());
+  EXPECT_TRUE(ShimPids("pod1").empty());
+}
+
+TEST_F(ShimE2eTest, KilledQemuGivesAnExitAndTheTaskDeletes) {
+  std::vector<std::string> args = RunArgs("e2e-q");
+  args.insert(args.begin() + 1, "-d");
+  args.insert(args.end(), {"sleep", "300"});
+  RunResult r = Ctr(args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<pid_t> qemu = QemuPids();
+  ASSERT_EQ(qemu.size(), 1u);
+  ::kill(qemu[0], SIGKILL);
+  EXPECT_TRUE(WaitTaskStatus("e2e-q", "STOPPED")) << Ctr({"task", "ls"}).output;
+  r = Ctr({"task", "delete", "e2e-q"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(Ctr({"container", "rm", "e2e-q"}).exit_code, 0);
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_TRUE(PidsMentioning(d_ + "/run").empty());
+  EXPECT_TRUE(ShimPids("e2e-q").empty());
+}
+
+TEST_F(ShimE2eTest, KilledShimIsCleanedUpByDelete) {
+  std::vector<std::string> args = RunArgs("e2e-s");
+  args.insert(args.begin() + 1, "-d");
+  args.insert(args.end(), {"sleep", "300"});
+  RunResult r = Ctr(args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<pid_t> shim = ShimPids("e2e-s");
+  ASSERT_EQ(shim.size(), 1u);
+  ASSERT_EQ(QemuPids().size(), 1u);
+  ::kill(shim[0], SIGKILL);
+  // containerd sees the shim go and runs `containerd-shim-cloak-v2 delete`,
+  // which stops the VM the dead shim left.
+  EXPECT_TRUE(WaitNoQemu(absl::Seconds(60))) << "QEMU outlived its shim";
+  EXPECT_TRUE(WaitTaskStatus("e2e-s", "STOPPED", absl::Seconds(10)) ||
+              !absl::StrContains(Ctr({"task", "ls"}).output, "e2e-s"));
+  Ctr({"task", "delete", "e2e-s"});
+  r = Ctr({"container", "rm", "e2e-s"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_TRUE(PidsMentioning(d_ + "/run").empty());
+  std::error_code ec;
+  EXPECT_TRUE(!Exists(d_ + "/run/e2e-s")) << "the sandbox state dir was left behind";
+}
+
+TEST_F(ShimE2eTest, BadInputFailsWithAClearErrorAndLeavesNothing) {
+  struct Case {
+    std::string name;
+    std::vector<std::string> annotations;
+    std::string config;
+    std::vector<std::string> expect;  // all must appear in ctr's output
+  };
+  const std::vector<Case> cases = {
+      {"unknown TEE type", {}, WriteConfig("bogus-tee", "", "[tee]\ntype = \"sgx\"\n"),
+       {"tee.type", "sgx"}},
+      {"TEE the host lacks", {}, WriteConfig("snp", "", "[tee]\ntype = \"snp\"\n"),
+       {"snp"}},
+      {"missing kernel", {}, WriteConfig("nokernel", "kernel = \"/nonexistent/vmlinuz\""),
+       {"/nonexistent/vmlinuz"}},
+      {"malformed annotation", {"io.cloak.hypervisor.memory_mib=lots"}, "",
+       {"io.cloak.hypervisor.memory_mib"}},
+      {"annotation off the allowlist", {"io.cloak.hypervisor.qemu_path=/bin/sh"}, "",
+       {"io.cloak.hypervisor.qemu_path"}},
+      {"image that does not exist", {}, "", {"no-such-image"}},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    const std::string id = absl::StrCat("bad", ++n);
+    std::vector<std::string> args = RunArgsWith(id, c.annotations, c.config);
+    if (c.name == "image that does not exist") {
+      for (std::string& a : args) {
+        if (absl::StartsWith(a, "io.cloak.image=")) {
+          a = absl::StrCat("io.cloak.image=127.0.0.1:", port_, "/no-such-image:v1");
+        }
+      }
+    }
+    args.insert(args.begin() + 1, "--rm");
+    args.insert(args.end(), {"true"});
+    RunResult r = Ctr(args, absl::Seconds(180));
+    EXPECT_NE(r.exit_code, 0) << c.name;
+    for (const std::string& e : c.expect) {
+      EXPECT_THAT(r.output, HasSubstr(e)) << c.name;
+    }
+    std::cerr << c.name << " -> " << r.output;
+    Ctr({"container", "rm", id});
+    absl::SleepFor(absl::Milliseconds(500));
+    EXPECT_TRUE(QemuPids().empty()) << c.name << ": a VM was left running";
+    EXPECT_TRUE(ShimPids(id).empty()) << c.name << ": a shim was left running";
+  }
 }
 
 }  // namespace
