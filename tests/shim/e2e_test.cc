@@ -338,6 +338,31 @@ TEST_F(ShimE2eTest, RunPrintsOutputAndExitCodes) {
   std::cerr << "ctr run --rm (boot + pull + run + teardown): " << absl::FormatDuration(r.took)
             << "\n";
 
+  // Log URIs instead of fifos: file:// and binary:// (containerd's logger
+  // protocol: stdout on fd 3, stderr on fd 4, close fd 5 when ready).
+  args = RunArgs("e2e-file");
+  args.insert(args.begin() + 1, {"--rm", "--log-uri", "file://" + d_ + "/file.log"});
+  args.insert(args.end(), {"sh", "-c", "echo to-file; echo err-to-file >&2"});
+  r = Ctr(args);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(Slurp(d_ + "/file.log"), HasSubstr("to-file"));
+  EXPECT_THAT(Slurp(d_ + "/file.log"), HasSubstr("err-to-file"));
+
+  std::ofstream(d_ + "/logger.sh") << "#!/bin/sh\nexec 5>&-\ncat <&3 > " << d_
+                                   << "/binary.out &\ncat <&4 > " << d_
+                                   << "/binary.err\nwait\n";
+  std::filesystem::permissions(d_ + "/logger.sh", std::filesystem::perms::owner_all);
+  args = RunArgs("e2e-binary");
+  args.insert(args.begin() + 1, {"--rm", "--log-uri", "binary://" + d_ + "/logger.sh"});
+  args.insert(args.end(), {"sh", "-c", "echo to-binary; echo err-to-binary >&2"});
+  r = Ctr(args);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  for (int i = 0; i < 50 && !absl::StrContains(Slurp(d_ + "/binary.err"), "err-to-binary"); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_THAT(Slurp(d_ + "/binary.out"), HasSubstr("to-binary"));
+  EXPECT_THAT(Slurp(d_ + "/binary.err"), HasSubstr("err-to-binary"));
+
   args = RunArgs("e2e-exit7");
   args.insert(args.begin() + 1, "--rm");
   args.insert(args.end(), {"sh", "-c", "exit 7"});
