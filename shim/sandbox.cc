@@ -308,6 +308,7 @@ absl::Status Sandbox::Boot() {
     route->set_device(r.device);
   }
   for (const std::string& line : d.options.dns) create.add_dns(line);
+  create.set_initdata(d.options.initdata);
   agentpb::CreateSandboxResponse created;
   absl::Status s = d.Call("CreateSandbox", absl::Now() + d.options.request_timeout,
                           [&](Stub& stub, grpc::ClientContext* ctx) {

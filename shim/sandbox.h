@@ -78,6 +78,8 @@ struct SandboxOptions {
   std::vector<GuestInterface> interfaces;
   std::vector<GuestRoute> routes;
   std::vector<std::string> dns;  // resolv.conf lines
+  // The pod's init-data document (shim/initdata.h), exactly as given.
+  std::string initdata;
 };
 
 struct ProcessExit {

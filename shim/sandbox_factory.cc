@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -12,6 +13,7 @@
 #include "shim/bundle.h"
 #include "shim/hypervisor/host_capabilities.h"
 #include "shim/hypervisor/qemu/qemu_hypervisor.h"
+#include "shim/initdata.h"
 #include "shim/task_translate.h"
 #include "spdlog/spdlog.h"
 
@@ -179,6 +181,16 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
                    BuildVmConfig(*cfg, request.sandbox_id, state_dir,
                                  GuestInsecureRegistries(cfg->image.insecure_registries,
                                                          request.pod.image)));
+  ASSIGN_OR_RETURN(std::optional<InitData> initdata,
+                   InitDataFromAnnotations(request.pod.annotations));
+  if (initdata.has_value()) {
+    // Bound into the launch: what the TEE evidence will carry.
+    vm.snp.host_data = DigestForField(initdata->digest, 32);
+    vm.tdx.mrconfigid = DigestForField(initdata->digest, 48);
+    Logger("shim")->info("sandbox={} init-data: {} bytes, {} {}", request.sandbox_id,
+                         initdata->document.size(), initdata->algorithm,
+                         absl::BytesToHexString(initdata->digest));
+  }
   const hv::HostCapabilities& caps = Capabilities(vm.qemu_path);
   if (vm.agent_channel == hv::AgentChannel::kAuto) {
     // Both ends must agree: tell the guest what the host resolved.
@@ -196,8 +208,9 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
     RETURN_IF_ERROR(WriteFileAtomic(absl::StrCat(request.bundle, "/", kBundleStateDirFile),
                                     state_dir, 0600));
   }
-  return std::make_unique<Sandbox>(BuildSandboxOptions(*cfg, request, state_dir),
-                                   std::move(hypervisor), ConnectAgent);
+  SandboxOptions options = BuildSandboxOptions(*cfg, request, state_dir);
+  if (initdata.has_value()) options.initdata = std::move(initdata->document);
+  return std::make_unique<Sandbox>(std::move(options), std::move(hypervisor), ConnectAgent);
 }
 
 }  // namespace cloak::shim

@@ -1,0 +1,132 @@
+#include "shim/initdata.h"
+
+#include <openssl/evp.h>
+#include <zlib.h>
+
+#include <memory>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "toml++/toml.h"
+
+namespace cloak::shim {
+namespace {
+
+absl::Status Bad(absl::string_view annotation, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("annotation ", annotation, ": ", what));
+}
+
+// Inflates a gzip stream, refusing output beyond kMaxInitDataBytes.
+absl::StatusOr<std::string> Gunzip(absl::string_view in) {
+  z_stream zs{};
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return absl::InternalError("inflateInit2 failed");
+  std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&zs, inflateEnd);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(in.size());
+  std::string out;
+  char buf[16384];
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof(buf);
+    rc = inflate(&zs, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the gzip stream is corrupt (", zs.msg ? zs.msg : "zlib error", ")"));
+    }
+    out.append(buf, sizeof(buf) - zs.avail_out);
+    if (out.size() > kMaxInitDataBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the document is larger than ", kMaxInitDataBytes, " bytes"));
+    }
+    if (rc == Z_OK && zs.avail_in == 0 && zs.avail_out != 0) {
+      return absl::InvalidArgumentError("the gzip stream is truncated");
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> Digest(absl::string_view algorithm, absl::string_view data) {
+  const EVP_MD* md = algorithm == "sha256"   ? EVP_sha256()
+                     : algorithm == "sha384" ? EVP_sha384()
+                     : algorithm == "sha512" ? EVP_sha512()
+                                             : nullptr;
+  if (md == nullptr) return absl::InvalidArgumentError("unknown digest algorithm");
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), out, &len, md, nullptr) != 1) {
+    return absl::InternalError("EVP_Digest failed");
+  }
+  return std::string(reinterpret_cast<char*>(out), len);
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<InitData>> InitDataFromAnnotations(
+    const std::map<std::string, std::string>& annotations) {
+  absl::string_view name = kInitDataAnnotation;
+  auto it = annotations.find(std::string(kInitDataAnnotation));
+  if (it == annotations.end()) {
+    name = kKataInitDataAnnotation;
+    it = annotations.find(std::string(kKataInitDataAnnotation));
+  }
+  if (it == annotations.end()) return std::optional<InitData>();
+
+  const std::string encoded(absl::StripAsciiWhitespace(it->second));
+  if (encoded.empty()) return Bad(name, "empty value (omit the annotation for no init-data)");
+  if (encoded.size() > kMaxInitDataBytes * 2) {
+    return Bad(name, absl::StrCat("value larger than ", kMaxInitDataBytes * 2, " bytes"));
+  }
+  std::string raw;
+  if (!absl::Base64Unescape(encoded, &raw) && !absl::WebSafeBase64Unescape(encoded, &raw)) {
+    return Bad(name, "not base64 (encode the TOML document, optionally gzipped, with base64)");
+  }
+  InitData out;
+  if (raw.size() >= 2 && static_cast<unsigned char>(raw[0]) == 0x1f &&
+      static_cast<unsigned char>(raw[1]) == 0x8b) {
+    absl::StatusOr<std::string> inflated = Gunzip(raw);
+    if (!inflated.ok()) return Bad(name, inflated.status().message());
+    out.document = std::move(*inflated);
+  } else {
+    out.document = std::move(raw);
+  }
+  if (out.document.size() > kMaxInitDataBytes) {
+    return Bad(name, absl::StrCat("the document is larger than ", kMaxInitDataBytes, " bytes"));
+  }
+
+  toml::table doc;
+  try {
+    doc = toml::parse(out.document);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream where;
+    where << e.source().begin;
+    return Bad(name, absl::StrCat("the document is not valid TOML (", std::string(e.description()), " at ",
+                                  where.str(), ")"));
+  }
+  const std::optional<std::string> version = doc["version"].value<std::string>();
+  if (!version || *version != "0.1.0") {
+    return Bad(name, "version must be \"0.1.0\"");
+  }
+  const std::optional<std::string> algorithm = doc["algorithm"].value<std::string>();
+  if (!algorithm || (*algorithm != "sha256" && *algorithm != "sha384" && *algorithm != "sha512")) {
+    return Bad(name, "algorithm must be \"sha256\", \"sha384\" or \"sha512\"");
+  }
+  if (doc.contains("data") && !doc["data"].is_table()) {
+    return Bad(name, "data must be a table");
+  }
+  out.algorithm = *algorithm;
+  absl::StatusOr<std::string> digest = Digest(out.algorithm, out.document);
+  if (!digest.ok()) return digest.status();
+  out.digest = std::move(*digest);
+  return std::optional<InitData>(std::move(out));
+}
+
+std::string DigestForField(absl::string_view digest, size_t size) {
+  std::string out(digest.substr(0, size));
+  out.resize(size, '\0');
+  return out;
+}
+
+}  // namespace cloak::shim
