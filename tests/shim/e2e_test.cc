@@ -17,6 +17,10 @@
 #include <string>
 #include <vector>
 
+#include <openssl/sha.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -597,6 +601,109 @@ TEST_F(ShimE2eTest, BadInputFailsWithAClearErrorAndLeavesNothing) {
     EXPECT_TRUE(ShimPids(id).empty()) << c.name << ": a shim was left running";
   }
 }
+
+
+#ifdef CLOAK_KBS_BINARY
+// Issue 5's path: an image encrypted with skopeo (ocicrypt JWE) whose key is
+// in cloak-kbs runs only after the guest attests (dev: sample evidence) and
+// the key-release policy allows it; the host never holds the key.
+TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
+  // Key pair and the encrypted image.
+  RunResult r = Run({"openssl", "genrsa", "-out", d_ + "/image.key", "2048"}, absl::Seconds(60));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = Run({"openssl", "rsa", "-in", d_ + "/image.key", "-pubout", "-out", d_ + "/image.pub"},
+          absl::Seconds(60));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string enc_image = absl::StrCat("127.0.0.1:", port_, "/busybox-enc:e2e");
+  r = Run({"skopeo", "copy", "--dest-tls-verify=false", "--encryption-key",
+           "jwe:" + d_ + "/image.pub", "oci:" + d_ + "/oci:e2e", "docker://" + enc_image},
+          absl::Seconds(120));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  // cloak-kbs with the private key as a resource, on the host's loopback;
+  // the guest reaches it at 10.0.2.2.
+  const std::string kbs_state = d_ + "/kbs";
+  const std::string kbs = CLOAK_KBS_BINARY;
+  r = Run({kbs, "admin", "put-resource", "--state-dir", kbs_state, "default/image-key/e2e",
+           "--file", d_ + "/image.key"},
+          absl::Seconds(30));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto set_policy = [&](const std::string& json) {
+    std::ofstream(d_ + "/policy.json") << json;
+    RunResult p = Run({kbs, "admin", "set-policy", "--state-dir", kbs_state,
+                       "default/image-key/e2e", "--file", d_ + "/policy.json"},
+                      absl::Seconds(30));
+    ASSERT_EQ(p.exit_code, 0) << p.output;
+  };
+  SpawnOptions ko;
+  ko.stdout_path = ko.stderr_path = d_ + "/kbs.log";
+  auto kbs_proc = Subprocess::Spawn({kbs, "serve", "--state-dir", kbs_state, "--listen",
+                                     "127.0.0.1:0", "--insecure-http", "--port-file",
+                                     d_ + "/kbs.port"},
+                                    ko);
+  ASSERT_TRUE(kbs_proc.ok()) << kbs_proc.status();
+  for (int i = 0; i < 100 && Slurp(d_ + "/kbs.port").empty(); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  const std::string kbs_port(absl::StripAsciiWhitespace(Slurp(d_ + "/kbs.port")));
+  ASSERT_FALSE(kbs_port.empty()) << Slurp(d_ + "/kbs.log");
+
+  const std::string initdata = absl::StrCat(
+      "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\nkbs_url = \"http://10.0.2.2:",
+      kbs_port, "\"\nimage_keys = [\"default/image-key/e2e\"]\n");
+  unsigned char md[SHA384_DIGEST_LENGTH];
+  SHA384(reinterpret_cast<const unsigned char*>(initdata.data()), initdata.size(), md);
+  const std::string digest_hex =
+      absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), sizeof(md)));
+  const std::string initdata_annotation =
+      "io.cloak.initdata=" + absl::Base64Escape(initdata);
+
+  auto run_encrypted = [&](const std::string& id, bool with_initdata) {
+    std::vector<std::string> annotations;
+    if (with_initdata) annotations.push_back(initdata_annotation);
+    std::vector<std::string> args = RunArgsWith(id, annotations);
+    for (std::string& a : args) {
+      if (absl::StartsWith(a, "io.cloak.image=")) a = "io.cloak.image=" + enc_image;
+    }
+    args.insert(args.begin() + 1, "--rm");
+    args.insert(args.end(), {"sh", "-c", "echo decrypted-in-guest"});
+    RunResult out = Ctr(args, absl::Seconds(240));
+    Ctr({"container", "rm", id});
+    return out;
+  };
+
+  // Allowed: sample evidence, this init-data.
+  set_policy(absl::StrCat(R"({"allowed_tees":["sample"],"init_data_digests":[")", digest_hex,
+                          R"("]})"));
+  r = run_encrypted("enc-ok", true);
+  EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- kbs log ---\n" << Slurp(d_ + "/kbs.log");
+  EXPECT_THAT(r.output, HasSubstr("decrypted-in-guest"));
+
+  // Refused: the policy does not allow dev (sample) evidence.
+  set_policy(R"({"allowed_tees":["snp","tdx"]})");
+  r = run_encrypted("enc-nosample", true);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("sample"));
+  EXPECT_THAT(r.output, Not(HasSubstr("decrypted-in-guest")));
+
+  // Refused: the pod's init-data is not the one the policy names.
+  set_policy(absl::StrCat(R"({"allowed_tees":["sample"],"init_data_digests":[")",
+                          std::string(96, 'a'), R"("]})"));
+  r = run_encrypted("enc-initdata", true);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("init-data"));
+  EXPECT_THAT(r.output, Not(HasSubstr("decrypted-in-guest")));
+
+  // Refused: no init-data, so no key broker to ask.
+  r = run_encrypted("enc-none", false);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("encrypted"));
+
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_TRUE(QemuPids().empty());
+  std::cerr << "--- kbs log ---\n" << Slurp(d_ + "/kbs.log");
+}
+#endif  // CLOAK_KBS_BINARY
 
 }  // namespace
 }  // namespace cloak::shim
