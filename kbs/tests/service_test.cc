@@ -317,7 +317,7 @@ TEST_F(ServiceTest, PolicyCanRequireTheInitDataDigest) {
 // made for another nonce) is refused; TDX without a root CA is refused
 // saying why.
 TEST_F(ServiceTest, HardwareEvidenceIsVerifiedThroughAttest) {
-  if (!testing::HaveTestdata()) GTEST_SKIP() << "no ../shared/testdata";
+  ASSERT_TRUE(testing::HaveTestdata()) << "no test vectors at " << testing::TestdataPath("");
   config_.verifier.snp_certs_dir = testing::TestdataPath("snp");
   auto service = KbsService::Create(config_, [this] { return now_; });
   ASSERT_TRUE(service.ok()) << service.status();

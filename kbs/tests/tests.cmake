@@ -1,10 +1,10 @@
 # Tests of kbs/, included (deferred) from kbs/CMakeLists.txt at the end of
 # the top-level directory. Every test name starts with "kbs." so
-# `ctest -R kbs` selects them. Test vectors: ../shared/testdata beside the
-# checkout (its README).
+# `ctest -R kbs` selects them. Test vectors: tests/testdata (its
+# README).
 find_package(GTest CONFIG REQUIRED)
 include(GoogleTest)
-set(CLOAK_KBS_TESTDATA "${PROJECT_SOURCE_DIR}/../shared/testdata")
+set(CLOAK_KBS_TESTDATA "${PROJECT_SOURCE_DIR}/tests/testdata")
 set(kbs_tests_dir "${CMAKE_CURRENT_LIST_DIR}")
 
 function(kbs_test name label)

@@ -1,4 +1,4 @@
-// Verifiers against the real vectors in ../shared/testdata: accepted as
+// Verifiers against the real vectors in tests/testdata: accepted as
 // given, every tampered variant refused with a specific error.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -25,9 +25,9 @@ constexpr char kMilanMeasurement[] =
     "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81"
     "841f";
 
-#define REQUIRE_TESTDATA()                                                          \
-  if (!HaveTestdata()) GTEST_SKIP() << "no test vectors at " << TestdataPath("") \
-                                    << " (../shared/testdata beside the checkout)"
+// The vectors are part of the repository (tests/testdata): missing is a failure.
+#define REQUIRE_TESTDATA() \
+  ASSERT_TRUE(HaveTestdata()) << "no test vectors at " << TestdataPath("")
 
 class SnpTest : public ::testing::Test {
  protected:
