@@ -1,0 +1,51 @@
+// Small OpenSSL 3 helpers for the simulated SP: owning pointers, hex,
+// digests, files. Kept inside common/simsp so the library depends on no
+// component (kbs has its own, richer set).
+#ifndef CLOAK_COMMON_SIMSP_CRYPTO_H_
+#define CLOAK_COMMON_SIMSP_CRYPTO_H_
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cloak::simsp {
+
+struct PkeyDeleter {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+struct X509Deleter {
+  void operator()(X509* p) const { X509_free(p); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
+using X509Ptr = std::unique_ptr<X509, X509Deleter>;
+
+// Drains the OpenSSL error queue into "context: reason; reason" (Internal).
+absl::Status OpenSslError(absl::string_view context);
+
+std::string HexEncode(absl::string_view bytes);  // lowercase
+// Upper or lower case; InvalidArgument on odd length or a non-hex digit.
+absl::StatusOr<std::string> HexDecode(absl::string_view hex);
+
+std::string Sha256(absl::string_view data);
+std::string Sha384(absl::string_view data);
+
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+// Writes atomically (temporary file + rename) with `mode`.
+absl::Status WriteFile(const std::string& path, absl::string_view data, int mode = 0644);
+
+// PEM / DER encodings of certificates and private keys.
+absl::StatusOr<std::string> CertificatePem(X509* cert);
+absl::StatusOr<std::string> CertificateDer(X509* cert);
+absl::StatusOr<X509Ptr> ParseCertificate(absl::string_view pem_or_der, absl::string_view what);
+absl::StatusOr<std::string> PrivateKeyPem(EVP_PKEY* key);
+absl::StatusOr<PkeyPtr> ParsePrivateKeyPem(absl::string_view pem, absl::string_view what);
+
+}  // namespace cloak::simsp
+
+#endif  // CLOAK_COMMON_SIMSP_CRYPTO_H_
