@@ -80,6 +80,8 @@ struct SandboxOptions {
   std::vector<std::string> dns;  // resolv.conf lines
   // The pod's init-data document (shim/initdata.h), exactly as given.
   std::string initdata;
+  // Kept alive as long as the sandbox (e.g. its simulated SNP SP).
+  std::shared_ptr<void> companion;
 };
 
 struct ProcessExit {

@@ -1,6 +1,7 @@
 #include "shim/sandbox_factory.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,7 @@
 #include "shim/hypervisor/host_capabilities.h"
 #include "shim/hypervisor/qemu/qemu_hypervisor.h"
 #include "shim/initdata.h"
+#include "shim/simulated_sp.h"
 #include "shim/task_translate.h"
 #include "spdlog/spdlog.h"
 
@@ -203,6 +205,22 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
     Logger("shim")->info("sandbox={} agent channel {}: {}", request.sandbox_id,
                          std::string(hv::AgentChannelName(channel.channel)), channel.reason);
   }
+  std::shared_ptr<SimulatedSpHost> sp;
+  if (!cfg->tee.simulated_snp_chain.empty()) {
+    if (cfg->tee.type != config::TeeType::kNone) {
+      return absl::InvalidArgumentError(
+          "tee.simulated_snp_chain is for the dev fallback only: set tee.type = \"none\" or "
+          "remove tee.simulated_snp_chain");
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat("create ", state_dir, ": ", ec.message()));
+    vm.sp_socket_path = absl::StrCat(state_dir, "/sp.sock");
+    ASSIGN_OR_RETURN(sp, SimulatedSpHost::Start(
+                             cfg->tee.simulated_snp_chain, vm.sp_socket_path, vm.kernel,
+                             vm.initrd, vm.kernel_cmdline,
+                             initdata.has_value() ? DigestForField(initdata->digest, 32) : ""));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<hv::Hypervisor> hypervisor, hv::QemuHypervisor::Create(vm, caps));
   if (!request.bundle.empty()) {
     RETURN_IF_ERROR(WriteFileAtomic(absl::StrCat(request.bundle, "/", kBundleStateDirFile),
@@ -210,6 +228,7 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
   }
   SandboxOptions options = BuildSandboxOptions(*cfg, request, state_dir);
   if (initdata.has_value()) options.initdata = std::move(initdata->document);
+  options.companion = std::move(sp);
   return std::make_unique<Sandbox>(std::move(options), std::move(hypervisor), ConnectAgent);
 }
 

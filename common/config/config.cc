@@ -445,6 +445,9 @@ const std::vector<Field>& Fields() {
       // [tee]
       EnumField(
           "tee.type", [](Config & c) -> auto& { return c.tee.type; }, kTeeTypes),
+      StringField(
+          "tee.simulated_snp_chain",
+          [](Config & c) -> auto& { return c.tee.simulated_snp_chain; }, EmptyOrAbsolutePath),
       IntField(
           "tee.snp.cbitpos", [](Config & c) -> auto& { return c.tee.snp.cbitpos; }, 32, 63),
       IntField(

@@ -100,6 +100,10 @@ struct TdxConfig {
 // [tee]: which TEE the pod VM runs in; kNone is the dev fallback.
 struct TeeConfig {
   TeeType type = TeeType::kNone;
+  // Development only, with type kNone: a simulated SNP security processor
+  // (common/simsp) signs reports for the guest with the TEST chain in this
+  // directory (`cloak-simsp init-chain`). Empty: off.
+  std::string simulated_snp_chain;
   SnpConfig snp;
   TdxConfig tdx;
 

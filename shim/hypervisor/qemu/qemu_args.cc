@@ -239,9 +239,15 @@ absl::StatusOr<std::vector<std::string>> BuildQemuArgs(const VmConfig& config,
   add({"-qmp", absl::StrCat("unix:", config.qmp_socket_path, ",server=on,wait=off")});
 
   const std::string virtio = VirtioSuffix(config);
+  if (channel.channel == AgentChannel::kSerial || !config.sp_socket_path.empty()) {
+    add({"-device", absl::StrCat("virtio-serial-pci,id=vser0", virtio)});
+  }
+  if (!config.sp_socket_path.empty()) {
+    add({"-chardev", absl::StrCat("socket,id=sp0,path=", config.sp_socket_path),
+         "-device", "virtserialport,bus=vser0.0,chardev=sp0,name=cloak.sp"});
+  }
   if (channel.channel == AgentChannel::kSerial) {
-    add({"-device", absl::StrCat("virtio-serial-pci,id=vser0", virtio),
-         "-chardev",
+    add({"-chardev",
          absl::StrCat("socket,id=", kQemuAgentChardevId, ",path=", config.serial_socket_path,
                       ",server=on,wait=off"),
          "-device",

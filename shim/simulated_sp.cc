@@ -1,0 +1,93 @@
+#include "shim/simulated_sp.h"
+
+#include <openssl/evp.h>
+
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/simsp/chain.h"
+#include "common/simsp/measurement.h"
+#include "common/simsp/server.h"
+#include "common/status_macros.h"
+
+namespace cloak::shim {
+namespace {
+
+// sha256 of a file's bytes, raw.
+absl::StatusOr<std::string> FileSha256(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path, " to measure it"));
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    return absl::InternalError("EVP_DigestInit_ex failed");
+  }
+  char buf[1 << 16];
+  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
+    EVP_DigestUpdate(ctx.get(), buf, static_cast<size_t>(in.gcount()));
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+std::string Sha256(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+}  // namespace
+
+struct SimulatedSpHost::State {
+  std::unique_ptr<simsp::SimulatedSp> sp;
+  std::string socket_path;
+  std::string measurement_hex;
+  std::thread thread;
+};
+
+absl::StatusOr<std::shared_ptr<SimulatedSpHost>> SimulatedSpHost::Start(
+    const std::string& chain_dir, const std::string& socket_path, const std::string& kernel,
+    const std::string& initrd, const std::string& cmdline, const std::string& host_data) {
+  absl::StatusOr<simsp::DevChain> chain = simsp::LoadDevChain(chain_dir);
+  if (!chain.ok()) return Annotate(chain.status(), "tee.simulated_snp_chain");
+  ASSIGN_OR_RETURN(std::string kernel_sha, FileSha256(kernel));
+  ASSIGN_OR_RETURN(std::string initrd_sha, FileSha256(initrd));
+  ASSIGN_OR_RETURN(std::string measurement,
+                   simsp::SimulatedMeasurement(kernel_sha, initrd_sha, Sha256(cmdline)));
+  simsp::SimulatedSpOptions options;
+  options.measurement = measurement;
+  options.host_data = host_data;
+  ASSIGN_OR_RETURN(std::unique_ptr<simsp::SimulatedSp> sp,
+                   simsp::SimulatedSp::Create(std::move(*chain), options));
+  RETURN_IF_ERROR(sp->Listen(socket_path));
+  auto state = std::make_unique<State>();
+  state->sp = std::move(sp);
+  state->socket_path = socket_path;
+  state->measurement_hex = absl::BytesToHexString(measurement);
+  simsp::SimulatedSp* raw = state->sp.get();
+  state->thread = std::thread([raw, socket_path] {
+    absl::Status served = raw->ServeUnixSocket(socket_path);
+    if (!served.ok()) Logger("shim")->warn("simulated SNP SP: {}", served.ToString());
+  });
+  Logger("shim")->warn(
+      "simulated SNP security processor on {} (DEVELOPMENT ONLY: TEST chain {}), "
+      "measurement {}",
+      socket_path, chain_dir, state->measurement_hex);
+  return std::shared_ptr<SimulatedSpHost>(new SimulatedSpHost(std::move(state)));
+}
+
+SimulatedSpHost::SimulatedSpHost(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+SimulatedSpHost::~SimulatedSpHost() {
+  state_->sp->Stop();
+  if (state_->thread.joinable()) state_->thread.join();
+}
+
+const std::string& SimulatedSpHost::measurement_hex() const { return state_->measurement_hex; }
+
+}  // namespace cloak::shim
