@@ -608,5 +608,26 @@ TEST_F(GuestAgentTest, HostileImagesAreRefusedAndTheAgentKeepsServing) {
   ASSERT_NO_FATAL_FAILURE(DestroyAndExpectPowerOff());
 }
 
+// RAII: a harness dropped without DestroySandbox (as when an assertion
+// fails mid-test) stops QEMU by pid and removes its state directory.
+TEST(GuestHarness, DestructorStopsQemuAndRemovesItsState) {
+  if (absl::Status s = CheckCanBoot(GuestOptions()); !s.ok()) GTEST_SKIP() << s.message();
+  GuestOptions options;
+  options.sandbox_id = "guest-harness-raii";
+  auto guest = GuestHarness::Boot(options);
+  ASSERT_TRUE(guest.ok()) << guest.status();
+  const pid_t qemu = (*guest)->qemu_pid();
+  const std::string state_dir = (*guest)->state_dir();
+  ASSERT_GT(qemu, 0);
+  ASSERT_TRUE(PidAlive(qemu));
+  ASSERT_TRUE(std::filesystem::exists(state_dir + "/console.log"));
+  v1::HealthResponse health;
+  ASSERT_TRUE((*guest)->stub().Health(CallContext().get(), v1::HealthRequest(), &health).ok());
+  guest->reset();
+  EXPECT_FALSE(PidAlive(qemu)) << "QEMU pid " << qemu << " outlived its harness";
+  EXPECT_FALSE(std::filesystem::exists(state_dir)) << state_dir << " was left behind";
+  EXPECT_THAT(PidsMentioning(state_dir), ::testing::IsEmpty());
+}
+
 }  // namespace
 }  // namespace cloak::guest_test
