@@ -105,6 +105,17 @@ TEST(QemuArgsGoldenTest, NoneKvmVsock) {
   ExpectGolden("none_kvm_vsock", *args);
 }
 
+TEST(QemuArgsGoldenTest, NoneKvmVsockWithSimulatedSp) {
+  // The SP port needs the virtio-serial controller even when the agent is
+  // on vsock.
+  VmConfig c = BaseConfig();
+  c.vsock_guest_cid = 7;
+  c.sp_socket_path = "/run/cloak/sandbox-1/sp.sock";
+  auto args = BuildQemuArgs(c, KvmHost());
+  ASSERT_TRUE(args.ok()) << args.status();
+  ExpectGolden("none_kvm_vsock_simulated_sp", *args);
+}
+
 TEST(QemuArgsGoldenTest, Snp) {
   VmConfig c = BaseConfig();
   c.tee = TeeType::kSnp;
