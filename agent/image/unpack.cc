@@ -372,6 +372,8 @@ class LayerApplier {
         return Refuse(name, absl::StrCat("hardlink target \"", hardlink, "\" does not exist"));
       }
       if (!src.ok()) {
+        // OpenDir's refusal already names the layer and the entry.
+        if (absl::IsPermissionDenied(src.status())) return src.status();
         return Refuse(name, absl::StrCat("hardlink target \"", hardlink,
                                          "\" is not inside the rootfs: ", src.status().message()));
       }
