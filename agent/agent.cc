@@ -27,6 +27,10 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 
+#ifdef CLOAK_HAVE_AGENT_ATTEST
+#include "agent/attest/ocicrypt.h"
+#include "agent/attest/session.h"
+#endif
 #ifdef CLOAK_HAVE_TRANSPORT
 #include <linux/vm_sockets.h>
 
@@ -103,6 +107,13 @@ absl::Status RunAgent(const AgentOptions& options) {
                    BusyboxRootfsProvider::Create(options.busybox));
   std::unique_ptr<RootfsProvider> images;
   std::vector<std::string> features;
+#ifdef CLOAK_HAVE_AGENT_ATTEST
+  // Attests (once, on the first encrypted layer) to the KBS the pod's
+  // init-data names; CreateSandbox leaves it at <run_dir>/initdata.toml.
+  attest::SessionOptions attest_options;
+  attest_options.initdata_path = options.run_dir + "/initdata.toml";
+  auto attestation = std::make_shared<attest::AttestationSession>(attest_options);
+#endif
   if (options.rootfs_provider == "busybox") {
     ASSIGN_OR_RETURN(images, BusyboxRootfsProvider::Create(options.busybox));
     Log()->warn("rootfs provider: busybox (test mode: images are not pulled)");
@@ -110,6 +121,10 @@ absl::Status RunAgent(const AgentOptions& options) {
     ImageRootfsOptions image_options;
     image_options.insecure_registries = options.insecure_registries;
     image_options.work_dir = options.run_dir + "/pull";
+#ifdef CLOAK_HAVE_AGENT_ATTEST
+    image_options.decryptor = std::make_shared<attest::OcicryptDecryptor>(attestation);
+    features.push_back("encrypted-images");
+#endif
     ASSIGN_OR_RETURN(images, MakeImageRootfsProvider(image_options));
     features.push_back("guest-pull");
   } else {
@@ -131,6 +146,32 @@ absl::Status RunAgent(const AgentOptions& options) {
     power_off = true;
     if (!shutdown.HasBeenNotified()) shutdown.Notify();
   };
+#ifdef CLOAK_HAVE_AGENT_ATTEST
+  service_options.attestation_status = [attestation](v1::GetAttestationStatusResponse* resp) {
+    attest::AttestationStatus st = attestation->Status();
+    using R = v1::GetAttestationStatusResponse;
+    switch (st.state) {
+      case attest::AttestationStatus::State::kNone:
+        resp->set_state(R::STATE_UNSPECIFIED);
+        break;
+      case attest::AttestationStatus::State::kAttested:
+        resp->set_state(R::STATE_ATTESTED);
+        break;
+      case attest::AttestationStatus::State::kRefused:
+        resp->set_state(R::STATE_REFUSED);
+        break;
+      case attest::AttestationStatus::State::kUnreachable:
+        resp->set_state(R::STATE_UNREACHABLE);
+        break;
+    }
+    resp->set_evidence_type(st.tee);
+    resp->set_kbs_url(st.kbs_url);
+    resp->set_detail(st.state == attest::AttestationStatus::State::kNone
+                         ? "no attestation yet (attests on the first encrypted image)"
+                         : st.detail);
+    resp->set_initdata_digest(st.initdata_digest);
+  };
+#endif
   AgentServiceImpl service(service_options, &policy, &manager);
 
   grpc::ServerBuilder builder;

@@ -100,6 +100,10 @@ grpc::Status AgentServiceImpl::GetAttestationStatus(grpc::ServerContext*,
                                                     const v1::GetAttestationStatusRequest* req,
                                                     v1::GetAttestationStatusResponse* resp) {
   return Handle("GetAttestationStatus", *req, [&] {
+    if (options_.attestation_status) {
+      options_.attestation_status(resp);
+      return absl::OkStatus();
+    }
     resp->set_state(v1::GetAttestationStatusResponse::STATE_UNSPECIFIED);
     resp->set_detail("attestation not configured");
     return absl::OkStatus();

@@ -27,6 +27,8 @@ class AgentServiceImpl final : public v1::AgentService::Service {
     // Called after a successful DestroySandbox with power_off (the caller
     // powers the VM off once the answer is out).
     std::function<void()> on_power_off;
+    // Fills GetAttestationStatus (agent/attest); unset: "not configured".
+    std::function<void(v1::GetAttestationStatusResponse*)> attestation_status;
   };
   AgentServiceImpl(Options options, PolicyEngine* policy, ContainerManager* manager)
       : options_(std::move(options)), policy_(policy), manager_(manager) {}

@@ -12,11 +12,17 @@
 
 namespace cloak::agent {
 
+namespace image {
+class LayerDecryptor;
+}  // namespace image
+
 struct ImageRootfsOptions {
   // Registries ("host:port") spoken to over plain HTTP.
   std::vector<std::string> insecure_registries;
   // Staging directory for layer blobs (guest memory).
   std::string work_dir = "/run/cloak/pull";
+  // ocicrypt layers (agent/attest); nullptr: encrypted images are refused.
+  std::shared_ptr<image::LayerDecryptor> decryptor;
 };
 
 // Unimplemented if the agent was built without agent/image.

@@ -1,0 +1,352 @@
+#include "agent/attest/attester.h"
+
+#include <fcntl.h>
+#include <linux/sev-guest.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "agent/attest/crypto.h"
+#include "agent/attest/initdata.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace cloak::agent::attest {
+namespace {
+
+uint32_t Le32(absl::string_view b, size_t off) {
+  return static_cast<uint32_t>(static_cast<unsigned char>(b[off])) |
+         static_cast<uint32_t>(static_cast<unsigned char>(b[off + 1])) << 8 |
+         static_cast<uint32_t>(static_cast<unsigned char>(b[off + 2])) << 16 |
+         static_cast<uint32_t>(static_cast<unsigned char>(b[off + 3])) << 24;
+}
+
+absl::StatusOr<std::string> ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return ErrnoError(errno, "read ", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::Status WriteAll(const std::string& path, absl::string_view data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_CREAT, 0600);
+  if (fd < 0) return ErrnoError(errno, "open ", path);
+  ssize_t n = ::write(fd, data.data(), data.size());
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(data.size())) return ErrnoError(n < 0 ? err : EIO, "write ", path);
+  return absl::OkStatus();
+}
+
+struct TsmOutput {
+  std::string provider;
+  std::string outblob;
+  std::string auxblob;
+};
+
+// One configfs-tsm report (FACTS.md §F4): mkdir an entry, write inblob,
+// read outblob, check `generation` for racing writers, rmdir.
+absl::StatusOr<TsmOutput> TsmReport(const AttesterOptions& options, absl::string_view inblob,
+                                    bool probe_only) {
+  static std::atomic<int> counter{0};
+  std::string entry =
+      absl::StrCat(options.tsm_report_dir, "/cloak-", ::getpid(), "-", counter.fetch_add(1));
+  if (::mkdir(entry.c_str(), 0700) != 0) {
+    return ErrnoError(errno, "configfs-tsm: mkdir ", entry);
+  }
+  struct Remove {
+    std::string path;
+    ~Remove() {
+      if (::rmdir(path.c_str()) != 0 && errno == ENOTEMPTY) {
+        std::error_code ec;  // a fake configfs in tests: plain files
+        std::filesystem::remove_all(path, ec);
+      }
+    }
+  } remove{entry};
+  if (options.tsm_after_mkdir) options.tsm_after_mkdir(entry);
+  TsmOutput out;
+  ASSIGN_OR_RETURN(out.provider, ReadAll(entry + "/provider"));
+  out.provider = std::string(absl::StripAsciiWhitespace(out.provider));
+  if (probe_only) return out;
+  int writes = 0;
+  if (out.provider == "sev_guest") {
+    // Under an SVSM the guest runs above VMPL0: ask at the floor.
+    absl::StatusOr<std::string> floor = ReadAll(entry + "/privlevel_floor");
+    int level = 0;
+    if (floor.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*floor), &level) && level > 0) {
+      RETURN_IF_ERROR(WriteAll(entry + "/privlevel", absl::StrCat(level)));
+      ++writes;
+    }
+  }
+  RETURN_IF_ERROR(WriteAll(entry + "/inblob", inblob));
+  ++writes;
+  if (options.tsm_after_inblob) options.tsm_after_inblob(entry);
+  absl::StatusOr<std::string> outblob = ReadAll(entry + "/outblob");
+  if (!outblob.ok()) return Annotate(outblob.status(), "configfs-tsm: the TEE gave no report");
+  out.outblob = std::move(*outblob);
+  if (absl::StatusOr<std::string> aux = ReadAll(entry + "/auxblob"); aux.ok()) {
+    out.auxblob = std::move(*aux);
+  }
+  ASSIGN_OR_RETURN(std::string generation, ReadAll(entry + "/generation"));
+  int gen = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(generation), &gen) || gen != writes) {
+    return absl::AbortedError(absl::StrCat("configfs-tsm: generation is ",
+                                           absl::StripAsciiWhitespace(generation), ", expected ",
+                                           writes, ": another writer raced on ", entry));
+  }
+  return out;
+}
+
+absl::Status CheckReport(const ReportFields& fields, absl::string_view report_data,
+                         absl::string_view initdata_digest, absl::string_view tee,
+                         absl::string_view field_name) {
+  if (!SecureEquals(fields.report_data, report_data)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        tee, " report: REPORT_DATA is not the runtime-data digest the guest asked for"));
+  }
+  std::string want = DigestForField(initdata_digest, fields.init_data.size());
+  if (!SecureEquals(fields.init_data, want)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        tee, " report: ", field_name, " ", HexEncode(fields.init_data),
+        " is not the digest of the init-data the host passed (", HexEncode(want),
+        "): the host handed over init-data other than the one launched; refusing it"));
+  }
+  return absl::OkStatus();
+}
+
+class SampleAttester final : public Attester {
+ public:
+  explicit SampleAttester(std::string initdata_digest)
+      : initdata_digest_(std::move(initdata_digest)) {}
+  std::string tee() const override { return "sample"; }
+  absl::StatusOr<nlohmann::json> GetEvidence(absl::string_view runtime_digest) override {
+    nlohmann::json ev{{"svn", "1"}, {"report_data", Base64Encode(runtime_digest)}};
+    if (!initdata_digest_.empty()) ev["init_data"] = HexEncode(initdata_digest_);
+    return ev;
+  }
+
+ private:
+  std::string initdata_digest_;
+};
+
+class SnpAttester final : public Attester {
+ public:
+  SnpAttester(AttesterOptions options, bool use_tsm)
+      : options_(std::move(options)), use_tsm_(use_tsm) {}
+  std::string tee() const override { return "snp"; }
+
+  absl::StatusOr<nlohmann::json> GetEvidence(absl::string_view runtime_digest) override {
+    std::string report_data = ReportData64(runtime_digest);
+    std::string report;
+    nlohmann::json chain = nullptr;
+    if (use_tsm_) {
+      ASSIGN_OR_RETURN(TsmOutput out, TsmReport(options_, report_data, false));
+      if (out.provider != "sev_guest") {
+        return absl::FailedPreconditionError(
+            absl::StrCat("configfs-tsm provider is \"", out.provider, "\", not sev_guest"));
+      }
+      report = std::move(out.outblob);
+      if (!out.auxblob.empty()) chain = SnpCertChain(out.auxblob);
+    } else {
+      ASSIGN_OR_RETURN(report, DeviceReport(report_data));
+    }
+    ASSIGN_OR_RETURN(ReportFields fields, ParseSnpReport(report));
+    RETURN_IF_ERROR(CheckReport(fields, report_data, options_.initdata_digest, "snp", "HOST_DATA"));
+    return nlohmann::json{{"attestation_report", Base64Encode(report)}, {"cert_chain", chain}};
+  }
+
+ private:
+  absl::StatusOr<std::string> DeviceReport(absl::string_view report_data) {
+    int fd = ::open(options_.sev_guest_device.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return ErrnoError(errno, "open ", options_.sev_guest_device);
+    snp_report_req req{};
+    std::memcpy(req.user_data, report_data.data(), 64);
+    snp_report_resp resp{};
+    snp_guest_request_ioctl io{};
+    io.msg_version = 1;
+    io.req_data = reinterpret_cast<uintptr_t>(&req);
+    io.resp_data = reinterpret_cast<uintptr_t>(&resp);
+    int rc = ::ioctl(fd, SNP_GET_REPORT, &io);
+    int err = errno;
+    ::close(fd);
+    if (rc != 0) {
+      return ErrnoError(err, "SNP_GET_REPORT on ", options_.sev_guest_device,
+                        " (exitinfo2 0x", absl::Hex(io.exitinfo2), ")");
+    }
+    return ParseSnpReportResponse(
+        absl::string_view(reinterpret_cast<const char*>(resp.data), sizeof(resp.data)));
+  }
+
+  AttesterOptions options_;
+  bool use_tsm_;
+};
+
+class TdxAttester final : public Attester {
+ public:
+  explicit TdxAttester(AttesterOptions options) : options_(std::move(options)) {}
+  std::string tee() const override { return "tdx"; }
+  absl::StatusOr<nlohmann::json> GetEvidence(absl::string_view runtime_digest) override {
+    std::string report_data = ReportData64(runtime_digest);
+    ASSIGN_OR_RETURN(TsmOutput out, TsmReport(options_, report_data, false));
+    if (out.provider != "tdx_guest") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("configfs-tsm provider is \"", out.provider, "\", not tdx_guest"));
+    }
+    ASSIGN_OR_RETURN(ReportFields fields, ParseTdxQuote(out.outblob));
+    RETURN_IF_ERROR(
+        CheckReport(fields, report_data, options_.initdata_digest, "tdx", "MRCONFIGID"));
+    return nlohmann::json{{"cc_eventlog", nullptr}, {"quote", Base64Encode(out.outblob)}};
+  }
+
+ private:
+  AttesterOptions options_;
+};
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+std::string RuntimeDataDigest(absl::string_view nonce, const nlohmann::json& tee_pubkey,
+                              absl::string_view additional_evidence) {
+  nlohmann::json runtime{{"additional-evidence", std::string(additional_evidence)},
+                         {"nonce", std::string(nonce)},
+                         {"tee-pubkey", tee_pubkey}};
+  return Sha384(Jcs(runtime));
+}
+
+std::string ReportData64(absl::string_view digest) { return DigestForField(digest, 64); }
+
+absl::StatusOr<ReportFields> ParseSnpReport(absl::string_view report) {
+  if (report.size() < kSnpReportSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SNP report is ", report.size(), " bytes, want ", kSnpReportSize));
+  }
+  uint32_t version = Le32(report, 0);
+  if (version < 2) {
+    return absl::InvalidArgumentError(absl::StrCat("SNP report version ", version));
+  }
+  ReportFields f;
+  f.report_data = std::string(report.substr(kSnpReportDataOffset, 64));
+  f.init_data = std::string(report.substr(kSnpHostDataOffset, kSnpHostDataSize));
+  return f;
+}
+
+absl::StatusOr<ReportFields> ParseTdxQuote(absl::string_view quote) {
+  if (quote.size() < 48) return absl::InvalidArgumentError("TDX quote shorter than its header");
+  uint32_t version = static_cast<uint32_t>(static_cast<unsigned char>(quote[0])) |
+                     static_cast<uint32_t>(static_cast<unsigned char>(quote[1])) << 8;
+  uint32_t tee_type = Le32(quote, 4);
+  if (tee_type != 0x81) {
+    return absl::InvalidArgumentError(absl::StrCat("quote tee_type 0x", absl::Hex(tee_type),
+                                                   " is not TDX (0x81)"));
+  }
+  size_t body;
+  if (version == 4) {
+    body = 48;
+  } else if (version == 5) {
+    body = 54;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("TDX quote version ", version));
+  }
+  if (quote.size() < body + 584) return absl::InvalidArgumentError("TDX quote truncated");
+  ReportFields f;
+  f.init_data = std::string(quote.substr(body + 184, kTdxMrConfigIdSize));
+  f.report_data = std::string(quote.substr(body + 520, 64));
+  return f;
+}
+
+absl::StatusOr<std::string> ParseSnpReportResponse(absl::string_view response) {
+  if (response.size() < 0x20 + kSnpReportSize) {
+    return absl::InvalidArgumentError("SNP report response too short");
+  }
+  uint32_t status = Le32(response, 0);
+  if (status != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("SNP firmware refused the report request: status 0x", absl::Hex(status)));
+  }
+  uint32_t size = Le32(response, 4);
+  if (size < kSnpReportSize || size > response.size() - 0x20) {
+    return absl::InvalidArgumentError(absl::StrCat("SNP report response: report_size ", size));
+  }
+  return std::string(response.substr(0x20, size));
+}
+
+nlohmann::json SnpCertChain(absl::string_view table) {
+  // GUIDs as the table stores them (RFC 4122 byte order).
+  static const std::pair<const char*, const char*> kGuids[] = {
+      {"63da758de6644564adc5f4b93be8accd", "VCEK"}, {"a8074bc2a25a483eaae639c045a0b8a1", "VLEK"},
+      {"4ab7b379bbac4fe4a02f05aef327c782", "ASK"},  {"c0b406a4a803495297433fb6014cd0ae", "ARK"},
+      {"92f81bc358114d3d97ffd19f88dc67ea", "CRL"}};
+  nlohmann::json chain = nlohmann::json::array();
+  for (size_t off = 0; off + 24 <= table.size(); off += 24) {
+    absl::string_view guid = table.substr(off, 16);
+    if (guid.find_first_not_of('\0') == absl::string_view::npos) break;
+    uint32_t cert_off = Le32(table, off + 16), cert_len = Le32(table, off + 20);
+    if (cert_off > table.size() || cert_len > table.size() - cert_off) continue;
+    std::string hex = HexEncode(guid);
+    for (const auto& [want, name] : kGuids) {
+      if (hex == want) {
+        chain.push_back({{"cert_type", name},
+                         {"data", Base64Encode(table.substr(cert_off, cert_len))}});
+      }
+    }
+  }
+  return chain;
+}
+
+absl::StatusOr<std::unique_ptr<Attester>> CreateAttester(absl::string_view tee,
+                                                         const AttesterOptions& options) {
+  if (tee == "sample") return std::make_unique<SampleAttester>(options.initdata_digest);
+  if (tee == "snp") {
+    return std::make_unique<SnpAttester>(options, Exists(options.tsm_report_dir));
+  }
+  if (tee == "tdx") return std::make_unique<TdxAttester>(options);
+  return absl::InvalidArgumentError(absl::StrCat("unknown TEE \"", tee, "\""));
+}
+
+absl::StatusOr<std::unique_ptr<Attester>> DetectAttester(const AttesterOptions& options) {
+  auto log = Logger("attest");
+  if (Exists(options.tsm_report_dir)) {
+    absl::StatusOr<TsmOutput> probe = TsmReport(options, "", /*probe_only=*/true);
+    if (probe.ok() && probe->provider == "sev_guest") {
+      log->info("tee=snp (configfs-tsm {})", options.tsm_report_dir);
+      return std::make_unique<SnpAttester>(options, true);
+    }
+    if (probe.ok() && probe->provider == "tdx_guest") {
+      log->info("tee=tdx (configfs-tsm {})", options.tsm_report_dir);
+      return std::make_unique<TdxAttester>(options);
+    }
+    log->warn("configfs-tsm at {} unusable ({}); looking for devices", options.tsm_report_dir,
+              probe.ok() ? absl::StrCat("provider \"", probe->provider, "\"")
+                         : std::string(probe.status().message()));
+  }
+  if (Exists(options.sev_guest_device)) {
+    log->info("tee=snp ({} ioctl)", options.sev_guest_device);
+    return std::make_unique<SnpAttester>(options, false);
+  }
+  if (Exists(options.tdx_guest_device)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("this is a TDX guest (", options.tdx_guest_device,
+                     ") without configfs-tsm at ", options.tsm_report_dir,
+                     ": a remotely verifiable quote needs configfs-tsm (Linux >= 6.7)"));
+  }
+  log->warn("tee=sample: no SNP or TDX guest device found (development fallback)");
+  return std::make_unique<SampleAttester>(options.initdata_digest);
+}
+
+}  // namespace cloak::agent::attest

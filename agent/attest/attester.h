@@ -1,0 +1,90 @@
+// Attesters: evidence of what this guest is, bound to the KBS session
+// (FACTS.md §D3, §D6, §F4, §G1). The TEE is detected from the guest's own
+// devices, never configured by the host:
+//   snp    — configfs-tsm (provider sev_guest), else /dev/sev-guest SNP_GET_REPORT;
+//   tdx    — configfs-tsm (provider tdx_guest): a TD quote;
+//   sample — no TEE (development): cloak-kbs's sample evidence.
+// For snp and tdx the attester checks the report it got back: REPORT_DATA is
+// what it asked for, and HOST_DATA (snp) / MRCONFIGID (tdx) equals the
+// init-data digest (zero-padded or truncated) — otherwise the init-data the
+// host handed over is not the one the TEE measured and the guest refuses.
+#ifndef CLOAK_AGENT_ATTEST_ATTESTER_H_
+#define CLOAK_AGENT_ATTEST_ATTESTER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+
+namespace cloak::agent::attest {
+
+inline constexpr char kTsmReportDir[] = "/sys/kernel/config/tsm/report";
+inline constexpr char kSevGuestDevice[] = "/dev/sev-guest";
+inline constexpr char kTdxGuestDevice[] = "/dev/tdx_guest";
+
+inline constexpr size_t kSnpReportSize = 0x4A0;
+inline constexpr size_t kSnpReportDataOffset = 0x50;
+inline constexpr size_t kSnpHostDataOffset = 0xC0;
+inline constexpr size_t kSnpHostDataSize = 32;
+inline constexpr size_t kTdxMrConfigIdSize = 48;
+
+struct AttesterOptions {
+  std::string tsm_report_dir = kTsmReportDir;
+  std::string sev_guest_device = kSevGuestDevice;
+  std::string tdx_guest_device = kTdxGuestDevice;
+  // Raw digest of the init-data the guest holds (InitData::digest).
+  std::string initdata_digest;
+  // Test seams standing in for the kernel behind a fake configfs-tsm
+  // directory: called after the agent made a report entry, and after it
+  // wrote `inblob` (a fake then writes provider / outblob / generation).
+  std::function<void(const std::string& entry)> tsm_after_mkdir;
+  std::function<void(const std::string& entry)> tsm_after_inblob;
+};
+
+class Attester {
+ public:
+  virtual ~Attester() = default;
+  // "snp", "tdx" or "sample" (the KBS `tee` name).
+  virtual std::string tee() const = 0;
+  // The primary evidence for `runtime_digest`, the 48-byte SHA-384 of the
+  // runtime data (RuntimeDataDigest). FailedPrecondition when the report's
+  // init-data field does not match; Unavailable when the device fails.
+  virtual absl::StatusOr<nlohmann::json> GetEvidence(absl::string_view runtime_digest) = 0;
+};
+
+// Picks snp, tdx or sample from what the guest has (see above).
+// FailedPrecondition for a TEE this agent cannot get evidence from (TDX
+// without configfs-tsm).
+absl::StatusOr<std::unique_ptr<Attester>> DetectAttester(const AttesterOptions& options);
+
+// Explicit choice ("snp" via configfs-tsm or the device, "tdx", "sample").
+absl::StatusOr<std::unique_ptr<Attester>> CreateAttester(absl::string_view tee,
+                                                         const AttesterOptions& options);
+
+// SHA-384 of the RFC 8785 form of {"additional-evidence", "nonce",
+// "tee-pubkey"} (KBS protocol 0.4.0, FACTS.md §D3). 48 bytes.
+std::string RuntimeDataDigest(absl::string_view nonce, const nlohmann::json& tee_pubkey,
+                              absl::string_view additional_evidence = "");
+
+// `digest` zero-padded to the 64-byte REPORT_DATA of SNP and TDX.
+std::string ReportData64(absl::string_view digest);
+
+// Pure parsers of the fields the guest checks.
+struct ReportFields {
+  std::string report_data;  // 64 bytes
+  std::string init_data;    // SNP HOST_DATA (32) / TDX MRCONFIGID (48)
+};
+absl::StatusOr<ReportFields> ParseSnpReport(absl::string_view report);
+absl::StatusOr<ReportFields> ParseTdxQuote(absl::string_view quote);
+// The report inside a MSG_REPORT_RSP (the /dev/sev-guest response buffer).
+absl::StatusOr<std::string> ParseSnpReportResponse(absl::string_view response);
+// The SNP certificate table (auxblob / extended report) as cloak-kbs's
+// cert_chain: [{"cert_type":"VCEK"|"VLEK"|"ASK"|"ARK"|"CRL","data":"<b64>"}].
+nlohmann::json SnpCertChain(absl::string_view table);
+
+}  // namespace cloak::agent::attest
+
+#endif  // CLOAK_AGENT_ATTEST_ATTESTER_H_

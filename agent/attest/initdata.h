@@ -1,0 +1,54 @@
+// Init-data: the pod's trust settings, a TOML document (Trustee's initdata
+// spec) that the host passes in CreateSandboxRequest.initdata and binds into
+// the launch (SNP HOST_DATA, TDX MRCONFIGID, or the sample evidence):
+//
+//   version = "0.1.0"
+//   algorithm = "sha384"            # sha256 | sha384 | sha512
+//   [data]
+//   kbs_url = "https://kbs.example:8080"
+//   kbs_cert = """-----BEGIN CERTIFICATE-----..."""   # optional CA (PEM)
+//   image_keys = ["default/key/image1"]             # KBS resources: PEM private keys
+//
+// Pure: parsing and digests only (docs/attestation.md).
+#ifndef CLOAK_AGENT_ATTEST_INITDATA_H_
+#define CLOAK_AGENT_ATTEST_INITDATA_H_
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "agent/attest/crypto.h"
+
+namespace cloak::agent::attest {
+
+inline constexpr char kInitDataVersion[] = "0.1.0";
+
+struct InitData {
+  std::string raw;  // the exact bytes, as hashed
+  std::string version;
+  HashAlgorithm algorithm = HashAlgorithm::kSha384;
+  std::string digest;  // Hash(algorithm, raw), raw bytes
+  std::string kbs_url;
+  std::string kbs_cert;                 // PEM, may be empty
+  std::vector<std::string> image_keys;  // "repo/type/tag"
+};
+
+// Parses and validates `raw`. InvalidArgument naming the key at fault (bad
+// TOML with its line, wrong version, unknown algorithm, a key of the wrong
+// type, an image key that is not "repo/type/tag"). Unknown keys in [data]
+// are ignored.
+absl::StatusOr<InitData> ParseInitData(absl::string_view raw);
+
+// `digest` zero-padded or truncated to `size` bytes (SNP HOST_DATA: 32,
+// TDX MRCONFIGID: 48).
+std::string DigestForField(absl::string_view digest, size_t size);
+
+// Validates a KBS resource path "repo/type/tag" (1-128 of [A-Za-z0-9._-]
+// per part, never "." or "..").
+absl::Status ValidateResourcePath(absl::string_view path);
+
+}  // namespace cloak::agent::attest
+
+#endif  // CLOAK_AGENT_ATTEST_INITDATA_H_

@@ -1,0 +1,61 @@
+// The sandbox's attestation session: attests to the key broker named in the
+// pod's init-data once, on the first encrypted layer, and keeps the image
+// keys it was given in memory only (never on disk, never logged). Its
+// status feeds GetAttestationStatus.
+#ifndef CLOAK_AGENT_ATTEST_SESSION_H_
+#define CLOAK_AGENT_ATTEST_SESSION_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/attest/attester.h"
+#include "agent/attest/ocicrypt.h"
+
+namespace cloak::agent::attest {
+
+struct SessionOptions {
+  // Where CreateSandbox left the pod's init-data (absent: no attestation).
+  std::string initdata_path;
+  AttesterOptions attester;
+  // Empty: detect. "sample"/"snp"/"tdx" force a type (tests only).
+  std::string tee;
+};
+
+struct AttestationStatus {
+  enum class State { kNone, kAttested, kRefused, kUnreachable };
+  State state = State::kNone;
+  std::string tee;             // evidence type presented (or detected)
+  std::string kbs_url;
+  std::string detail;          // reason of a refusal or failure; timings on success
+  std::string initdata_digest; // hex, per the init-data's algorithm
+};
+
+class AttestationSession final : public KeySource {
+ public:
+  explicit AttestationSession(SessionOptions options) : options_(std::move(options)) {}
+
+  // Attests and fetches every `image_keys` resource on first use; later
+  // calls return the cached keys (a failed or partial attempt is retried).
+  // FailedPrecondition without init-data or kbs_url, or when the guest
+  // refuses the init-data; PermissionDenied when the KBS refuses the
+  // evidence; Unavailable when it cannot be reached.
+  absl::StatusOr<KeySet> ImageKeys() override;
+
+  AttestationStatus Status() const;
+
+ private:
+  absl::StatusOr<KeySet> Run() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const SessionOptions options_;
+  mutable absl::Mutex mu_;
+  std::optional<KeySet> keys_ ABSL_GUARDED_BY(mu_);
+  AttestationStatus status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cloak::agent::attest
+
+#endif  // CLOAK_AGENT_ATTEST_SESSION_H_

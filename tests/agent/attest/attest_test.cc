@@ -1,0 +1,415 @@
+// Unit tests of agent/attest: init-data, report-data binding, attesters over
+// a fake configfs-tsm, JOSE (cross-checked against cloak-kbs's own JOSE),
+// KBS URL rules.
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "agent/attest/attester.h"
+#include "agent/attest/crypto.h"
+#include "agent/attest/initdata.h"
+#include "agent/attest/jose.h"
+#include "agent/attest/kbs_client.h"
+#include "common/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kbs/jose.h"
+#include "kbs/service.h"
+#include "kbs/verify/snp.h"
+#include "kbs/verify/tdx.h"
+
+namespace cloak::agent::attest {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kInitData[] = R"(version = "0.1.0"
+algorithm = "sha256"
+
+[data]
+kbs_url = "http://127.0.0.1:8080"
+image_keys = ["default/key/image1", "default/key/image-2"]
+policy = "whatever: kept, not ours"
+)";
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void Spit(const std::string& path, absl::string_view data) {
+  std::ofstream(path, std::ios::binary) << data;
+}
+
+TEST(InitDataTest, ParsesTrusteeFormatAndHashesExactBytes) {
+  auto d = ParseInitData(kInitData);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->version, "0.1.0");
+  EXPECT_EQ(d->algorithm, HashAlgorithm::kSha256);
+  EXPECT_EQ(d->kbs_url, "http://127.0.0.1:8080");
+  EXPECT_THAT(d->image_keys, ::testing::ElementsAre("default/key/image1", "default/key/image-2"));
+  EXPECT_EQ(d->raw, kInitData);
+  EXPECT_EQ(HexEncode(d->digest), HexEncode(Sha256(kInitData)));
+  // Another spelling of the same settings is another digest: the bytes count.
+  std::string spaced = std::string(kInitData) + "\n";
+  EXPECT_NE(ParseInitData(spaced)->digest, d->digest);
+}
+
+TEST(InitDataTest, DigestOfAKnownDocument) {
+  // sha256 of 'version = "0.1.0"\n' computed with sha256sum.
+  std::string doc = "version = \"0.1.0\"\nalgorithm = \"sha256\"\n";
+  auto d = ParseInitData(doc);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(HexEncode(Sha256("version = \"0.1.0\"\n")),
+            "68e1dac0bd73b8731f056297ab05245dc5bdea85cb34263e0977470ea933e20e");
+  EXPECT_EQ(d->digest.size(), 32u);
+  auto d384 = ParseInitData("version = \"0.1.0\"\nalgorithm = \"sha384\"\n");
+  ASSERT_TRUE(d384.ok());
+  EXPECT_EQ(d384->digest.size(), 48u);
+  auto d512 = ParseInitData("version = \"0.1.0\"\nalgorithm = \"sha512\"\n");
+  ASSERT_TRUE(d512.ok());
+  EXPECT_EQ(d512->digest.size(), 64u);
+}
+
+TEST(InitDataTest, ErrorsNameTheKey) {
+  struct Case {
+    std::string doc;
+    std::string want;
+  } cases[] = {
+      {"version = 1\nalgorithm = \"sha256\"\n", "version"},
+      {"version = \"0.2.0\"\nalgorithm = \"sha256\"\n", "0.2.0"},
+      {"version = \"0.1.0\"\nalgorithm = \"md5\"\n", "algorithm"},
+      {"version = \"0.1.0\"\n", "algorithm"},
+      {"version = \"0.1.0\"\nalgorithm = \"sha256\"\ndata = 3\n", "data"},
+      {"version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\nkbs_url = 5\n", "data.kbs_url"},
+      {"version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\nkbs_cert = \"x\"\n", "data.kbs_cert"},
+      {"version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\nkbs_url = \"http://127.0.0.1\"\n"
+       "image_keys = \"a/b/c\"\n",
+       "data.image_keys"},
+      {"version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\nkbs_url = \"http://127.0.0.1\"\n"
+       "image_keys = [\"a/b/c\", 7]\n",
+       "data.image_keys[1]"},
+      {"version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\nkbs_url = \"http://127.0.0.1\"\n"
+       "image_keys = [\"../b/c\"]\n",
+       "data.image_keys[0]"},
+      {"version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\nimage_keys = [\"a/b/c\"]\n", "kbs_url"},
+      {"version = \"0.1.0\"\nalgorithm = [\n", "not TOML"},
+  };
+  for (const Case& c : cases) {
+    auto d = ParseInitData(c.doc);
+    ASSERT_FALSE(d.ok()) << c.doc;
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << c.doc;
+    EXPECT_THAT(std::string(d.status().message()), HasSubstr(c.want)) << c.doc;
+  }
+}
+
+TEST(InitDataTest, DigestForFieldPadsAndTruncates) {
+  std::string d256(32, '\x11'), d384(48, '\x22');
+  EXPECT_EQ(DigestForField(d256, 48), d256 + std::string(16, '\0'));
+  EXPECT_EQ(DigestForField(d384, 32), std::string(32, '\x22'));
+  EXPECT_EQ(DigestForField(d256, 32), d256);
+}
+
+TEST(CryptoTest, Base64RoundTripsBothAlphabets) {
+  for (std::string s : {std::string(""), std::string("f"), std::string("fo"), std::string("foo"),
+                        std::string("\xff\xfe\xfd\x00\x01", 5)}) {
+    EXPECT_EQ(*Base64Decode(Base64Encode(s)), s);
+    EXPECT_EQ(*Base64Decode(Base64UrlEncode(s)), s);
+  }
+  EXPECT_EQ(Base64Encode("\xfb\xff"), "+/8=");
+  EXPECT_EQ(Base64UrlEncode("\xfb\xff"), "-_8");
+  EXPECT_FALSE(Base64Decode("ab$c").ok());
+}
+
+// FACTS.md §D3: SHA-384 of the JCS form of {"additional-evidence","nonce",
+// "tee-pubkey"}; checked against a literal and against cloak-kbs's own
+// server-side computation (which re-serializes the JWK it parsed).
+TEST(ReportDataTest, BindsNonceAndTeeKeyExactlyAsTheKbs) {
+  nlohmann::json jwk{{"kty", "EC"}, {"crv", "P-256"}, {"alg", "ECDH-ES+A256KW"},
+                     {"x", "AAAA"},  {"y", "BBBB"}};
+  std::string nonce = "bm9uY2U=";
+  std::string want_json =
+      R"({"additional-evidence":"","nonce":"bm9uY2U=","tee-pubkey":{"alg":"ECDH-ES+A256KW",)"
+      R"("crv":"P-256","kty":"EC","x":"AAAA","y":"BBBB"}})";
+  EXPECT_EQ(Jcs(nlohmann::json{{"tee-pubkey", jwk}, {"nonce", nonce}, {"additional-evidence", ""}}),
+            want_json);
+  EXPECT_EQ(RuntimeDataDigest(nonce, jwk), Sha384(want_json));
+  EXPECT_EQ(RuntimeDataDigest(nonce, jwk).size(), 48u);
+
+  for (int i = 0; i < 3; ++i) {
+    auto key = PrivateKey::GenerateEcP256();
+    ASSERT_TRUE(key.ok());
+    auto ours = key->PublicJwk();
+    ASSERT_TRUE(ours.ok());
+    auto parsed = kbs::ParseJwk(*ours);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    std::string nonce2 = Base64Encode(std::string(32, static_cast<char>('a' + i)));
+    auto theirs = kbs::RuntimeDataDigest(nonce2, *parsed, "");
+    ASSERT_TRUE(theirs.ok());
+    EXPECT_EQ(std::string(theirs->begin(), theirs->end()), RuntimeDataDigest(nonce2, *ours));
+  }
+  std::string rd = ReportData64(std::string(48, '\x07'));
+  EXPECT_EQ(rd, std::string(48, '\x07') + std::string(16, '\0'));
+}
+
+TEST(JoseTest, EcJwkHasOnlyDefinedMembers) {
+  auto key = PrivateKey::GenerateEcP256();
+  ASSERT_TRUE(key.ok());
+  auto jwk = key->PublicJwk();
+  ASSERT_TRUE(jwk.ok());
+  EXPECT_EQ(jwk->size(), 5u);
+  EXPECT_EQ((*jwk)["crv"], "P-256");
+  EXPECT_EQ((*jwk)["alg"], "ECDH-ES+A256KW");
+  EXPECT_EQ(Base64Decode((*jwk)["x"].get<std::string>())->size(), 32u);
+  EXPECT_EQ((*jwk)["x"].get<std::string>().find('='), std::string::npos);
+}
+
+// The KBS's resource JWE (cloak-kbs's EncryptJwe) opens with our key.
+TEST(JoseTest, DecryptsKbsJweForEcAndRsaKeys) {
+  auto ec = PrivateKey::GenerateEcP256();
+  ASSERT_TRUE(ec.ok());
+  auto jwk = kbs::ParseJwk(*ec->PublicJwk());
+  ASSERT_TRUE(jwk.ok());
+  std::string secret = "-----BEGIN PRIVATE KEY-----\nnot really\n";
+  auto jwe = kbs::EncryptJwe(secret, *jwk);
+  ASSERT_TRUE(jwe.ok()) << jwe.status();
+  auto plain = DecryptJwe(*jwe, *ec);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(*plain, secret);
+  auto text = DecryptJweText(jwe->dump(), *ec);
+  EXPECT_TRUE(text.ok());
+
+  // Tampering with the ciphertext or the protected header is refused.
+  nlohmann::json bad = *jwe;
+  std::string ct = *Base64Decode(bad["ciphertext"].get<std::string>());
+  ct[0] ^= 1;
+  bad["ciphertext"] = Base64UrlEncode(ct);
+  EXPECT_EQ(DecryptJwe(bad, *ec).status().code(), absl::StatusCode::kPermissionDenied);
+  // Another key does not open it.
+  auto other = PrivateKey::GenerateEcP256();
+  EXPECT_FALSE(DecryptJwe(*jwe, *other).ok());
+
+  auto dir = TempDir::Create("cloak-attest-");
+  ASSERT_TRUE(dir.ok());
+  ASSERT_EQ(std::system(absl::StrCat("openssl genrsa -out ", dir->Join("k.pem"),
+                                     " 2048 2>/dev/null")
+                            .c_str()),
+            0);
+  auto rsa = PrivateKey::FromPem(Slurp(dir->Join("k.pem")));
+  ASSERT_TRUE(rsa.ok()) << rsa.status();
+  EXPECT_EQ(rsa->Describe(), "RSA-2048");
+  auto rjwk = kbs::ParseJwk(*rsa->PublicJwk());
+  ASSERT_TRUE(rjwk.ok()) << rjwk.status();
+  auto rjwe = kbs::EncryptJwe(secret, *rjwk);
+  ASSERT_TRUE(rjwe.ok());
+  EXPECT_EQ(*DecryptJwe(*rjwe, *rsa), secret);
+  EXPECT_FALSE(PrivateKey::FromPem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                   .ok());
+}
+
+TEST(KbsUrlTest, PlainHttpOnlyToLoopbackOrQemuHost) {
+  for (const char* ok : {"https://kbs.example.com:8080", "https://10.1.2.3", "http://127.0.0.1:8080",
+                         "http://127.8.9.1", "http://localhost:1", "http://[::1]:80",
+                         "http://10.0.2.2:8080/prefix"}) {
+    EXPECT_TRUE(ValidateKbsUrl(ok).ok()) << ok;
+  }
+  for (const char* bad : {"http://10.0.2.3:8080", "http://kbs.example.com", "ftp://127.0.0.1",
+                          "127.0.0.1:8080", "http://", "http://user@127.0.0.1"}) {
+    auto s = ValidateKbsUrl(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_THAT(std::string(ValidateKbsUrl("http://192.168.1.1").message()), HasSubstr("10.0.2.2"));
+}
+
+// A fake configfs-tsm: a temp dir stands in for /sys/kernel/config/tsm/report
+// and the hooks play the kernel.
+class FakeTsmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = TempDir::Create("cloak-tsm-");
+    ASSERT_TRUE(dir.ok());
+    dir_.emplace(std::move(*dir));
+    std::filesystem::create_directories(dir_->Join("tsm/report"));
+    options_.tsm_report_dir = dir_->Join("tsm/report");
+    options_.sev_guest_device = dir_->Join("no-sev-guest");
+    options_.tdx_guest_device = dir_->Join("no-tdx-guest");
+    options_.initdata_digest = Sha256(kInitData);
+  }
+
+  void PlaySnp(std::string host_data, bool echo_report_data = true, int generation = 1) {
+    options_.tsm_after_mkdir = [](const std::string& e) { Spit(e + "/provider", "sev_guest\n"); };
+    options_.tsm_after_inblob = [=](const std::string& e) {
+      std::string inblob = Slurp(e + "/inblob");
+      std::string report(kSnpReportSize, '\0');
+      report[0] = 2;
+      if (echo_report_data) report.replace(kSnpReportDataOffset, 64, inblob);
+      report.replace(kSnpHostDataOffset, 32, host_data);
+      Spit(e + "/outblob", report);
+      Spit(e + "/generation", absl::StrCat(generation, "\n"));
+    };
+  }
+
+  void PlayTdx(std::string mrconfigid) {
+    options_.tsm_after_mkdir = [](const std::string& e) { Spit(e + "/provider", "tdx_guest\n"); };
+    options_.tsm_after_inblob = [=](const std::string& e) {
+      std::string inblob = Slurp(e + "/inblob");
+      std::string quote(48 + 584 + 4, '\0');
+      quote[0] = 4;
+      quote[2] = 2;
+      quote[4] = static_cast<char>(0x81);
+      quote.replace(48 + 184, 48, mrconfigid);
+      quote.replace(48 + 520, 64, inblob);
+      Spit(e + "/outblob", quote);
+      Spit(e + "/generation", "1\n");
+    };
+  }
+
+  std::optional<TempDir> dir_;
+  AttesterOptions options_;
+};
+
+TEST_F(FakeTsmTest, SnpEvidenceCarriesTheReportAndChecksHostData) {
+  PlaySnp(Sha256(kInitData));
+  auto attester = DetectAttester(options_);
+  ASSERT_TRUE(attester.ok()) << attester.status();
+  EXPECT_EQ((*attester)->tee(), "snp");
+  std::string digest(48, '\x5a');
+  auto ev = (*attester)->GetEvidence(digest);
+  ASSERT_TRUE(ev.ok()) << ev.status();
+  auto report = Base64Decode((*ev)["attestation_report"].get<std::string>());
+  ASSERT_TRUE(report.ok());
+  auto fields = ParseSnpReport(*report);
+  ASSERT_TRUE(fields.ok());
+  EXPECT_EQ(fields->report_data, ReportData64(digest));
+  EXPECT_EQ(fields->init_data, Sha256(kInitData));
+  // The entry was removed.
+  EXPECT_TRUE(std::filesystem::is_empty(options_.tsm_report_dir));
+}
+
+TEST_F(FakeTsmTest, SnpRefusesInitDataOtherThanTheLaunched) {
+  PlaySnp(std::string(32, '\x01'));
+  auto attester = DetectAttester(options_);
+  ASSERT_TRUE(attester.ok());
+  auto ev = (*attester)->GetEvidence(std::string(48, '\x5a'));
+  ASSERT_FALSE(ev.ok());
+  EXPECT_EQ(ev.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(ev.status().message()), HasSubstr("HOST_DATA"));
+  EXPECT_THAT(std::string(ev.status().message()), HasSubstr(HexEncode(Sha256(kInitData))));
+}
+
+TEST_F(FakeTsmTest, SnpRefusesAReportForOtherReportData) {
+  PlaySnp(Sha256(kInitData), /*echo_report_data=*/false);
+  auto ev = (*DetectAttester(options_))->GetEvidence(std::string(48, '\x5a'));
+  EXPECT_EQ(ev.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(ev.status().message()), HasSubstr("REPORT_DATA"));
+}
+
+TEST_F(FakeTsmTest, RacingWriterIsDetectedByGeneration) {
+  PlaySnp(Sha256(kInitData), true, /*generation=*/2);
+  auto ev = (*DetectAttester(options_))->GetEvidence(std::string(48, '\x5a'));
+  EXPECT_EQ(ev.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(ev.status().message()), HasSubstr("generation"));
+}
+
+TEST_F(FakeTsmTest, TdxQuoteChecksMrConfigId) {
+  options_.initdata_digest = Sha384("x");
+  PlayTdx(Sha384("x"));
+  auto attester = DetectAttester(options_);
+  ASSERT_TRUE(attester.ok()) << attester.status();
+  EXPECT_EQ((*attester)->tee(), "tdx");
+  auto ev = (*attester)->GetEvidence(std::string(48, '\x33'));
+  ASSERT_TRUE(ev.ok()) << ev.status();
+  EXPECT_TRUE((*ev)["cc_eventlog"].is_null());
+  auto fields = ParseTdxQuote(*Base64Decode((*ev)["quote"].get<std::string>()));
+  ASSERT_TRUE(fields.ok());
+  EXPECT_EQ(fields->report_data, ReportData64(std::string(48, '\x33')));
+
+  // sha256 init-data: MRCONFIGID holds it zero-padded to 48 bytes.
+  options_.initdata_digest = Sha256("x");
+  PlayTdx(Sha256("x") + std::string(16, '\0'));
+  EXPECT_TRUE((*DetectAttester(options_))->GetEvidence(std::string(48, '\x33')).ok());
+  PlayTdx(Sha384("y"));
+  auto bad = (*DetectAttester(options_))->GetEvidence(std::string(48, '\x33'));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("MRCONFIGID"));
+}
+
+TEST_F(FakeTsmTest, NoTeeFallsBackToSampleEvidenceWithTheInitDataDigest) {
+  std::filesystem::remove_all(options_.tsm_report_dir);
+  auto attester = DetectAttester(options_);
+  ASSERT_TRUE(attester.ok());
+  EXPECT_EQ((*attester)->tee(), "sample");
+  std::string digest(48, '\x44');
+  auto ev = (*attester)->GetEvidence(digest);
+  ASSERT_TRUE(ev.ok());
+  EXPECT_EQ((*ev)["svn"], "1");
+  EXPECT_EQ(*Base64Decode((*ev)["report_data"].get<std::string>()), digest);
+  EXPECT_EQ((*ev)["init_data"], HexEncode(Sha256(kInitData)));
+}
+
+TEST_F(FakeTsmTest, TdxWithoutConfigfsTsmSaysWhy) {
+  std::filesystem::remove_all(options_.tsm_report_dir);
+  Spit(options_.tdx_guest_device, "");
+  auto attester = DetectAttester(options_);
+  EXPECT_EQ(attester.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(attester.status().message()), HasSubstr("configfs-tsm"));
+}
+
+TEST(ReportParsingTest, SnpResponseAndCertTable) {
+  std::string resp(0x20 + kSnpReportSize, '\0');
+  resp[4] = static_cast<char>(kSnpReportSize & 0xff);
+  resp[5] = static_cast<char>(kSnpReportSize >> 8);
+  resp[0x20] = 2;
+  auto report = ParseSnpReportResponse(resp);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->size(), kSnpReportSize);
+  resp[0] = 0x16;
+  EXPECT_THAT(std::string(ParseSnpReportResponse(resp).status().message()), HasSubstr("0x16"));
+
+  // One VCEK entry, then the terminator, then the certificate.
+  std::string table(48, '\0');
+  const unsigned char vcek[16] = {0x63, 0xda, 0x75, 0x8d, 0xe6, 0x64, 0x45, 0x64,
+                                  0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd};
+  table.replace(0, 16, reinterpret_cast<const char*>(vcek), 16);
+  table[16] = 48;
+  table[20] = 3;
+  table += "DER";
+  auto chain = SnpCertChain(table);
+  ASSERT_EQ(chain.size(), 1u);
+  EXPECT_EQ(chain[0]["cert_type"], "VCEK");
+  EXPECT_EQ(*Base64Decode(chain[0]["data"].get<std::string>()), "DER");
+}
+
+// The real vectors in tests/testdata: our field offsets agree with the
+// KBS's verifier parsers.
+TEST(ReportParsingTest, RealSnpReportAndTdxQuoteAgreeWithTheKbsParsers) {
+  std::string hex = Slurp(std::string(CLOAK_SOURCE_DIR) + "/tests/testdata/snp/report_milan.hex");
+  std::string quote = Slurp(std::string(CLOAK_SOURCE_DIR) + "/tests/testdata/tdx/tdx_quote_5.dat");
+  if (hex.empty() || quote.empty()) GTEST_SKIP() << "tests/testdata is missing";
+  std::string report;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(hex[i]))) {
+      --i;
+      continue;
+    }
+    report.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  auto ours = ParseSnpReport(report);
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  auto theirs = kbs::ParseSnpReport(report);
+  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  EXPECT_EQ(ours->report_data, std::string(theirs->report_data.begin(), theirs->report_data.end()));
+  EXPECT_EQ(ours->init_data, std::string(theirs->host_data.begin(), theirs->host_data.end()));
+
+  auto tq = ParseTdxQuote(quote);
+  ASSERT_TRUE(tq.ok()) << tq.status();
+  auto kq = kbs::ParseTdxQuote(quote);
+  ASSERT_TRUE(kq.ok()) << kq.status();
+  EXPECT_EQ(tq->report_data, std::string(kq->report_data.begin(), kq->report_data.end()));
+  EXPECT_EQ(tq->init_data, std::string(kq->mrconfigid.begin(), kq->mrconfigid.end()));
+}
+
+}  // namespace
+}  // namespace cloak::agent::attest
