@@ -1,5 +1,7 @@
 #include "kbs/service.h"
 
+#include <openssl/evp.h>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -8,6 +10,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "kbs/policy.h"
+#include "toml++/toml.h"
 
 namespace cloak::kbs {
 namespace {
@@ -39,11 +42,41 @@ std::string Short(absl::string_view id) { return std::string(id.substr(0, 8)); }
 
 double Millis(absl::Time start) { return absl::ToDoubleMilliseconds(absl::Now() - start); }
 
-// Lowercase hex digest of `body` with the algorithm whose size matches the
-// evidence's init-data field (SHA-256 for SNP host_data, SHA-384 for TDX
-// mrconfigid; sample may carry either).
-std::string InitDataDigest(absl::string_view body, size_t hex_len) {
-  return HexEncode(hex_len == 64 ? Sha256(body) : Sha384(body));
+// The init-data's own `algorithm` (Trustee's initdata spec: a TOML document
+// with `algorithm = "sha256" | "sha384" | "sha512"`), or "" if it names none.
+std::string InitDataAlgorithm(absl::string_view body) {
+  try {
+    toml::table doc = toml::parse(body);
+    return doc["algorithm"].value_or(std::string());
+  } catch (const toml::parse_error&) {
+    return "";
+  }
+}
+
+// Lowercase hex digest of `body` fitted to the evidence's init-data field of
+// `hex_len` hex digits: hashed with the document's algorithm, then
+// truncated or zero-padded (SNP HOST_DATA is 32 bytes, TDX MRCONFIGID 48,
+// as Trustee binds them). A document without an algorithm is hashed with
+// the one whose size matches the field.
+absl::StatusOr<std::string> InitDataDigest(absl::string_view body, size_t hex_len) {
+  const std::string algorithm = InitDataAlgorithm(body);
+  const EVP_MD* md = algorithm == "sha256"   ? EVP_sha256()
+                     : algorithm == "sha384" ? EVP_sha384()
+                     : algorithm == "sha512" ? EVP_sha512()
+                     : algorithm.empty()     ? (hex_len == 64 ? EVP_sha256() : EVP_sha384())
+                                             : nullptr;
+  if (md == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("init-data algorithm \"", algorithm, "\" is not sha256, sha384 or sha512"));
+  }
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(body.data(), body.size(), out, &len, md, nullptr) != 1) {
+    return absl::InternalError("EVP_Digest failed");
+  }
+  std::string digest(reinterpret_cast<char*>(out), len);
+  digest.resize(hex_len / 2, '\0');
+  return HexEncode(digest);
 }
 
 }  // namespace
@@ -238,13 +271,15 @@ HttpResponse KbsService::Attest(const HttpRequest& request) {
                                " evidence binds no init-data digest"));
     }
     size_t len = claims->init_data_digest.size();
-    if (len != 64 && len != 96) {
-      return fail(401, "AttestationError", "evidence init-data digest is neither SHA-256 nor SHA-384");
-    }
-    std::string digest = InitDataDigest(text, len);
-    if (digest != claims->init_data_digest) {
+    if (len != 64 && len != 96 && len != 128) {
       return fail(401, "AttestationError",
-                  absl::StrCat("init-data digest ", digest, " does not match the ",
+                  "evidence init-data digest is not 32, 48 or 64 bytes long");
+    }
+    absl::StatusOr<std::string> digest = InitDataDigest(text, len);
+    if (!digest.ok()) return fail(400, "SerdeError", digest.status().message());
+    if (*digest != claims->init_data_digest) {
+      return fail(401, "AttestationError",
+                  absl::StrCat("init-data digest ", *digest, " does not match the ",
                                claims->init_data_digest, " the evidence carries"));
     }
   }

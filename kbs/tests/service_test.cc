@@ -292,6 +292,40 @@ TEST_F(ServiceTest, InitDataMustMatchTheEvidence) {
   EXPECT_THAT(Detail(r), HasSubstr("binds no init-data digest"));
 }
 
+// The document's own algorithm decides the hash; the result is fitted to
+// the evidence's field (zero-padded or truncated), as Trustee binds it.
+TEST_F(ServiceTest, InitDataIsHashedWithItsOwnAlgorithm) {
+  TeeKey key = MakeTeeKey();
+  const std::string sha256_doc = "version = \"0.1.0\"\nalgorithm = \"sha256\"\n";
+  // A 48-byte field (TDX MRCONFIGID) holding a zero-padded SHA-256.
+  auto [nonce, cookie] = Auth();
+  HttpResponse r = Post("/kbs/v0/attest",
+                        SampleAttestation(nonce, key.jwk, nullptr, sha256_doc,
+                                          HexEncode(Sha256(sha256_doc)) + std::string(32, '0'))
+                            .dump(),
+                        cookie);
+  EXPECT_EQ(r.status, 200) << r.body;
+
+  // A 32-byte field (SNP HOST_DATA) holding a truncated SHA-384.
+  const std::string sha384_doc = "version = \"0.1.0\"\nalgorithm = \"sha384\"\n";
+  auto [nonce2, cookie2] = Auth();
+  r = Post("/kbs/v0/attest",
+           SampleAttestation(nonce2, key.jwk, nullptr, sha384_doc,
+                             HexEncode(Sha384(sha384_doc)).substr(0, 64))
+               .dump(),
+           cookie2);
+  EXPECT_EQ(r.status, 200) << r.body;
+
+  // An algorithm it does not know is a bad request, naming it.
+  const std::string md5_doc = "version = \"0.1.0\"\nalgorithm = \"md5\"\n";
+  auto [nonce3, cookie3] = Auth();
+  r = Post("/kbs/v0/attest",
+           SampleAttestation(nonce3, key.jwk, nullptr, md5_doc, HexEncode(Sha384(md5_doc))).dump(),
+           cookie3);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(Detail(r), HasSubstr("md5"));
+}
+
 TEST_F(ServiceTest, PolicyCanRequireTheInitDataDigest) {
   std::string init = "[data]\nkbs_url = \"http://127.0.0.1\"\n";
   auto store = ResourceStore::Open(config_.state_dir);
