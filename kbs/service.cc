@@ -46,7 +46,7 @@ double Millis(absl::Time start) { return absl::ToDoubleMilliseconds(absl::Now() 
 // with `algorithm = "sha256" | "sha384" | "sha512"`), or "" if it names none.
 std::string InitDataAlgorithm(absl::string_view body) {
   try {
-    toml::table doc = toml::parse(body);
+    toml::table doc = toml::parse(std::string_view(body.data(), body.size()));
     return doc["algorithm"].value_or(std::string());
   } catch (const toml::parse_error&) {
     return "";
