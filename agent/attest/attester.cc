@@ -20,10 +20,20 @@
 #include "agent/attest/crypto.h"
 #include "agent/attest/initdata.h"
 #include "common/logging.h"
+#include "common/simsp/protocol.h"
+#include "common/transport/virtio_port.h"
 #include "common/status_macros.h"
 
 namespace cloak::agent::attest {
 namespace {
+
+// The device of the simulated SNP SP's virtio-serial port, if the shim
+// offers one.
+absl::StatusOr<std::string> SimulatedSpDevice(const AttesterOptions& options) {
+  ASSIGN_OR_RETURN(std::string port, transport::FindVirtioPort(options.virtio_ports_sysfs,
+                                                               options.simulated_sp_port));
+  return absl::StrCat(options.dev_root, "/", port);
+}
 
 uint32_t Le32(absl::string_view b, size_t off) {
   return static_cast<uint32_t>(static_cast<unsigned char>(b[off])) |
@@ -143,15 +153,28 @@ class SampleAttester final : public Attester {
 
 class SnpAttester final : public Attester {
  public:
-  SnpAttester(AttesterOptions options, bool use_tsm)
-      : options_(std::move(options)), use_tsm_(use_tsm) {}
+  enum class Source { kTsm, kDevice, kSimulated };
+  SnpAttester(AttesterOptions options, Source source)
+      : options_(std::move(options)), source_(source) {}
   std::string tee() const override { return "snp"; }
 
   absl::StatusOr<nlohmann::json> GetEvidence(absl::string_view runtime_digest) override {
     std::string report_data = ReportData64(runtime_digest);
     std::string report;
     nlohmann::json chain = nullptr;
-    if (use_tsm_) {
+    if (source_ == Source::kSimulated) {
+      ASSIGN_OR_RETURN(std::string device, SimulatedSpDevice(options_));
+      int fd = ::open(device.c_str(), O_RDWR | O_CLOEXEC);
+      if (fd < 0) return ErrnoError(errno, "open the simulated SNP SP port ", device);
+      absl::StatusOr<simsp::SpResponse> answer = simsp::RequestReport(fd, report_data);
+      ::close(fd);
+      if (!answer.ok()) return Annotate(answer.status(), "simulated SNP SP");
+      report = std::move(answer->report);
+      if (!answer->vcek_der.empty()) {
+        chain = nlohmann::json::array(
+            {{{"cert_type", "VCEK"}, {"data", Base64Encode(answer->vcek_der)}}});
+      }
+    } else if (source_ == Source::kTsm) {
       ASSIGN_OR_RETURN(TsmOutput out, TsmReport(options_, report_data, false));
       if (out.provider != "sev_guest") {
         return absl::FailedPreconditionError(
@@ -190,7 +213,7 @@ class SnpAttester final : public Attester {
   }
 
   AttesterOptions options_;
-  bool use_tsm_;
+  Source source_;
 };
 
 class TdxAttester final : public Attester {
@@ -313,7 +336,9 @@ absl::StatusOr<std::unique_ptr<Attester>> CreateAttester(absl::string_view tee,
                                                          const AttesterOptions& options) {
   if (tee == "sample") return std::make_unique<SampleAttester>(options.initdata_digest);
   if (tee == "snp") {
-    return std::make_unique<SnpAttester>(options, Exists(options.tsm_report_dir));
+    return std::make_unique<SnpAttester>(options, Exists(options.tsm_report_dir)
+                                                      ? SnpAttester::Source::kTsm
+                                                      : SnpAttester::Source::kDevice);
   }
   if (tee == "tdx") return std::make_unique<TdxAttester>(options);
   return absl::InvalidArgumentError(absl::StrCat("unknown TEE \"", tee, "\""));
@@ -325,7 +350,7 @@ absl::StatusOr<std::unique_ptr<Attester>> DetectAttester(const AttesterOptions& 
     absl::StatusOr<TsmOutput> probe = TsmReport(options, "", /*probe_only=*/true);
     if (probe.ok() && probe->provider == "sev_guest") {
       log->info("tee=snp (configfs-tsm {})", options.tsm_report_dir);
-      return std::make_unique<SnpAttester>(options, true);
+      return std::make_unique<SnpAttester>(options, SnpAttester::Source::kTsm);
     }
     if (probe.ok() && probe->provider == "tdx_guest") {
       log->info("tee=tdx (configfs-tsm {})", options.tsm_report_dir);
@@ -337,13 +362,19 @@ absl::StatusOr<std::unique_ptr<Attester>> DetectAttester(const AttesterOptions& 
   }
   if (Exists(options.sev_guest_device)) {
     log->info("tee=snp ({} ioctl)", options.sev_guest_device);
-    return std::make_unique<SnpAttester>(options, false);
+    return std::make_unique<SnpAttester>(options, SnpAttester::Source::kDevice);
   }
   if (Exists(options.tdx_guest_device)) {
     return absl::FailedPreconditionError(
         absl::StrCat("this is a TDX guest (", options.tdx_guest_device,
                      ") without configfs-tsm at ", options.tsm_report_dir,
                      ": a remotely verifiable quote needs configfs-tsm (Linux >= 6.7)"));
+  }
+  if (SimulatedSpDevice(options).ok()) {
+    log->warn("tee=snp from the SIMULATED SNP security processor on port {} (development only: "
+              "a key broker accepts it only if it trusts the simulator's TEST chain)",
+              options.simulated_sp_port);
+    return std::make_unique<SnpAttester>(options, SnpAttester::Source::kSimulated);
   }
   log->warn("tee=sample: no SNP or TDX guest device found (development fallback)");
   return std::make_unique<SampleAttester>(options.initdata_digest);

@@ -35,6 +35,13 @@ struct AttesterOptions {
   std::string tsm_report_dir = kTsmReportDir;
   std::string sev_guest_device = kSevGuestDevice;
   std::string tdx_guest_device = kTdxGuestDevice;
+  // Development: the simulated SNP security processor the shim may offer
+  // as a virtio-serial port (common/simsp, docs/simulated-snp.md), found by
+  // name under `virtio_ports_sysfs` and opened as <dev_root>/<vportXpY>.
+  // Used only when neither configfs-tsm nor /dev/sev-guest is there.
+  std::string virtio_ports_sysfs = "/sys/class/virtio-ports";
+  std::string dev_root = "/dev";
+  std::string simulated_sp_port = "cloak.sp";
   // Raw digest of the init-data the guest holds (InitData::digest).
   std::string initdata_digest;
   // Test seams standing in for the kernel behind a fake configfs-tsm

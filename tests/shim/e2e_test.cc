@@ -312,8 +312,13 @@ class ShimE2eTest : public ::testing::Test {
   std::string WriteConfig(const std::string& name, const std::string& hypervisor_extra,
                           const std::string& tail = "") {
     const std::string path = d_ + "/" + name + ".toml";
+    // This build's guest image, unless the case sets its own kernel.
+    std::string image;
+    if (!absl::StrContains(hypervisor_extra, "kernel =")) {
+      image = absl::StrCat("kernel = \"", kernel_, "\"\ninitrd = \"", initrd_, "\"\n");
+    }
     std::ofstream(path) << "[runtime]\nstate_dir = \"" << d_ << "/run\"\nlog_level = \"debug\"\n"
-                        << "[hypervisor]\nmemory_mib = 512\n" << hypervisor_extra << "\n"
+                        << "[hypervisor]\nmemory_mib = 512\n" << image << hypervisor_extra << "\n"
                         << "[agent]\nboot_timeout = \"120s\"\n" << tail;
     return path;
   }
@@ -635,12 +640,20 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
                       absl::Seconds(30));
     ASSERT_EQ(p.exit_code, 0) << p.output;
   };
+  // A TEST chain for the simulated SNP security processor, which this dev
+  // KBS (and only it) trusts.
+  std::vector<std::string> kbs_args = {kbs, "serve", "--state-dir", kbs_state, "--listen",
+                                       "127.0.0.1:0", "--insecure-http", "--port-file",
+                                       d_ + "/kbs.port"};
+#ifdef CLOAK_SIMSP_BINARY
+  r = Run({CLOAK_SIMSP_BINARY, "init-chain", "--dir", d_ + "/chain", "--rsa-bits", "2048"},
+          absl::Seconds(120));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  kbs_args.insert(kbs_args.end(), {"--snp-certs-dir", d_ + "/chain"});
+#endif
   SpawnOptions ko;
   ko.stdout_path = ko.stderr_path = d_ + "/kbs.log";
-  auto kbs_proc = Subprocess::Spawn({kbs, "serve", "--state-dir", kbs_state, "--listen",
-                                     "127.0.0.1:0", "--insecure-http", "--port-file",
-                                     d_ + "/kbs.port"},
-                                    ko);
+  auto kbs_proc = Subprocess::Spawn(kbs_args, ko);
   ASSERT_TRUE(kbs_proc.ok()) << kbs_proc.status();
   for (int i = 0; i < 100 && Slurp(d_ + "/kbs.port").empty(); ++i) {
     absl::SleepFor(absl::Milliseconds(100));
@@ -658,10 +671,11 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   const std::string initdata_annotation =
       "io.cloak.initdata=" + absl::Base64Escape(initdata);
 
-  auto run_encrypted = [&](const std::string& id, bool with_initdata) {
+  auto run_encrypted = [&](const std::string& id, bool with_initdata,
+                           const std::string& config = "") {
     std::vector<std::string> annotations;
     if (with_initdata) annotations.push_back(initdata_annotation);
-    std::vector<std::string> args = RunArgsWith(id, annotations);
+    std::vector<std::string> args = RunArgsWith(id, annotations, config);
     for (std::string& a : args) {
       if (absl::StartsWith(a, "io.cloak.image=")) a = "io.cloak.image=" + enc_image;
     }
@@ -698,6 +712,43 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   r = run_encrypted("enc-none", false);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("encrypted"));
+
+#ifdef CLOAK_SIMSP_BINARY
+  // Simulated SNP: the shim's SP signs reports with the measurement of what
+  // it launched and HOST_DATA = the init-data digest (sha384, truncated to
+  // 32 bytes); the KBS runs its real SNP verifier against the TEST chain.
+  const std::string sp_config =
+      WriteConfig("simsp", "", absl::StrCat("[tee]\nsimulated_snp_chain = \"", d_, "/chain\"\n"));
+  const std::string host_data_hex = digest_hex.substr(0, 64);
+  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"init_data_digests":[")", host_data_hex,
+                          R"("]})"));
+  r = run_encrypted("enc-snp", true, sp_config);
+  EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- kbs log ---\n" << Slurp(d_ + "/kbs.log");
+  EXPECT_THAT(r.output, HasSubstr("decrypted-in-guest"));
+  // The measurement the shim's SP reported (its log says it).
+  std::string measurement;
+  {
+    const std::string log = Slurp(d_ + "/containerd.log");
+    const size_t at = log.rfind("measurement ");
+    if (at != std::string::npos) measurement = log.substr(at + 12, 96);
+  }
+  ASSERT_EQ(measurement.size(), 96u) << "no measurement in the shim's log";
+
+  // The policy pins that measurement: released again.
+  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"reference_values":{"measurement":[")",
+                          measurement, R"("]}})"));
+  r = run_encrypted("enc-snp-pinned", true, sp_config);
+  EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- kbs log ---\n" << Slurp(d_ + "/kbs.log");
+  EXPECT_THAT(r.output, HasSubstr("decrypted-in-guest"));
+
+  // A different reference measurement: refused, and no container runs.
+  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"reference_values":{"measurement":[")",
+                          std::string(96, '0'), R"("]}})"));
+  r = run_encrypted("enc-snp-wrong", true, sp_config);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("measurement"));
+  EXPECT_THAT(r.output, Not(HasSubstr("decrypted-in-guest")));
+#endif  // CLOAK_SIMSP_BINARY
 
   absl::SleepFor(absl::Seconds(1));
   EXPECT_TRUE(QemuPids().empty());
