@@ -619,11 +619,39 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   r = Run({"openssl", "rsa", "-in", d_ + "/image.key", "-pubout", "-out", d_ + "/image.pub"},
           absl::Seconds(60));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The image carries a secret marker. Its plaintext exists on the host
+  // only until it is encrypted; afterwards the test searches for it.
+  std::string marker = "cloak-secret-marker-";
+  {
+    std::ifstream urandom("/dev/urandom", std::ios::binary);
+    char raw[16];
+    urandom.read(raw, sizeof(raw));
+    marker += absl::BytesToHexString(absl::string_view(raw, sizeof(raw)));
+  }
+  std::ofstream(d_ + "/marker.txt") << marker << "\n";
+  r = Run({kSource + "/scripts/make-busybox-image", d_ + "/oci-secret", "e2e", d_ + "/marker.txt"},
+          absl::Seconds(60));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // Files under `dirs` holding the marker, plain or gzip-compressed (a
+  // leaked layer blob or an unpacked rootfs).
+  auto files_with_marker = [&](const std::vector<std::string>& dirs) {
+    std::vector<std::string> argv = {
+        "env", "MARKER=" + marker, "sh", "-c",
+        "find \"$@\" -type f -size -64M 2>/dev/null | while read -r f; do "
+        "zcat -f \"$f\" 2>/dev/null | grep -qF \"$MARKER\" && echo \"$f\"; done; true",
+        "find-marker"};
+    argv.insert(argv.end(), dirs.begin(), dirs.end());
+    return Run(argv, absl::Seconds(300)).output;
+  };
+  // The search finds the plaintext image where it is.
+  ASSERT_THAT(files_with_marker({d_ + "/oci-secret"}), HasSubstr("/blobs/sha256/"));
   const std::string enc_image = absl::StrCat("127.0.0.1:", port_, "/busybox-enc:e2e");
   r = Run({"skopeo", "copy", "--dest-tls-verify=false", "--encryption-key",
-           "jwe:" + d_ + "/image.pub", "oci:" + d_ + "/oci:e2e", "docker://" + enc_image},
+           "jwe:" + d_ + "/image.pub", "oci:" + d_ + "/oci-secret:e2e", "docker://" + enc_image},
           absl::Seconds(120));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::filesystem::remove_all(d_ + "/oci-secret");
+  std::filesystem::remove(d_ + "/marker.txt");
 
   // cloak-kbs with the private key as a resource, on the host's loopback;
   // the guest reaches it at 10.0.2.2.
@@ -680,7 +708,9 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
       if (absl::StartsWith(a, "io.cloak.image=")) a = "io.cloak.image=" + enc_image;
     }
     args.insert(args.begin() + 1, "--rm");
-    args.insert(args.end(), {"sh", "-c", "echo decrypted-in-guest"});
+    // Proves the secret layer is there without printing it (ctr's output
+    // lands in a file on the host).
+    args.insert(args.end(), {"sh", "-c", "test -s /marker && echo decrypted-in-guest"});
     RunResult out = Ctr(args, absl::Seconds(240));
     Ctr({"container", "rm", id});
     return out;
@@ -752,6 +782,15 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
 
   absl::SleepFor(absl::Seconds(1));
   EXPECT_TRUE(QemuPids().empty());
+
+  // No plaintext of the image on the host: not in containerd's root or
+  // state, the registry, the sandboxes' state, nor anywhere under /run,
+  // /dev/shm, /var/lib/containerd or /var/tmp.
+  std::vector<std::string> dirs = {d_};
+  for (const char* dir : {"/run", "/dev/shm", "/var/lib/containerd", "/var/tmp"}) {
+    if (Exists(dir)) dirs.push_back(dir);
+  }
+  EXPECT_EQ(files_with_marker(dirs), "") << "the secret marker was found on the host";
   std::cerr << "--- kbs log ---\n" << Slurp(d_ + "/kbs.log");
 }
 #endif  // CLOAK_KBS_BINARY
