@@ -5,32 +5,16 @@ find_package(GTest CONFIG REQUIRED)
 include(GoogleTest)
 set(simsp_tests_dir "${CMAKE_CURRENT_LIST_DIR}")
 
-function(simsp_test name label)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS" ${ARGN})
-  add_executable(${name} ${ARG_SOURCES})
-  target_compile_options(${name} PRIVATE ${CLOAK_WARNINGS})
-  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
-  if(NOT ARG_TIMEOUT)
-    set(ARG_TIMEOUT 120)
-  endif()
-  set(serial FALSE)
-  if(NOT label STREQUAL "unit")
-    set(serial TRUE)
-  endif()
-  gtest_discover_tests(${name} TEST_PREFIX "simsp."
-    PROPERTIES LABELS ${label} TIMEOUT ${ARG_TIMEOUT} RUN_SERIAL ${serial}
-    DISCOVERY_TIMEOUT 30)
-endfunction()
 
 # Protocol, measurement, server: no verifier needed.
-simsp_test(simsp_unit_test unit
+cloak_test(simsp_unit_test unit PREFIX "simsp."
   SOURCES ${simsp_tests_dir}/protocol_test.cc ${simsp_tests_dir}/measurement_test.cc
           ${simsp_tests_dir}/server_test.cc
   DEPS cloak_simsp)
 
 # Reports checked by the real SEV-SNP verifier of cloak-kbs.
 if(TARGET cloak_kbs_verify)
-  simsp_test(simsp_verify_test unit
+  cloak_test(simsp_verify_test unit PREFIX "simsp."
     SOURCES ${simsp_tests_dir}/verify_test.cc
     DEPS cloak_simsp cloak_kbs_verify)
 endif()
@@ -38,7 +22,7 @@ endif()
 # The real cloak-kbs and cloak-simsp binaries on 127.0.0.1, driven with libcurl.
 if(TARGET cloak_kbs AND TARGET cloak-kbs)
   find_package(CURL REQUIRED)
-  simsp_test(simsp_integration_test integration
+  cloak_test(simsp_integration_test integration PREFIX "simsp."
     SOURCES ${simsp_tests_dir}/integration_test.cc
     DEPS cloak_simsp cloak_kbs CURL::libcurl
     TIMEOUT 180)
