@@ -266,7 +266,11 @@ void TaskService::OnSandboxExit(const std::string& sandbox_id, const std::string
         absl::MutexLock lock(&p->mu);
         never_started = !p->started && p->state == ProcState::kCreated;
       }
-      if (never_started) {
+      if (never_started && !p->exec_id.empty()) {
+        // An exec that never ran has no exit to report (runc's shim sends
+        // none either); only its Wait must end.
+        (void)FailStart(p, absl::UnavailableError(absl::StrCat("sandbox ", sandbox_id, " ended")));
+      } else if (never_started) {
         if (p->io) p->io->Close();
         RecordExit(p, kLostExitStatus, absl::Now());
       }

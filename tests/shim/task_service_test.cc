@@ -542,8 +542,10 @@ TEST_F(TaskServiceTest, VmCrashReportsExitsAndTasksStayDeletable) {
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(w->exit_status(), kLostExitStatus);
   EXPECT_EQ(Kill("c1", 9).code(), absl::StatusCode::kNotFound);
+  // Events are published asynchronously: wait for init's.
+  ASSERT_TRUE(sink_.WaitFor("/tasks/exit c1 c1 255", absl::Seconds(10)));
   auto s = sink_.Summaries();
-  // init's exit is last.
+  // init's exit is last (the exec that never started reports none).
   ASSERT_FALSE(s.empty());
   EXPECT_EQ(s.back(), "/tasks/exit c1 c1 255");
   EXPECT_TRUE(sink_.WaitFor("/tasks/exit c1 e1 255", absl::ZeroDuration()));
