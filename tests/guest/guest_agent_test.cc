@@ -34,6 +34,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/guest/guest_harness.h"
+#include "tests/util/host.h"
 
 #ifndef CLOAK_SOURCE_DIR
 #error "CLOAK_SOURCE_DIR must be defined"
@@ -41,6 +42,12 @@
 
 namespace cloak::guest_test {
 namespace {
+
+using ::cloak::testutil::Which;
+using ::cloak::testutil::FreePort;
+using ::cloak::testutil::Slurp;
+using ::cloak::testutil::PidAlive;
+using ::cloak::testutil::PidsMentioning;
 
 namespace v1 = ::cloak::agent::v1;
 using ::testing::Contains;
@@ -52,55 +59,6 @@ const std::string kSource = CLOAK_SOURCE_DIR;
 constexpr absl::Duration kPullTimeout = absl::Seconds(180);
 // QEMU must be gone this long after DestroySandbox{power_off}.
 constexpr absl::Duration kPowerOffDeadline = absl::Seconds(60);
-
-std::string Which(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  for (const std::string& dir : {std::string(path ? path : ""), std::string("/usr/sbin:/sbin")}) {
-    size_t start = 0;
-    while (start <= dir.size()) {
-      size_t end = dir.find(':', start);
-      if (end == std::string::npos) end = dir.size();
-      std::string cand = dir.substr(start, end - start) + "/" + name;
-      if (::access(cand.c_str(), X_OK) == 0) return cand;
-      start = end + 1;
-    }
-  }
-  return "";
-}
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-bool PidAlive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH); }
-
-// Pids of processes whose command line mentions `needle`.
-std::vector<pid_t> PidsMentioning(const std::string& needle) {
-  std::vector<pid_t> out;
-  DIR* d = ::opendir("/proc");
-  if (d == nullptr) return out;
-  while (dirent* e = ::readdir(d)) {
-    pid_t pid = std::atoi(e->d_name);
-    if (pid <= 1 || pid == ::getpid()) continue;
-    std::string cmdline = Slurp(absl::StrCat("/proc/", pid, "/cmdline"));
-    if (absl::StrContains(cmdline, needle)) out.push_back(pid);
-  }
-  ::closedir(d);
-  return out;
-}
 
 struct RunResult {
   int exit_code = -1;

@@ -32,6 +32,7 @@
 #include "gtest/gtest.h"
 #include "shim/bundle.h"
 #include "shim/shim_process.h"
+#include "tests/util/host.h"
 
 #ifndef CLOAK_BUILD_DIR
 #error "CLOAK_BUILD_DIR must be defined"
@@ -43,73 +44,23 @@
 namespace cloak::shim {
 namespace {
 
+using ::cloak::testutil::Exists;
+using ::cloak::testutil::Which;
+using ::cloak::testutil::FreePort;
+using ::cloak::testutil::Slurp;
+using ::cloak::testutil::PidsMentioning;
+
 using ::testing::HasSubstr;
 using ::testing::Not;
 
 const std::string kBuild = CLOAK_BUILD_DIR;
 const std::string kSource = CLOAK_SOURCE_DIR;
 
-bool Exists(const std::string& p) {
-  std::error_code ec;
-  return std::filesystem::exists(p, ec);
-}
-
-std::string Which(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  for (const std::string& dir : {std::string(path ? path : ""), std::string("/usr/sbin:/sbin")}) {
-    size_t start = 0;
-    while (start <= dir.size()) {
-      size_t end = dir.find(':', start);
-      if (end == std::string::npos) end = dir.size();
-      std::string cand = dir.substr(start, end - start) + "/" + name;
-      if (::access(cand.c_str(), X_OK) == 0) return cand;
-      start = end + 1;
-    }
-  }
-  return "";
-}
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
 struct RunResult {
   int exit_code = -1;
   std::string output;
   absl::Duration took;
 };
-
-// Pids of processes whose command line mentions `needle`.
-std::vector<pid_t> PidsMentioning(const std::string& needle) {
-  std::vector<pid_t> out;
-  DIR* d = ::opendir("/proc");
-  if (d == nullptr) return out;
-  while (dirent* e = ::readdir(d)) {
-    pid_t pid = std::atoi(e->d_name);
-    if (pid <= 1 || pid == ::getpid()) continue;
-    for (const std::string& w : ProcessCmdline(pid)) {
-      if (absl::StrContains(w, needle)) {
-        out.push_back(pid);
-        break;
-      }
-    }
-  }
-  ::closedir(d);
-  return out;
-}
 
 class ShimE2eTest : public ::testing::Test {
  protected:

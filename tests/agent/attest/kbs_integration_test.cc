@@ -25,37 +25,18 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/agent/attest/attest_test_util.h"
+#include "tests/util/host.h"
 
 namespace cloak::agent::attest {
 namespace {
+
+using ::cloak::testutil::FreePort;
+using ::cloak::testutil::CanConnect;
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using testing::ReadFile;
 using testing::WriteFile;
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool CanConnect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  close(fd);
-  return ok;
-}
 
 // Shared by the suite: keys, images in a registry, a running cloak-kbs.
 struct Env {

@@ -18,9 +18,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/agent/image/test_util.h"
+#include "tests/util/host.h"
 
 namespace cloak::agent::image {
 namespace {
+
+using ::cloak::testutil::FreePort;
+using ::cloak::testutil::CanConnect;
 
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
@@ -31,29 +35,6 @@ using testing::TarBuilder;
 constexpr char kRegistryBinary[] = "/usr/bin/docker-registry";
 constexpr char kSkopeoBinary[] = "/usr/bin/skopeo";
 constexpr char kBusybox[] = "/bin/busybox";
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool CanConnect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  close(fd);
-  return ok;
-}
 
 class RegistryIntegrationTest : public ::testing::Test {
  protected:

@@ -1,0 +1,28 @@
+// Helpers the integration and e2e tests share for the host they run on:
+// finding tools, loopback ports, files, and processes by command line.
+#ifndef CLOAK_TESTS_UTIL_HOST_H_
+#define CLOAK_TESTS_UTIL_HOST_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace cloak::testutil {
+
+// Absolute path of `name` on $PATH (or /usr/sbin, /sbin), "" if absent.
+std::string Which(const std::string& name);
+bool Exists(const std::string& path);
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+// Whether something accepts TCP connections on 127.0.0.1:`port`.
+bool CanConnect(int port);
+// The whole file, "" if it cannot be read.
+std::string Slurp(const std::string& path);
+bool PidAlive(pid_t pid);
+// Pids (not this process, not init) whose command line mentions `needle`.
+std::vector<pid_t> PidsMentioning(const std::string& needle);
+
+}  // namespace cloak::testutil
+
+#endif  // CLOAK_TESTS_UTIL_HOST_H_
