@@ -18,6 +18,7 @@
 #include "cloak/agent/v1/agent.grpc.pb.h"
 #include "common/process.h"
 #include "common/temp_dir.h"
+#include "tests/util/agent_requests.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -121,28 +122,10 @@ class AgentIntegrationTest : public ::testing::Test {
   }
 
   static std::string SpecFor(const std::vector<std::string>& args) {
-    json spec = {{"ociVersion", "1.0.2"},
-                 {"process",
-                  {{"args", args},
-                   {"env", {"PATH=/bin", "TERM=xterm"}},
-                   {"cwd", "/"},
-                   {"user", {{"uid", 0}, {"gid", 0}}}}},
-                 {"hostname", "ctr"},
-                 {"root", {{"path", "/ignored"}}}};
-    return spec.dump();
+    return testutil::ContainerSpecJson(args, "/ignored");
   }
-
   static v1::Stdio Stdio(bool in, bool out, bool err, bool terminal = false) {
-    v1::Stdio s;
-    s.set_stdin(in);
-    s.set_stdout(out);
-    s.set_stderr(err);
-    s.set_terminal(terminal);
-    if (terminal) {
-      s.set_width(80);
-      s.set_height(24);
-    }
-    return s;
+    return testutil::AgentStdio(in, out, err, terminal);
   }
 
   grpc::Status CreateAndStart(const std::string& id, const std::vector<std::string>& args,

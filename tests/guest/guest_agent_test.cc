@@ -35,6 +35,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/guest/guest_harness.h"
 #include "tests/util/host.h"
+#include "tests/util/agent_requests.h"
 
 #ifndef CLOAK_SOURCE_DIR
 #error "CLOAK_SOURCE_DIR must be defined"
@@ -171,28 +172,10 @@ class GuestAgentTest : public ::testing::Test {
   v1::AgentService::Stub& stub() { return guest_->stub(); }
 
   static std::string SpecFor(const std::vector<std::string>& args) {
-    json spec = {{"ociVersion", "1.0.2"},
-                 {"process",
-                  {{"args", args},
-                   {"env", {"PATH=/bin", "TERM=xterm"}},
-                   {"cwd", "/"},
-                   {"user", {{"uid", 0}, {"gid", 0}}}}},
-                 {"hostname", "ctr"},
-                 {"root", {{"path", "rootfs"}}}};
-    return spec.dump();
+    return testutil::ContainerSpecJson(args, "rootfs");
   }
-
   static v1::Stdio Stdio(bool in, bool out, bool err, bool terminal = false) {
-    v1::Stdio s;
-    s.set_stdin(in);
-    s.set_stdout(out);
-    s.set_stderr(err);
-    s.set_terminal(terminal);
-    if (terminal) {
-      s.set_width(80);
-      s.set_height(24);
-    }
-    return s;
+    return testutil::AgentStdio(in, out, err, terminal);
   }
 
   // CreateContainer as the shim sends it (shim/task_service.cc Create): the
