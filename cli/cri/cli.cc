@@ -1,0 +1,178 @@
+#include "cli/cri/cli.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "cli/cri/client.h"
+
+namespace cloak::cri {
+namespace {
+
+namespace v1 = ::runtime::v1;
+
+template <typename Msg>
+absl::StatusOr<Msg> ParseJson(const std::string& json, const char* what) {
+  Msg msg;
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = true;
+  auto s = google::protobuf::util::JsonStringToMessage(json, &msg, opts);
+  if (!s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a valid ", what, " (JSON as crictl takes it): ", s.ToString()));
+  }
+  return msg;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int Fail(const absl::Status& s, int code) {
+  std::cerr << "cloak-cri: " << s.message() << "\n";
+  return code;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::PodSandboxConfig> ParsePodSandboxConfig(const std::string& json) {
+  return ParseJson<v1::PodSandboxConfig>(json, "pod sandbox config");
+}
+
+absl::StatusOr<v1::ContainerConfig> ParseContainerConfig(const std::string& json) {
+  return ParseJson<v1::ContainerConfig>(json, "container config");
+}
+
+int RunCriCli(int argc, char** argv) {
+  CLI::App app{"cloak-cri: a small CRI v1 client (RuntimeService / ImageService)"};
+  app.require_subcommand(1);
+  ClientOptions options;
+  int timeout_s = static_cast<int>(absl::ToInt64Seconds(kDefaultTimeout));
+  app.add_option("-r,--runtime-endpoint", options.endpoint, "CRI socket (unix:///path or /path)")
+      ->capture_default_str();
+  app.add_option("--timeout", timeout_s, "deadline of one RPC, seconds")->capture_default_str();
+
+  auto* version = app.add_subcommand("version", "runtime name and versions");
+  std::string pod_json, ctr_json, handler, id, image;
+  auto* runp = app.add_subcommand("runp", "RunPodSandbox from POD.json; prints the pod id");
+  runp->add_option("pod", pod_json, "pod sandbox config (JSON)")->required();
+  runp->add_option("--runtime", handler, "runtime handler (e.g. cloak-dev)");
+  auto* create = app.add_subcommand("create", "CreateContainer; prints the container id");
+  create->add_option("pod-id", id, "pod sandbox id")->required();
+  create->add_option("container", ctr_json, "container config (JSON)")->required();
+  create->add_option("pod", pod_json, "pod sandbox config (JSON) the pod was run with")
+      ->required();
+  auto* start = app.add_subcommand("start", "StartContainer");
+  start->add_option("container-id", id)->required();
+  auto* ps = app.add_subcommand("ps", "ListContainers (id, state, name, pod)");
+  ps->add_option("-p,--pod", id, "only this pod's containers");
+  auto* inspect = app.add_subcommand("inspect", "ContainerStatus (state, exit code, log path)");
+  inspect->add_option("container-id", id)->required();
+  int64_t exec_timeout = 0;
+  std::vector<std::string> cmd;
+  auto* exec = app.add_subcommand("exec-sync", "ExecSync: prints stdout/stderr, exits with the "
+                                               "command's exit code");
+  exec->add_option("--exec-timeout", exec_timeout, "seconds; 0 means none");
+  exec->add_option("container-id", id)->required();
+  exec->add_option("cmd", cmd, "command and arguments (after --)")->required();
+  auto* stop = app.add_subcommand("stop", "StopContainer");
+  int64_t grace = 10;
+  stop->add_option("container-id", id)->required();
+  stop->add_option("--grace", grace, "seconds before SIGKILL");
+  auto* rm = app.add_subcommand("rm", "RemoveContainer");
+  rm->add_option("container-id", id)->required();
+  auto* stopp = app.add_subcommand("stopp", "StopPodSandbox");
+  stopp->add_option("pod-id", id)->required();
+  auto* rmp = app.add_subcommand("rmp", "RemovePodSandbox");
+  rmp->add_option("pod-id", id)->required();
+  auto* pull = app.add_subcommand("pull", "PullImage; prints the image ref");
+  pull->add_option("image", image)->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  options.timeout = absl::Seconds(timeout_s);
+  auto client = Client::Create(options);
+  if (!client.ok()) return Fail(client.status(), 2);
+  Client& c = **client;
+
+  auto load_pod = [&]() -> absl::StatusOr<v1::PodSandboxConfig> {
+    auto text = ReadFile(pod_json);
+    if (!text.ok()) return text.status();
+    return ParsePodSandboxConfig(*text);
+  };
+
+  if (*version) {
+    auto v = c.Version();
+    if (!v.ok()) return Fail(v.status(), 1);
+    std::cout << "Version:  " << v->version() << "\nRuntimeName:  " << v->runtime_name()
+              << "\nRuntimeVersion:  " << v->runtime_version()
+              << "\nRuntimeApiVersion:  " << v->runtime_api_version() << "\n";
+  } else if (*runp) {
+    auto pod = load_pod();
+    if (!pod.ok()) return Fail(pod.status(), 2);
+    auto pod_id = c.RunPodSandbox(*pod, handler);
+    if (!pod_id.ok()) return Fail(pod_id.status(), 1);
+    std::cout << *pod_id << "\n";
+  } else if (*create) {
+    auto pod = load_pod();
+    if (!pod.ok()) return Fail(pod.status(), 2);
+    auto text = ReadFile(ctr_json);
+    if (!text.ok()) return Fail(text.status(), 2);
+    auto ctr = ParseContainerConfig(*text);
+    if (!ctr.ok()) return Fail(ctr.status(), 2);
+    auto cid = c.CreateContainer(id, *ctr, *pod);
+    if (!cid.ok()) return Fail(cid.status(), 1);
+    std::cout << *cid << "\n";
+  } else if (*start) {
+    if (auto s = c.StartContainer(id); !s.ok()) return Fail(s, 1);
+  } else if (*ps) {
+    auto list = c.ListContainers(id);
+    if (!list.ok()) return Fail(list.status(), 1);
+    for (const v1::Container& k : *list) {
+      std::cout << k.id() << "\t" << v1::ContainerState_Name(k.state()) << "\t"
+                << k.metadata().name() << "\t" << k.pod_sandbox_id() << "\n";
+    }
+  } else if (*inspect) {
+    auto st = c.ContainerStatus(id);
+    if (!st.ok()) return Fail(st.status(), 1);
+    std::string json;
+    google::protobuf::util::JsonPrintOptions opts;
+    opts.add_whitespace = true;
+    opts.preserve_proto_field_names = true;
+    (void)google::protobuf::util::MessageToJsonString(*st, &json, opts);
+    std::cout << json;
+  } else if (*exec) {
+    auto r = c.ExecSync(id, cmd, exec_timeout);
+    if (!r.ok()) return Fail(r.status(), 1);
+    std::cout << r->stdout();
+    std::cerr << r->stderr();
+    return r->exit_code();
+  } else if (*stop) {
+    if (auto s = c.StopContainer(id, grace); !s.ok()) return Fail(s, 1);
+  } else if (*rm) {
+    if (auto s = c.RemoveContainer(id); !s.ok()) return Fail(s, 1);
+  } else if (*stopp) {
+    if (auto s = c.StopPodSandbox(id); !s.ok()) return Fail(s, 1);
+  } else if (*rmp) {
+    if (auto s = c.RemovePodSandbox(id); !s.ok()) return Fail(s, 1);
+  } else if (*pull) {
+    auto ref = c.PullImage(image);
+    if (!ref.ok()) return Fail(ref.status(), 1);
+    std::cout << *ref << "\n";
+  }
+  return 0;
+}
+
+}  // namespace cloak::cri
