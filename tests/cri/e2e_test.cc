@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -61,6 +62,21 @@ std::vector<std::string> Cmdline(pid_t pid) {
   std::vector<std::string> out;
   for (absl::string_view w : absl::StrSplit(raw, '\0', absl::SkipEmpty())) out.emplace_back(w);
   return out;
+}
+
+// Sum of the processes' proportional set size (smaps_rollup), KiB.
+long PssKib(const std::vector<pid_t>& pids) {
+  long total = 0;
+  for (pid_t pid : pids) {
+    for (absl::string_view line :
+         absl::StrSplit(Slurp(absl::StrCat("/proc/", pid, "/smaps_rollup")), '\n')) {
+      if (!absl::StartsWith(line, "Pss:")) continue;
+      std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      long kib = 0;
+      if (f.size() >= 2 && absl::SimpleAtoi(f[1], &kib)) total += kib;
+    }
+  }
+  return total;
 }
 
 class CriE2eTest : public ::testing::Test {
@@ -278,6 +294,8 @@ TEST_F(CriE2eTest, HostNetworkPodRunsLogsExecsAndCleansUp) {
             << absl::FormatDuration(created) << ", + StartContainer "
             << absl::FormatDuration(started) << " (wall, from RunPodSandbox)\n";
   EXPECT_EQ(QemuPids().size(), 1u) << "the container joins the pod's VM";
+  std::cerr << "host memory of the pod: QEMU PSS " << PssKib(QemuPids()) << " KiB, shim PSS "
+            << PssKib(ShimPids()) << " KiB\n";
 
   auto status = client_->ContainerStatus(*ctr_id);
   ASSERT_TRUE(status.ok()) << status.status();
