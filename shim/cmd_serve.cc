@@ -2,9 +2,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <cstring>
 #include <cstdlib>
 #include <string>
 
@@ -35,6 +39,23 @@ void RedirectStderrToLogFifo() {
   ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
   ::dup2(fd, 2);
   ::close(fd);
+}
+
+}  // namespace
+
+namespace {
+
+// Path of the unix socket `fd` listens on ("" for an unnamed or abstract
+// one): `start` created it, the daemon removes it when it exits.
+std::string ListenerPath(int fd) {
+  sockaddr_un addr{};
+  socklen_t len = sizeof(addr);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      addr.sun_family != AF_UNIX || len <= offsetof(sockaddr_un, sun_path) ||
+      addr.sun_path[0] == '\0') {
+    return "";
+  }
+  return std::string(addr.sun_path, ::strnlen(addr.sun_path, sizeof(addr.sun_path)));
 }
 
 }  // namespace
@@ -88,6 +109,7 @@ int RunServe(const ShimFlags& flags) {
     return 1;
   }
   service.Register(**server);
+  const std::string listener_path = flags.socket.empty() ? ListenerPath(3) : "";
   absl::Status serving = flags.socket.empty() ? (*server)->ServeListener(UniqueFd(3))
                                               : (*server)->Listen(flags.socket);
   if (!serving.ok()) {
@@ -107,13 +129,9 @@ int RunServe(const ShimFlags& flags) {
   service.Teardown();
   (*server)->Shutdown();
   if (publisher) publisher->Close();
-  if (flags.socket.empty()) {
-    // The socket named in our bundle's `address` (Listen removes its own).
-    absl::StatusOr<std::string> address = ReadFileToString("address", 4096);
-    if (address.ok()) {
-      ::unlink(SocketPathFromAddress(absl::StripAsciiWhitespace(*address)).c_str());
-    }
-  }
+  // The socket `start` made for us (Listen removes its own). The bundle may
+  // already be gone, so its `address` file cannot be relied on.
+  if (!listener_path.empty()) ::unlink(listener_path.c_str());
   log->info("shim daemon exiting");
   return 0;
 }

@@ -284,6 +284,7 @@ class ShimE2eTest : public ::testing::Test {
 };
 
 TEST_F(ShimE2eTest, RunPrintsOutputAndExitCodes) {
+  const auto test_start = std::filesystem::file_time_type::clock::now();
   std::vector<std::string> args = RunArgs("e2e-echo");
   args.insert(args.begin() + 1, "--rm");
   args.insert(args.end(), {"echo", "hello-from-cloak"});
@@ -335,6 +336,12 @@ TEST_F(ShimE2eTest, RunPrintsOutputAndExitCodes) {
   EXPECT_TRUE(PidsMentioning(d_ + "/c.sock").empty());
   std::error_code ec;
   EXPECT_TRUE(!Exists(d_ + "/run") || std::filesystem::is_empty(d_ + "/run", ec));
+  // Every shim removed its socket when it exited.
+  for (const auto& entry : std::filesystem::directory_iterator(ShimSocketDir(), ec)) {
+    if (entry.is_socket(ec) && entry.last_write_time(ec) >= test_start) {
+      ADD_FAILURE() << "shim socket left behind: " << entry.path();
+    }
+  }
 }
 
 TEST_F(ShimE2eTest, DetachedTaskLifecycleWithEvents) {
