@@ -83,8 +83,10 @@ class AcceptLoop {
         int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
           // gRPC owns the fd from here on.
+          // Counted before gRPC owns the fd: a call on it may finish at once.
+          const int64_t n = ++sessions_;
           grpc::AddInsecureChannelFromFd(server, fd);
-          log->info("agent connection {} accepted on {}", ++sessions_, endpoint_);
+          log->info("agent connection {} accepted on {}", n, endpoint_);
           continue;
         }
         if (errno == EINTR || errno == ECONNABORTED) continue;
