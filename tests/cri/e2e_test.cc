@@ -30,6 +30,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/host.h"
+#include "tests/util/registry.h"
 
 #ifndef CLOAK_BUILD_DIR
 #error "CLOAK_BUILD_DIR must be defined"
@@ -104,12 +105,7 @@ class CriE2eTest : public ::testing::Test {
     std::filesystem::create_directories(d_ + "/logs");
 
     port_ = FreePort();
-    std::ofstream(d_ + "/registry.yml") << "version: 0.1\nstorage:\n  filesystem:\n"
-                                        << "    rootdirectory: " << d_ << "/registry\n"
-                                        << "http:\n  addr: 127.0.0.1:" << port_ << "\n";
-    SpawnOptions ro;
-    ro.stdout_path = ro.stderr_path = d_ + "/registry.log";
-    auto registry = Subprocess::Spawn({"docker-registry", "serve", d_ + "/registry.yml"}, ro);
+    auto registry = testutil::StartLocalRegistry(d_, port_);
     ASSERT_TRUE(registry.ok()) << registry.status();
     registry_.emplace(std::move(*registry));
 

@@ -35,6 +35,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/guest/guest_harness.h"
 #include "tests/util/host.h"
+#include "tests/util/registry.h"
 #include "tests/util/agent_requests.h"
 
 #ifndef CLOAK_SOURCE_DIR
@@ -87,12 +88,7 @@ class GuestAgentTest : public ::testing::Test {
 
     // Debian's docker-registry on the host's loopback only.
     port_ = FreePort();
-    std::ofstream(d_ + "/registry.yml") << "version: 0.1\nstorage:\n  filesystem:\n"
-                                        << "    rootdirectory: " << d_ << "/registry\n"
-                                        << "http:\n  addr: 127.0.0.1:" << port_ << "\n";
-    SpawnOptions ro;
-    ro.stdout_path = ro.stderr_path = d_ + "/registry.log";
-    auto registry = Subprocess::Spawn({"docker-registry", "serve", d_ + "/registry.yml"}, ro);
+    auto registry = testutil::StartLocalRegistry(d_, port_);
     ASSERT_TRUE(registry.ok()) << registry.status();
     registry_.emplace(std::move(*registry));
     guest_registry_ = absl::StrCat(kHostLoopbackFromGuest, ":", port_);

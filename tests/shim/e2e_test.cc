@@ -33,6 +33,7 @@
 #include "shim/bundle.h"
 #include "shim/shim_process.h"
 #include "tests/util/host.h"
+#include "tests/util/registry.h"
 
 #ifndef CLOAK_BUILD_DIR
 #error "CLOAK_BUILD_DIR must be defined"
@@ -88,12 +89,7 @@ class ShimE2eTest : public ::testing::Test {
 
     // Registry on the host's loopback.
     port_ = FreePort();
-    std::ofstream(d_ + "/registry.yml") << "version: 0.1\nstorage:\n  filesystem:\n"
-                                        << "    rootdirectory: " << d_ << "/registry\n"
-                                        << "http:\n  addr: 127.0.0.1:" << port_ << "\n";
-    SpawnOptions ro;
-    ro.stdout_path = ro.stderr_path = d_ + "/registry.log";
-    auto registry = Subprocess::Spawn({"docker-registry", "serve", d_ + "/registry.yml"}, ro);
+    auto registry = testutil::StartLocalRegistry(d_, port_);
     ASSERT_TRUE(registry.ok()) << registry.status();
     registry_.emplace(std::move(*registry));
 
