@@ -96,6 +96,22 @@ std::vector<pid_t> PidsMentioning(const std::string& needle) {
   return out;
 }
 
+long PssKib(const std::vector<pid_t>& pids) {
+  long total = 0;
+  for (pid_t pid : pids) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+    std::string key;
+    long kib = 0;
+    while (in >> key) {
+      if (key == "Pss:" && in >> kib) {
+        total += kib;
+        break;
+      }
+    }
+  }
+  return total;
+}
+
 int Shell(const std::string& command, std::string* output) {
   FILE* p = ::popen(("( " + command + " ) 2>&1").c_str(), "r");
   if (p == nullptr) return -1;
