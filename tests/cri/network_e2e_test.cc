@@ -23,6 +23,7 @@
 #include "cli/cri/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "shim/bundle.h"
 #include "tests/cri/cri_env.h"
 #include "tests/util/host.h"
 
@@ -114,6 +115,11 @@ TEST_F(CriNetworkE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {
   const std::string ip = sandbox->network().ip();
   ASSERT_TRUE(absl::StartsWith(ip, "10.88.77.")) << "pod IP \"" << ip << "\"";
   ASSERT_EQ(env_->QemuPids().size(), 1u);
+  // The pod's shim socket, named as containerd names it (its address, the
+  // k8s.io namespace, the sandbox id).
+  const std::string shim_socket =
+      shim::SocketPath(env_->dir() + "/c.sock", "k8s.io", *pod_id, "/run/containerd/s");
+  EXPECT_TRUE(std::filesystem::exists(shim_socket)) << shim_socket;
 
   // The web server, then a second container in the same VM.
   auto web = client_->CreateContainer(
@@ -196,9 +202,7 @@ TEST_F(CriNetworkE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {
   EXPECT_THAT(links, Not(HasSubstr("tap0_cloak")));
   EXPECT_FALSE(std::filesystem::exists(env_->dir() + "/run/" + *pod_id))
       << "sandbox state dir left";
-  std::string sockets;
-  Shell(absl::StrCat("ss -xl | grep -F '", *pod_id, "' || true"), &sockets);
-  EXPECT_EQ(sockets, "");
+  EXPECT_FALSE(std::filesystem::exists(shim_socket)) << "shim socket left: " << shim_socket;
 }
 
 }  // namespace
