@@ -273,6 +273,19 @@ absl::StatusOr<std::string> AddCloakToContainerdConfig(absl::string_view text,
     RETURN_IF_ERROR(Set(root, {"version"}, int64_t{2}, record));
   }
 
+  // containerd replaces its default runtimes map (runc) with the file's as
+  // soon as the file has one: without runc listed, CRI's default runtime
+  // "runc" would be gone and the CRI plugin would not load.
+  const toml::node* default_name = Find(root, CriPath({"containerd", "default_runtime_name"}));
+  if (default_name == nullptr || default_name->value<std::string>() == "runc") {
+    const Path runc = CriPath({"containerd", "runtimes", "runc"});
+    if (!record.Has(runc) && Find(root, runc) == nullptr) {
+      toml::table runtime;
+      runtime.insert_or_assign("runtime_type", "io.containerd.runc.v2");
+      RETURN_IF_ERROR(Set(root, runc, std::move(runtime), record));
+    }
+  }
+
   const bool per_handler = options.version >= ContainerdVersion{1, 7};
   for (const std::string& h : options.handlers) {
     const Path path = CriPath({"containerd", "runtimes", h});

@@ -10,7 +10,10 @@
 //   [proxy_plugins.cloak] type = "snapshot", address = <snapshotter socket>;
 //   plugins."io.containerd.grpc.v1.cri".containerd.disable_snapshot_annotations = false;
 //   on 1.6 only: plugins."io.containerd.grpc.v1.cri".containerd.snapshotter = "cloak"
-//   (1.6 has one snapshotter for every pod).
+//   (1.6 has one snapshotter for every pod);
+//   runtimes.runc (io.containerd.runc.v2) when runc is the default runtime and
+//   the file does not list it: containerd drops its built-in runtimes map
+//   once the file has one, and CRI would not load without its default.
 //
 // Values of keys that existed before and were changed are kept in one comment
 // line of the output ("# cloak-containerd-config: {json}"), with the list of

@@ -174,11 +174,18 @@ put_text() {
   rm -f "$tmp"
 }
 
+# The backup's name for a host path: /etc/containerd/config.toml ->
+# etc_containerd_config.toml.
+backup_name() {
+  local p=${1#/}
+  echo "${p//\//_}"
+}
+
 # Keeps the first version of a host file we are about to change: a copy
 # (cp -p: bytes, mode, times), or a marker that it did not exist.
 backup_once() {
   local file=$1 name
-  name=$(basename "$file")
+  name=$(backup_name "$file")
   local b
   b=$(on_host "$backup_dir")
   mkdir -p "$b"
@@ -197,7 +204,7 @@ backup_once() {
 # exist), then drops the backup.
 restore() {
   local file=$1 name b
-  name=$(basename "$file")
+  name=$(backup_name "$file")
   b=$(on_host "$backup_dir")
   if [[ -e "$b/$name.orig" ]]; then
     cp -p "$b/$name.orig" "$(on_host "$file")"
@@ -413,7 +420,9 @@ do_uninstall() {
   local changed=0
   local b
   b=$(on_host "$backup_dir")
-  if [[ -e "$b/$(basename "$containerd_config").orig" || -e "$b/$(basename "$containerd_config").absent" ]]; then
+  local cname
+  cname=$(backup_name "$containerd_config")
+  if [[ -e "$b/$cname.orig" || -e "$b/$cname.absent" ]]; then
     local current
     current=$(mktemp)
     [[ -e "$(on_host "$containerd_config")" ]] && cp -p "$(on_host "$containerd_config")" "$current"

@@ -127,6 +127,28 @@ disable_snapshot_annotations = true
   (void)text;
 }
 
+TEST(ContainerdConfigTest, KeepsTheDefaultRuncRuntimeWhenTheFileListsNone) {
+  // containerd replaces its built-in runtimes (runc) with the file's map.
+  const std::string bare = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n"
+                           "sandbox_image = \"pause:1\"\n";
+  auto added = AddCloakToContainerdConfig(bare, Options(6));
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_THAT(*added, HasSubstr("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n"
+                                "runtime_type = \"io.containerd.runc.v2\""));
+  auto removed = RemoveCloakFromContainerdConfig(*added);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_THAT(*removed, Not(HasSubstr("runtimes")));
+  // Another default runtime, or runc already there: nothing added.
+  const std::string other = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n"
+                            "default_runtime_name = \"crun\"\n";
+  added = AddCloakToContainerdConfig(other, Options(6));
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_THAT(*added, Not(HasSubstr("runtimes.runc]")));
+  added = AddCloakToContainerdConfig(kStock, Options(6));
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_THAT(*added, HasSubstr("SystemdCgroup = true"));
+}
+
 TEST(ContainerdConfigTest, EmptyConfigGetsVersion2AndRemoveEmptiesIt) {
   auto added = AddCloakToContainerdConfig("", Options(6));
   ASSERT_TRUE(added.ok()) << added.status();
