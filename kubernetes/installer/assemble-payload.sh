@@ -75,16 +75,22 @@ if [[ -n "$bundle_prefix" ]]; then
   # its data directory (small).
   cp -aL /usr/share/qemu/. "$out/share/qemu/"
   [[ -d /usr/share/seabios ]] && cp -aL /usr/share/seabios/. "$out/share/qemu/"
+  # Debian's QEMU loads TCG as a module (the only one a Cloak VM needs).
+  mkdir -p "$out/lib/qemu"
+  tcg=/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
+  if [[ -e "$tcg" ]]; then install -m 0644 "$tcg" "$out/lib/qemu/"; fi
   cat >"$out/bin/qemu-system-x86_64" <<WRAP
 #!/bin/sh
-exec $bundle_prefix/libexec/qemu-system-x86_64 -L $bundle_prefix/share/qemu "\$@"
+QEMU_MODULE_DIR=$bundle_prefix/lib/qemu exec $bundle_prefix/libexec/qemu-system-x86_64 -L $bundle_prefix/share/qemu "\$@"
 WRAP
   chmod 0755 "$out/bin/qemu-system-x86_64"
   elves=()
   for f in "$out"/bin/* "$out"/libexec/*; do
     if head -c 4 "$f" | grep -q 'ELF'; then elves+=("$f"); fi
   done
-  for f in "${elves[@]}"; do
+  modules=("$out"/lib/qemu/*.so)
+  for f in "${elves[@]}" "${modules[@]}"; do
+    [[ -e "$f" ]] || continue
     ldd "$f" | awk '/=> \// { print $3 } /^\s*\/lib64\/ld-linux/ { print $1 }' |
       while read -r lib; do
         cp -nL "$lib" "$out/lib/"
@@ -94,6 +100,9 @@ WRAP
   [[ -e "$out/lib/$interp" ]] || cp -L "$(patchelf --print-interpreter "${elves[0]}")" "$out/lib/"
   for f in "${elves[@]}"; do
     patchelf --set-interpreter "$bundle_prefix/lib/$interp" --set-rpath "$bundle_prefix/lib" "$f"
+  done
+  for f in "${modules[@]}"; do
+    if [[ -e "$f" ]]; then patchelf --set-rpath "$bundle_prefix/lib" "$f"; fi
   done
   echo "assemble-payload: bundled $(find "$out/lib" -type f | wc -l) libraries for prefix $bundle_prefix" >&2
 fi

@@ -276,18 +276,19 @@ install_files() {
   for b in "$payload"/bin/*; do
     put "$b" "$p/bin/$(basename "$b")" 0755
   done
-  if [[ -d "$payload/lib" ]]; then
-    mkdir -p "$p/lib"
-    cp -a "$payload/lib/." "$p/lib/"
-  fi
+  # A bundled payload's libraries, the real QEMU behind its wrapper, and
+  # QEMU's firmware (assemble-payload.sh --bundle).
+  local d
+  for d in lib libexec share/qemu; do
+    if [[ -d "$payload/$d" ]]; then
+      mkdir -p "$p/$d"
+      cp -a "$payload/$d/." "$p/$d/"
+    fi
+  done
   for f in vmlinuz initrd.img manifest.json; do
     payload_has "share/$f" || die "the payload $payload has no guest image file share/$f"
     put "$payload/share/$f" "$p/share/$f" 0644
   done
-  if [[ -d "$payload/share/qemu" ]]; then
-    mkdir -p "$p/share/qemu"
-    cp -a "$payload/share/qemu/." "$p/share/qemu/"
-  fi
   if payload_has share/doc/kubernetes.md; then
     put "$payload/share/doc/kubernetes.md" "$p/share/doc/kubernetes.md" 0644
   fi

@@ -108,8 +108,18 @@ class InstallerTest : public ::testing::Test {
     payload_ = d_ + "/payload";
     fs::create_directories(root_ + "/etc/containerd");
 
-    ASSERT_EQ(Run({kSource + "/kubernetes/installer/assemble-payload.sh", kBuild, payload_}), 0)
-        << Slurp(d_ + "/run.out");
+    // With patchelf, the payload is bundled as for the installer image
+    // (its own libraries and QEMU), for the scratch root's prefix.
+    std::vector<std::string> assemble = {
+        kSource + "/kubernetes/installer/assemble-payload.sh", kBuild, payload_};
+    bundled_ = !Which("patchelf").empty();
+    if (bundled_) {
+      assemble.push_back("--bundle");
+      assemble.push_back(root_ + "/opt/cloak");
+    }
+    ASSERT_EQ(Run(assemble), 0) << Slurp(d_ + "/run.out");
+    std::cerr << "payload: " << (bundled_ ? "bundled (own libraries and QEMU)" : "host libraries")
+              << "\n";
     snapshotter_ = Exists(payload_ + "/bin/cloak-snapshotter");
 
     port_ = FreePort();
@@ -183,6 +193,7 @@ class InstallerTest : public ::testing::Test {
   std::string d_, root_, payload_, config_, original_, registry_host_, pod_id_;
   int port_ = 0;
   bool snapshotter_ = false;
+  bool bundled_ = false;
   std::optional<TempDir> dir_;
   std::optional<Subprocess> registry_;
   std::optional<Subprocess> containerd_;
@@ -215,6 +226,10 @@ TEST_F(InstallerTest, InstallsIdempotentlyUninstallsExactlyAndRunsACloakDevPod) 
   EXPECT_THAT(installed, HasSubstr("sandbox_image = \"" + registry_host_ + "/pause:i\""));
   EXPECT_THAT(Slurp(root_ + "/etc/cloak/cloak-dev.toml"),
               HasSubstr("kernel = \"" + root_ + "/opt/cloak/share/vmlinuz\""));
+  if (bundled_) {
+    EXPECT_THAT(Slurp(root_ + "/etc/cloak/cloak-dev.toml"),
+                HasSubstr("qemu_path = \"" + root_ + "/opt/cloak/bin/qemu-system-x86_64\""));
+  }
 
   // Uninstall: the original config, byte for byte and with its mode, and no
   // file of ours left.
