@@ -370,6 +370,17 @@ configure_containerd() {
     rm -f "$before"
     return 0
   fi
+  # containerd itself must be able to read the result before it is
+  # restarted on it (where the host's containerd can reach the file).
+  if { ((host_exec)) || ((scratch)) || [[ -z "$root" ]]; } && host sh -c 'command -v containerd' >/dev/null 2>&1; then
+    if ! host containerd --config "$(named "$containerd_config")" config dump >/dev/null 2>"$before.err"; then
+      if ((existed)); then cp -p "$before" "$(on_host "$containerd_config")"; else rm -f "$(on_host "$containerd_config")"; fi
+      say "containerd cannot read the new config: $(cat "$before.err")"
+      rm -f "$before" "$before.err"
+      die "left containerd's config as it was"
+    fi
+    rm -f "$before.err"
+  fi
   if ! restart_containerd; then
     say "containerd did not come back with the new config; putting the previous one back"
     if ((existed)); then

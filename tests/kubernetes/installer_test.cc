@@ -9,7 +9,6 @@
 // The private containerd, registry and CRI client follow tests/cri/e2e_test.cc
 // (kept small so it can move onto the shared CRI fixture).
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,7 +48,6 @@ namespace fs = std::filesystem;
 namespace v1 = ::runtime::v1;
 using ::cloak::testutil::Exists;
 using ::cloak::testutil::FreePort;
-using ::cloak::testutil::PidsMentioning;
 using ::cloak::testutil::Slurp;
 using ::cloak::testutil::Which;
 using ::testing::HasSubstr;
@@ -154,31 +152,13 @@ class InstallerTest : public ::testing::Test {
     }
     client_.reset();
     containerd_.reset();
-    for (pid_t pid : PidsMentioning(d_)) ::kill(pid, SIGKILL);
-    for (int i = 0; i < 20 && !PidsMentioning(d_).empty(); ++i) {
-      absl::SleepFor(absl::Milliseconds(100));
-    }
+    testutil::KillMentioning(d_);  // shims and VMs containerd started
     registry_.reset();
-    std::vector<std::string> ours;
-    for (absl::string_view line : absl::StrSplit(Slurp("/proc/self/mounts"), '\n')) {
-      std::vector<std::string> f = absl::StrSplit(line, ' ');
-      if (f.size() > 1 && absl::StartsWith(f[1], d_)) ours.push_back(f[1]);
-    }
-    for (auto it = ours.rbegin(); it != ours.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
+    testutil::UnmountUnder(d_);
   }
 
-  int Run(const std::vector<std::string>& argv, absl::Duration timeout = absl::Seconds(180)) {
-    SpawnOptions o;
-    o.stdout_path = o.stderr_path = d_ + "/run.out";
-    fs::remove(d_ + "/run.out");
-    auto p = Subprocess::Spawn(argv, o);
-    if (!p.ok()) return -1;
-    auto exit = p->Wait(timeout);
-    if (!exit.ok()) {
-      p->Stop(absl::Seconds(1));
-      return -1;
-    }
-    return exit->exit_code;
+  int Run(const std::vector<std::string>& argv) {
+    return testutil::RunToFile(argv, d_ + "/run.out", absl::Seconds(180));
   }
 
   int Installer(const std::string& action, bool with_snapshotter) {
