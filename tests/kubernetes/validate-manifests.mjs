@@ -1,12 +1,17 @@
 // Validates rendered Kubernetes manifests (multi-document YAML files, as
 // `kubectl kustomize` prints them) client-side: every object against the
-// Kubernetes API schema of its apiVersion/kind (kubernetes-models), then
-// Cloak's own rules (RuntimeClass handlers and node labels, references
+// Kubernetes API schema of its apiVersion/kind (kubernetes-models), with no
+// field the API does not have (checked against the models' declarations,
+// since the schemas allow unknown fields), then Cloak's own rules (RuntimeClass handlers and node labels, references
 // between objects). Exits 1 listing every problem.
 //
 //   node validate-manifests.mjs RENDERED.yaml...
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { parseAllDocuments } from "yaml";
+
+const require = createRequire(import.meta.url);
 
 const HANDLERS = new Set(["cloak-dev", "cloak-snp", "cloak-tdx"]);
 const problems = [];
@@ -21,6 +26,80 @@ async function modelFor(apiVersion, kind) {
     return null;
   }
   return mod[kind] ?? null;
+}
+
+// The JSON schemas do not forbid unknown fields, so a misspelt key would
+// pass them; the TypeScript declarations next to each model list every
+// field. Declarations parsed: file -> {interfaces, imports, aliases}.
+const declarations = new Map();
+function declaration(file) {
+  if (declarations.has(file)) return declarations.get(file);
+  const text = readFileSync(file, "utf8");
+  const d = { interfaces: new Map(), imports: new Map(), aliases: new Map() };
+  for (const m of text.matchAll(/^import \{([^}]*)\} from "([^"]+)";/gm)) {
+    for (const name of m[1].split(",").map((n) => n.trim()).filter(Boolean)) d.imports.set(name, m[2]);
+  }
+  for (const m of text.matchAll(/^export \{([^}]*)\};/gm)) {
+    for (const part of m[1].split(",")) {
+      const [local, alias] = part.trim().split(/\s+as\s+/);
+      if (alias) d.aliases.set(alias, local);
+    }
+  }
+  for (const m of text.matchAll(/^export interface (\w+)[^{]*\{\n([\s\S]*?)^\}/gm)) {
+    const fields = new Map();
+    for (const f of m[2].matchAll(/^ {4}"([^"]+)"\??: (.*)$/gm)) fields.set(f[1], f[2]);
+    d.interfaces.set(m[1], fields);
+  }
+  declarations.set(file, d);
+  return d;
+}
+
+// The declaration file and interface a type name refers to from `file`.
+function resolveType(file, name) {
+  const d = declaration(file);
+  if (d.interfaces.has(name)) return { file, iface: name };
+  if (d.aliases.has(name)) return { file, iface: d.aliases.get(name) };
+  const from = d.imports.get(name);
+  if (from === undefined) return null;
+  let target;
+  if (from.startsWith(".")) {
+    target = join(dirname(file), `${from}.d.ts`);
+  } else {
+    const [scope, pkg, ...rest] = from.split("/");
+    const root = dirname(require.resolve(`${scope}/${pkg}/package.json`));
+    target = join(root, `${rest.join("/")}.d.ts`);
+  }
+  if (!existsSync(target)) return null;
+  const t = declaration(target);
+  const iface = t.aliases.get(name) ?? name;
+  return t.interfaces.has(iface) ? { file: target, iface } : null;
+}
+
+function unknownFields(value, file, iface, path, out) {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return;
+  const fields = declaration(file).interfaces.get(iface);
+  if (fields === undefined) return;
+  for (const [key, v] of Object.entries(value)) {
+    if (!fields.has(key)) {
+      out.push(`${path}${key}: unknown field (not in ${iface.replace(/^I/, "")})`);
+      continue;
+    }
+    const type = fields.get(key).replace(/;$/, "");
+    const array = /^Array<(\w+)>$/.exec(type);
+    const single = /^(\w+)$/.exec(type);
+    const name = array?.[1] ?? single?.[1];
+    if (name === undefined || ["string", "number", "boolean", "any"].includes(name)) continue;
+    const target = resolveType(file, name);
+    if (target === null) continue;
+    const items = array ? (Array.isArray(v) ? v : []) : [v];
+    items.forEach((item, i) =>
+      unknownFields(item, target.file, target.iface, `${path}${key}${array ? `[${i}]` : ""}.`, out));
+  }
+}
+
+function modelDeclaration(apiVersion, kind) {
+  const file = join(dirname(require.resolve("kubernetes-models/package.json")), apiVersion, `${kind}.d.ts`);
+  return existsSync(file) ? file : null;
 }
 
 async function validateFile(file) {
@@ -47,6 +126,14 @@ async function validateFile(file) {
       new Model(obj).validate();
     } catch (e) {
       problem(where, `schema: ${e.message}`);
+    }
+    const dts = modelDeclaration(obj.apiVersion, obj.kind);
+    if (dts === null) {
+      problem(where, `no declaration of ${obj.apiVersion} ${obj.kind} to check its fields against`);
+    } else {
+      const unknown = [];
+      unknownFields(obj, dts, `I${obj.kind}`, "", unknown);
+      for (const u of unknown) problem(where, u);
     }
     objects.push({ obj, where });
   }
