@@ -26,7 +26,11 @@
 #                          (/etc/containerd/config.toml)
 #   --containerd-version V auto, 1.6 or 1.7 (default auto)
 #   --handlers LIST        RuntimeClass handlers (cloak-dev,cloak-snp,cloak-tdx)
+#   --snapshotter          install and configure cloak-snapshotter (default:
+#                          when the payload has it)
 #   --no-snapshotter       neither install cloak-snapshotter nor configure it
+#   --purge                uninstall also removes cloak-snapshotter's state
+#                          (/var/lib/cloak-snapshotter)
 #   --state-dir PATH       the shim's runtime state dir (/run/cloak)
 #   --memory-mib N         guest memory (512; the RuntimeClass overhead is
 #                          measured for 512)
@@ -70,7 +74,8 @@ containerd_config=/etc/containerd/config.toml
 containerd_version=auto
 containerd_socket=/run/containerd/containerd.sock
 handlers=cloak-dev,cloak-snp,cloak-tdx
-snapshotter=1
+snapshotter=auto
+purge=0
 state_dir=/run/cloak
 memory_mib=512
 kbs_url=""
@@ -93,7 +98,9 @@ while (($#)); do
     --containerd-version) containerd_version=${2:?}; shift ;;
     --containerd-socket) containerd_socket=${2:?}; shift ;;
     --handlers) handlers=${2:?}; shift ;;
+    --snapshotter) snapshotter=1 ;;
     --no-snapshotter) snapshotter=0 ;;
+    --purge) purge=1 ;;
     --state-dir) state_dir=${2:?}; shift ;;
     --memory-mib) memory_mib=${2:?}; shift ;;
     --kbs-url) kbs_url=${2?}; shift ;;
@@ -118,6 +125,10 @@ root=${root%/}
 [[ -d "${root:-/}" ]] || die "--root ${root:-/} is not a directory"
 if ((label)) && [[ -z "$node" ]]; then
   die "no node name to label: set NODE_NAME (the DaemonSet passes spec.nodeName) or --node, or pass --no-label"
+fi
+
+if [[ "$snapshotter" == auto ]]; then
+  if [[ -x "$payload/bin/cloak-snapshotter" ]]; then snapshotter=1; else snapshotter=0; fi
 fi
 
 # Paths as this process reaches them, and as the host's programs name them.
@@ -310,7 +321,10 @@ install_files() {
 }
 
 install_snapshotter() {
-  ((snapshotter)) || return 0
+  if ! ((snapshotter)); then
+    say "no cloak-snapshotter: containerd unpacks images on the host (encrypted images cannot be pulled through CRI)"
+    return 0
+  fi
   if ! payload_has bin/cloak-snapshotter; then
     die "the payload has no bin/cloak-snapshotter: build it, or pass --no-snapshotter"
   fi
@@ -453,6 +467,9 @@ do_uninstall() {
     if ((restart)); then
       host systemctl daemon-reload || true
     fi
+  fi
+  if ((purge)); then
+    rm -rf "$(on_host /var/lib/cloak-snapshotter)"
   fi
   local c h
   c=$(on_host "$config_dir")
