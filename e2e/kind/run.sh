@@ -6,7 +6,8 @@
 #
 #   e2e/kind/run.sh [--keep] [--no-build]
 #
-# Needs docker (with a running daemon), kind, kubectl, skopeo and openssl.
+# Needs docker (with a running daemon), kind, kubectl, skopeo, openssl,
+# busybox and curl.
 # Where docker or kind is missing it prints "skipped: ..." and exits 0.
 # --keep leaves the cluster up; --no-build reuses the image cloak-deploy:kind.
 set -euo pipefail
@@ -43,8 +44,8 @@ if ! docker info >/dev/null 2>&1; then
   echo "skipped: docker/kind not found (no Docker daemon answers)"
   exit 0
 fi
-for tool in kubectl skopeo openssl; do
-  command -v "$tool" >/dev/null || fail "$tool is needed (apt-get install kubernetes-client skopeo openssl)"
+for tool in kubectl skopeo openssl busybox curl; do
+  command -v "$tool" >/dev/null || fail "$tool is needed (apt-get install kubernetes-client skopeo openssl busybox-static curl)"
 done
 
 work=$(mktemp -d)
