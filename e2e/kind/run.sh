@@ -117,10 +117,10 @@ skopeo copy --quiet --dest-tls-verify=false --encryption-key "jwe:$work/image.pu
 
 log "storing the image key in cloak-kbs"
 kubectl -n cloak-system exec -i deploy/cloak-kbs -- /opt/cloak-payload/bin/cloak-kbs admin \
-  put-resource --state-dir /var/lib/cloak-kbs default/image-key/secret --file /dev/stdin <"$work/image.key"
+  put-resource --state-dir /var/lib/cloak-kbs default/image-key/secret --file - <"$work/image.key"
 echo '{"allowed_tees":["sample"]}' |
   kubectl -n cloak-system exec -i deploy/cloak-kbs -- /opt/cloak-payload/bin/cloak-kbs admin \
-    set-policy --state-dir /var/lib/cloak-kbs default/image-key/secret --file /dev/stdin
+    set-policy --state-dir /var/lib/cloak-kbs default/image-key/secret --file -
 
 cat >"$work/initdata.toml" <<'TOML'
 version = "0.1.0"
