@@ -423,8 +423,11 @@ label_node() {
 unlabel_node() {
   ((label)) || return 0
   local keys=() h
+  declare -A seen=()
   IFS=, read -r -a hs <<<"cloak-dev,cloak-snp,cloak-tdx,$handlers"
   for h in "${hs[@]}"; do
+    [[ -n "${seen[$h]:-}" ]] && continue
+    seen[$h]=1
     keys+=("$LABEL_PREFIX$h-")
   done
   kubectl label node "$node" "${keys[@]}" >/dev/null 2>&1 || true

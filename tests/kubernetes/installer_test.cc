@@ -1,5 +1,5 @@
 // kubernetes/installer/cloak-deploy.sh on this machine, against a scratch
-// root (--root DIR --scratch --no-restart --no-label): installing twice
+// root (--root DIR --scratch --no-restart, kubectl faked): installing twice
 // leaves the same files, uninstalling puts back the original containerd
 // config byte for byte, and a private containerd started on the installed
 // config runs a cloak-dev pod through CRI (host network, busybox from a
@@ -161,10 +161,20 @@ class InstallerTest : public ::testing::Test {
     return testutil::RunToFile(argv, d_ + "/run.out", absl::Seconds(180));
   }
 
+  // Runs the installer; the node is labelled through a kubectl on PATH that
+  // records its arguments in <d>/kubectl.args.
   int Installer(const std::string& action, bool with_snapshotter) {
+    const std::string fake_bin = d_ + "/fakebin";
+    if (!Exists(fake_bin + "/kubectl")) {
+      fs::create_directories(fake_bin);
+      std::ofstream(fake_bin + "/kubectl") << "#!/bin/sh\necho \"$*\" >> " << d_
+                                           << "/kubectl.args\n";
+      ::chmod((fake_bin + "/kubectl").c_str(), 0755);
+    }
     std::vector<std::string> argv = {
+        "env", absl::StrCat("PATH=", fake_bin, ":", std::getenv("PATH")),
         kSource + "/kubernetes/installer/cloak-deploy.sh", action, "--root", root_, "--scratch",
-        "--payload", payload_, "--no-restart", "--no-label", "--containerd-version", "1.6",
+        "--payload", payload_, "--no-restart", "--node", "node-1", "--containerd-version", "1.6",
         "--insecure-registry", registry_host_};
     if (!with_snapshotter) argv.push_back("--no-snapshotter");
     return Run(argv);
@@ -190,6 +200,12 @@ TEST_F(InstallerTest, InstallsIdempotentlyUninstallsExactlyAndRunsACloakDevPod) 
   EXPECT_THAT(Slurp(d_ + "/run.out"), HasSubstr("already has Cloak"));
   const auto twice = Tree(root_);
   EXPECT_TRUE(Diff(once, twice).empty()) << absl::StrJoin(Diff(once, twice), "\n");
+  // The node was labelled from `cloak check --json` (QEMU is here, the
+  // scratch root has no /dev/sev or TDX: only cloak-dev is usable).
+  const std::string labelled = Slurp(d_ + "/kubectl.args");
+  EXPECT_THAT(labelled, HasSubstr("label node node-1 --overwrite cloak.io/runtime-cloak-dev=true "
+                                  "cloak.io/runtime-cloak-snp=false "
+                                  "cloak.io/runtime-cloak-tdx=false"));
 
   for (const char* f : {"opt/cloak/bin/containerd-shim-cloak-v2", "opt/cloak/bin/cloak",
                         "opt/cloak/share/vmlinuz", "opt/cloak/share/initrd.img",
@@ -214,6 +230,9 @@ TEST_F(InstallerTest, InstallsIdempotentlyUninstallsExactlyAndRunsACloakDevPod) 
   // Uninstall: the original config, byte for byte and with its mode, and no
   // file of ours left.
   ASSERT_EQ(Installer("uninstall", snapshotter_), 0) << Slurp(d_ + "/run.out");
+  EXPECT_THAT(Slurp(d_ + "/kubectl.args"),
+              HasSubstr("label node node-1 cloak.io/runtime-cloak-dev- cloak.io/runtime-cloak-snp- "
+                        "cloak.io/runtime-cloak-tdx-"));
   EXPECT_EQ(Slurp(config_), original_);
   struct stat st {};
   ASSERT_EQ(::stat(config_.c_str(), &st), 0);
