@@ -45,6 +45,7 @@
 #   --node NAME            node to label (default $NODE_NAME)
 #   --containerd-socket P  containerd's socket, to wait for after a restart
 #                          (/run/containerd/containerd.sock)
+#   --containerd-wait S    seconds to wait for it to answer (120)
 set -euo pipefail
 
 readonly LABEL_PREFIX="cloak.io/runtime-"
@@ -73,6 +74,7 @@ config_dir=/etc/cloak
 containerd_config=/etc/containerd/config.toml
 containerd_version=auto
 containerd_socket=/run/containerd/containerd.sock
+containerd_wait=120
 handlers=cloak-dev,cloak-snp,cloak-tdx
 snapshotter=auto
 purge=0
@@ -97,6 +99,7 @@ while (($#)); do
     --containerd-config) containerd_config=${2:?}; shift ;;
     --containerd-version) containerd_version=${2:?}; shift ;;
     --containerd-socket) containerd_socket=${2:?}; shift ;;
+    --containerd-wait) containerd_wait=${2:?}; shift ;;
     --handlers) handlers=${2:?}; shift ;;
     --snapshotter) snapshotter=1 ;;
     --no-snapshotter) snapshotter=0 ;;
@@ -121,6 +124,7 @@ for p in "$prefix" "$config_dir" "$containerd_config" "$state_dir"; do
   [[ "$p" == /* ]] || die "$p must be an absolute path"
 done
 [[ "$memory_mib" =~ ^[0-9]+$ ]] || die "--memory-mib must be a number of MiB, not $memory_mib"
+[[ "$containerd_wait" =~ ^[0-9]+$ ]] || die "--containerd-wait must be a number of seconds, not $containerd_wait"
 root=${root%/}
 [[ -d "${root:-/}" ]] || die "--root ${root:-/} is not a directory"
 if ((label)) && [[ -z "$node" ]]; then
@@ -338,7 +342,7 @@ install_snapshotter() {
 
 wait_for_containerd() {
   local i
-  for ((i = 0; i < 120; i++)); do
+  for ((i = 0; i < containerd_wait; i++)); do
     if host ctr --address "$containerd_socket" version >/dev/null 2>&1; then
       return 0
     fi

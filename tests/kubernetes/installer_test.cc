@@ -163,19 +163,32 @@ class InstallerTest : public ::testing::Test {
 
   // Runs the installer; the node is labelled through a kubectl on PATH that
   // records its arguments in <d>/kubectl.args.
-  int Installer(const std::string& action, bool with_snapshotter) {
-    const std::string fake_bin = d_ + "/fakebin";
-    if (!Exists(fake_bin + "/kubectl")) {
-      fs::create_directories(fake_bin);
-      std::ofstream(fake_bin + "/kubectl") << "#!/bin/sh\necho \"$*\" >> " << d_
-                                           << "/kubectl.args\n";
-      ::chmod((fake_bin + "/kubectl").c_str(), 0755);
-    }
+  // A command on the installer's PATH that appends its arguments to
+  // <d>/<name>.args and exits with the number in <d>/<name>.rc (0 if none).
+  void Fake(const std::string& name) {
+    const std::string path = d_ + "/fakebin/" + name;
+    fs::create_directories(d_ + "/fakebin");
+    std::ofstream(path) << "#!/bin/sh\necho \"$*\" >> " << d_ << "/" << name << ".args\n"
+                        << "exit $(cat " << d_ << "/" << name << ".rc 2>/dev/null || echo 0)\n";
+    ::chmod(path.c_str(), 0755);
+  }
+
+  // Runs the installer; the node is labelled through a fake kubectl.
+  // `restart`: systemctl and ctr are faked too, and containerd is
+  // "restarted" through them.
+  int Installer(const std::string& action, bool with_snapshotter, bool restart = false) {
+    Fake("kubectl");
     std::vector<std::string> argv = {
-        "env", absl::StrCat("PATH=", fake_bin, ":", std::getenv("PATH")),
+        "env", absl::StrCat("PATH=", d_, "/fakebin:", std::getenv("PATH")),
         kSource + "/kubernetes/installer/cloak-deploy.sh", action, "--root", root_, "--scratch",
-        "--payload", payload_, "--no-restart", "--node", "node-1", "--containerd-version", "1.6",
-        "--insecure-registry", registry_host_};
+        "--payload", payload_, "--node", "node-1", "--containerd-version", "1.6",
+        "--insecure-registry", registry_host_, "--containerd-wait", "2"};
+    if (restart) {
+      Fake("systemctl");
+      Fake("ctr");
+    } else {
+      argv.push_back("--no-restart");
+    }
     if (!with_snapshotter) argv.push_back("--no-snapshotter");
     return Run(argv);
   }
@@ -306,6 +319,29 @@ TEST_F(InstallerTest, InstallsIdempotentlyUninstallsExactlyAndRunsACloakDevPod) 
   ASSERT_TRUE(client_->StopPodSandbox(pod_id_).ok());
   ASSERT_TRUE(client_->RemovePodSandbox(pod_id_).ok());
   pod_id_.clear();
+}
+
+TEST_F(InstallerTest, RestartsContainerdOnlyOnChangeAndPutsTheConfigBackWhenItFails) {
+  ASSERT_EQ(Installer("install", false, /*restart=*/true), 0) << Slurp(d_ + "/run.out");
+  EXPECT_THAT(Slurp(d_ + "/systemctl.args"), HasSubstr("restart containerd.service"));
+  EXPECT_THAT(Slurp(d_ + "/ctr.args"), HasSubstr("--address /run/containerd/containerd.sock version"));
+  EXPECT_THAT(Slurp(config_), HasSubstr("runtimes.cloak-dev]"));
+
+  // Nothing to change: containerd is left alone.
+  const std::string restarts = Slurp(d_ + "/systemctl.args");
+  ASSERT_EQ(Installer("install", false, true), 0) << Slurp(d_ + "/run.out");
+  EXPECT_EQ(Slurp(d_ + "/systemctl.args"), restarts);
+
+  ASSERT_EQ(Installer("uninstall", false, true), 0) << Slurp(d_ + "/run.out");
+  EXPECT_EQ(Slurp(config_), original_);
+  EXPECT_NE(Slurp(d_ + "/systemctl.args"), restarts) << "restarted on the original config";
+
+  // containerd does not answer after the restart: the install fails and
+  // leaves the original config, byte for byte.
+  std::ofstream(d_ + "/ctr.rc") << "1\n";
+  EXPECT_EQ(Installer("install", false, true), 1);
+  EXPECT_THAT(Slurp(d_ + "/run.out"), HasSubstr("putting the previous one back"));
+  EXPECT_EQ(Slurp(config_), original_);
 }
 
 }  // namespace
