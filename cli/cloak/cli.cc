@@ -86,7 +86,7 @@ absl::Status RunContainerdConfig(const ContainerdConfigFlags& flags) {
       if (!out.ok()) {
         return absl::FailedPreconditionError(absl::StrCat(
             "cannot tell containerd's version (", out.status().message(),
-            "); pass --containerd-version 1.6 or 1.7"));
+            "); pass --containerd-version 1.6, 1.7 or 2.0"));
       }
       ASSIGN_OR_RETURN(options.version, ParseContainerdVersionOutput(*out));
     } else {
@@ -171,7 +171,8 @@ int RunCloakCli(int argc, char** argv) {
   ContainerdConfigFlags cc;
   auto* ccmd = app.add_subcommand(
       "containerd-config",
-      "add Cloak's runtimes and snapshotter to a containerd config (version 2), or remove them");
+      "add Cloak's runtimes and snapshotter to a containerd config (version 2 or 3), or remove "
+      "them");
   ccmd->add_option("--config", cc.config, "the containerd config file to edit")->required();
   ccmd->add_option("--handlers", cc.handlers, "comma-separated runtime handlers")
       ->capture_default_str();
@@ -185,7 +186,7 @@ int RunCloakCli(int argc, char** argv) {
                  "configure no proxy snapshotter (containerd unpacks images itself)")
       ->excludes(address);
   ccmd->add_option("--containerd-version", cc.containerd_version,
-                   "auto (ask `containerd --version`), 1.6 or 1.7")
+                   "auto (ask `containerd --version`), 1.6, 1.7 or 2.0")
       ->capture_default_str();
   ccmd->add_option("--containerd", cc.containerd_path, "containerd binary (for auto)")
       ->capture_default_str();

@@ -173,22 +173,60 @@ void EraseAndPrune(toml::table& root, const Path& path) {
   }
 }
 
-absl::Status CheckVersion(const toml::table& root, absl::string_view text) {
+// Where the CRI settings live: config version 2 (containerd 1.6, 1.7; 2.x
+// migrates it) keeps them in one plugin, version 3 (containerd 2.x) splits
+// runtimes and images.
+struct Layout {
+  Path runtimes;                 // ...containerd.runtimes
+  Path default_runtime_name;
+  Path disable_snapshot_annotations;
+  Path global_snapshotter;       // version 2 only
+};
+
+Layout LayoutFor(int64_t config_version) {
+  if (config_version == 3) {
+    const Path runtime = {"plugins", "io.containerd.cri.v1.runtime", "containerd"};
+    const Path images = {"plugins", "io.containerd.cri.v1.images"};
+    auto with = [](Path p, const char* key) {
+      p.push_back(key);
+      return p;
+    };
+    return {with(runtime, "runtimes"), with(runtime, "default_runtime_name"),
+            with(images, "disable_snapshot_annotations"), with(images, "snapshotter")};
+  }
+  const Path cri = {"plugins", kCriPlugin, "containerd"};
+  auto with = [&](const char* key) {
+    Path p = cri;
+    p.push_back(key);
+    return p;
+  };
+  return {with("runtimes"), with("default_runtime_name"), with("disable_snapshot_annotations"),
+          with("snapshotter")};
+}
+
+// The file's config version (2 or 3); an empty file gets the version that
+// `containerd_version` writes by default.
+absl::StatusOr<int64_t> ConfigVersion(const toml::table& root, ContainerdVersion containerd) {
   const toml::node* version = root.get("version");
   if (version == nullptr) {
-    if (root.empty()) return absl::OkStatus();
+    if (root.empty()) return containerd.major >= 2 ? 3 : 2;
     return absl::InvalidArgumentError(
-        "this containerd config has no \"version = 2\": version 1 configs (plugin names "
+        "this containerd config has no \"version = 2\" (or 3): version 1 configs (plugin names "
         "without the io.containerd prefix) are not supported; convert it to version 2 first");
   }
   std::optional<int64_t> v = version->value<int64_t>();
-  if (!v.has_value() || *v != 2) {
+  if (!v.has_value() || (*v != 2 && *v != 3)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "this containerd config has version = ", v.has_value() ? absl::StrCat(*v) : "(not a number)",
-        "; only version 2 (containerd 1.6 and 1.7) is supported"));
+        "this containerd config has version = ",
+        v.has_value() ? absl::StrCat(*v) : "(not a number)",
+        "; only versions 2 (containerd 1.6, 1.7) and 3 (containerd 2.x) are supported"));
   }
-  (void)text;
-  return absl::OkStatus();
+  if (*v == 3 && containerd.major < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "this containerd config has version = 3, which containerd ", containerd.major, ".",
+        containerd.minor, " cannot read; pass the right --containerd-version"));
+  }
+  return *v;
 }
 
 bool ValidHandler(absl::string_view name) {
@@ -199,9 +237,8 @@ bool ValidHandler(absl::string_view name) {
   return name.back() != '-';
 }
 
-Path CriPath(std::initializer_list<std::string> rest) {
-  Path p = {"plugins", kCriPlugin};
-  p.insert(p.end(), rest);
+Path Join(Path p, const std::string& key) {
+  p.push_back(key);
   return p;
 }
 
@@ -266,19 +303,20 @@ absl::StatusOr<std::string> AddCloakToContainerdConfig(absl::string_view text,
         "\" must be an absolute unix socket path"));
   }
   ASSIGN_OR_RETURN(toml::table root, ParseToml(text, "containerd config"));
-  RETURN_IF_ERROR(CheckVersion(root, text));
+  ASSIGN_OR_RETURN(const int64_t config_version, ConfigVersion(root, options.version));
+  const Layout layout = LayoutFor(config_version);
   ASSIGN_OR_RETURN(std::optional<Record> found, FindRecord(text));
   Record record = found.value_or(Record{});
   if (root.get("version") == nullptr) {
-    RETURN_IF_ERROR(Set(root, {"version"}, int64_t{2}, record));
+    RETURN_IF_ERROR(Set(root, {"version"}, config_version, record));
   }
 
   // containerd replaces its default runtimes map (runc) with the file's as
   // soon as the file has one: without runc listed, CRI's default runtime
   // "runc" would be gone and the CRI plugin would not load.
-  const toml::node* default_name = Find(root, CriPath({"containerd", "default_runtime_name"}));
+  const toml::node* default_name = Find(root, layout.default_runtime_name);
   if (default_name == nullptr || default_name->value<std::string>() == "runc") {
-    const Path runc = CriPath({"containerd", "runtimes", "runc"});
+    const Path runc = Join(layout.runtimes, "runc");
     if (!record.Has(runc) && Find(root, runc) == nullptr) {
       toml::table runtime;
       runtime.insert_or_assign("runtime_type", "io.containerd.runc.v2");
@@ -288,7 +326,7 @@ absl::StatusOr<std::string> AddCloakToContainerdConfig(absl::string_view text,
 
   const bool per_handler = options.version >= ContainerdVersion{1, 7};
   for (const std::string& h : options.handlers) {
-    const Path path = CriPath({"containerd", "runtimes", h});
+    const Path path = Join(layout.runtimes, h);
     if (!record.Has(path)) {
       toml::node* existing = Find(root, path);
       if (existing != nullptr) {
@@ -320,12 +358,10 @@ absl::StatusOr<std::string> AddCloakToContainerdConfig(absl::string_view text,
     proxy.insert_or_assign("address", options.snapshotter_address);
     RETURN_IF_ERROR(Set(root, {"proxy_plugins", kSnapshotterName}, std::move(proxy), record));
     // CRI passes the layer annotations the snapshotter decides on (FACTS §K).
-    RETURN_IF_ERROR(
-        Set(root, CriPath({"containerd", "disable_snapshot_annotations"}), false, record));
+    RETURN_IF_ERROR(Set(root, layout.disable_snapshot_annotations, false, record));
     if (!per_handler) {
       // containerd 1.6: one snapshotter for every pod.
-      RETURN_IF_ERROR(
-          Set(root, CriPath({"containerd", "snapshotter"}), kSnapshotterName, record));
+      RETURN_IF_ERROR(Set(root, layout.global_snapshotter, kSnapshotterName, record));
     }
   }
   return Compose(root, record);

@@ -1,5 +1,7 @@
 // Merging Cloak's settings into a containerd configuration (version 2 TOML,
-// containerd 1.6 and 1.7) and taking them out again. Pure functions from
+// containerd 1.6 and 1.7; version 3, containerd 2.x, where the same keys live
+// under io.containerd.cri.v1.runtime and io.containerd.cri.v1.images) and
+// taking them out again. Pure functions from
 // file text to file text; `cloak containerd-config` is the shell around them.
 //
 // What is added (docs/kubernetes.md, FACTS §K):
@@ -64,10 +66,11 @@ struct ContainerdConfigOptions {
 // The shim configuration file of one handler.
 std::string HandlerConfigPath(const ContainerdConfigOptions& options, absl::string_view handler);
 
-// Adds Cloak to `text` (empty text: containerd's defaults). Idempotent:
-// adding to its own output with the same options returns the same text.
-// InvalidArgument for a file that is not TOML or not version 2 (the message
-// names the line), bad options; FailedPrecondition when a runtime of the
+// Adds Cloak to `text` (empty text: containerd's defaults, written as
+// version 2, or 3 for containerd 2.x). Idempotent: adding to its own output
+// with the same options returns the same text. InvalidArgument for a file
+// that is not TOML (the message names the line), version 1, a version the
+// given containerd cannot read, bad options; FailedPrecondition when a runtime of the
 // same name exists that is not Cloak's.
 absl::StatusOr<std::string> AddCloakToContainerdConfig(absl::string_view text,
                                                        const ContainerdConfigOptions& options);

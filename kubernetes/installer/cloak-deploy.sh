@@ -24,7 +24,7 @@
 #   --config-dir PATH      host path of the shim configs (/etc/cloak)
 #   --containerd-config P  host path of containerd's config
 #                          (/etc/containerd/config.toml)
-#   --containerd-version V auto, 1.6 or 1.7 (default auto)
+#   --containerd-version V auto, 1.6, 1.7 or 2.0 (default auto)
 #   --handlers LIST        RuntimeClass handlers (cloak-dev,cloak-snp,cloak-tdx)
 #   --snapshotter          install and configure cloak-snapshotter (default:
 #                          when the payload has it)

@@ -149,6 +149,43 @@ TEST(ContainerdConfigTest, KeepsTheDefaultRuncRuntimeWhenTheFileListsNone) {
   EXPECT_THAT(*added, HasSubstr("SystemdCgroup = true"));
 }
 
+TEST(ContainerdConfigTest, Version3ForContainerd2) {
+  // containerd 2.x's default layout: CRI split into runtime and images.
+  const std::string v3 = R"(version = 3
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = 'overlayfs'
+  disable_snapshot_annotations = true
+[plugins.'io.containerd.cri.v1.runtime'.containerd]
+  default_runtime_name = 'runc'
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+  runtime_type = 'io.containerd.runc.v2'
+)";
+  ContainerdConfigOptions o;
+  o.version = {2, 0};
+  o.handlers = {"cloak-dev"};
+  auto added = AddCloakToContainerdConfig(v3, o);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_THAT(*added,
+              HasSubstr("[plugins.\"io.containerd.cri.v1.images\"]\ndisable_snapshot_annotations = "
+                        "false\nsnapshotter = \"overlayfs\"\n"));
+  EXPECT_THAT(*added, HasSubstr("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes."
+                                "cloak-dev]\npod_annotations = [ \"io.cloak.*\" ]\n"
+                                "runtime_type = \"io.containerd.cloak.v2\"\nsnapshotter = \"cloak\"\n"));
+  EXPECT_THAT(*added, Not(HasSubstr("io.containerd.grpc.v1.cri")));
+  auto again = AddCloakToContainerdConfig(*added, o);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *added);
+  auto removed = RemoveCloakFromContainerdConfig(*added);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_THAT(*removed, HasSubstr("disable_snapshot_annotations = true"));
+  EXPECT_THAT(*removed, Not(HasSubstr("cloak")));
+
+  auto fresh = AddCloakToContainerdConfig("", o);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_THAT(*fresh, HasSubstr("version = 3\n"));
+  EXPECT_THAT(*fresh, HasSubstr("io.containerd.cri.v1.runtime\".containerd.runtimes.runc]"));
+}
+
 TEST(ContainerdConfigTest, EmptyConfigGetsVersion2AndRemoveEmptiesIt) {
   auto added = AddCloakToContainerdConfig("", Options(6));
   ASSERT_TRUE(added.ok()) << added.status();
@@ -233,6 +270,7 @@ TEST(ContainerdVersionTest, Parses) {
   EXPECT_FALSE(ParseContainerdVersionOutput("containerd dev\n").ok());
   EXPECT_EQ(*ParseContainerdVersionFlag("1.7"), (ContainerdVersion{1, 7}));
   EXPECT_FALSE(ParseContainerdVersionFlag("1.5").ok());
+  EXPECT_EQ(*ParseContainerdVersionFlag("2.0"), (ContainerdVersion{2, 0}));
   EXPECT_FALSE(ParseContainerdVersionFlag("auto").ok());
 }
 
