@@ -33,6 +33,11 @@ void UnmountUnder(const std::string& prefix);
 // `timeout` (then it is stopped).
 int RunToFile(const std::vector<std::string>& argv, const std::string& output_path,
               absl::Duration timeout);
+// Sum of the processes' proportional set size (smaps_rollup), KiB.
+long PssKib(const std::vector<pid_t>& pids);
+// Runs `command` with sh -c; its exit status (-1 if it could not run), and
+// its stdout and stderr together in `output` when given.
+int Shell(const std::string& command, std::string* output = nullptr);
 
 }  // namespace cloak::testutil
 
