@@ -147,13 +147,20 @@ absl::Status CriEnv::StartAll() {
   }
 
   if (absl::Status s = WriteConfigs(); !s.ok()) return s;
+  std::string config = dir_ + "/containerd.toml";
+  if (options_.prepare_containerd) {
+    absl::StatusOr<std::string> prepared = options_.prepare_containerd(*this, config);
+    if (!prepared.ok()) return prepared.status();
+    if (!prepared->empty()) config = *prepared;
+  }
 
-  const std::string shim_dir = options_.build_dir + "/shim";
+  const std::string shim_dir =
+      options_.shim_dir.empty() ? options_.build_dir + "/shim" : options_.shim_dir;
   SpawnOptions co;
   co.stdout_path = co.stderr_path = dir_ + "/containerd.log";
   co.env = {absl::StrCat("PATH=", shim_dir, ":", std::getenv("PATH"))};
   co.cwd = shim_dir;  // containerd looks in its working directory first (FACTS §A1)
-  auto containerd = Subprocess::Spawn({"containerd", "--config", dir_ + "/containerd.toml"}, co);
+  auto containerd = Subprocess::Spawn({"containerd", "--config", config}, co);
   if (!containerd.ok()) return containerd.status();
   containerd_.emplace(std::move(*containerd));
   for (int i = 0; i < 100 && !Exists(dir_ + "/c.sock"); ++i) {
@@ -222,8 +229,10 @@ absl::Status CriEnv::WriteConfigs() {
        << "  netns_mounts_under_state_dir = true\n"
        << cri << ".cni]\n  bin_dir = \"" << cni_bin << "\"\n  conf_dir = \"" << cni_conf
        << "\"\n  max_conf_num = 1\n"
-       << cri << ".containerd]\n  default_runtime_name = \"cloak-dev\"\n";
+       << cri << ".containerd]\n"
+       << (options_.cloak_runtimes ? "  default_runtime_name = \"cloak-dev\"\n" : "");
   for (const char* handler : {"dev", "snp", "tdx"}) {
+    if (!options_.cloak_runtimes) break;
     toml << cri << ".containerd.runtimes.cloak-" << handler << "]\n"
          << "  runtime_type = \"io.containerd.cloak.v2\"\n"
          << "  pod_annotations = [\"io.cloak.*\"]\n"
