@@ -258,18 +258,10 @@ void CriEnv::TearDown() {
   client_.reset();
   containerd_.reset();  // SIGTERM, then SIGKILL
   // Shims and VMs containerd started: found by our unique paths.
-  for (pid_t pid : PidsMentioning(dir_)) ::kill(pid, SIGKILL);
-  for (int i = 0; i < 20 && !PidsMentioning(dir_).empty(); ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  testutil::KillMentioning(dir_);
   registry_.reset();
   // Mounts under our root and state (snapshots, sandbox shm, pod netns).
-  std::vector<std::string> ours;
-  for (absl::string_view line : absl::StrSplit(Slurp("/proc/self/mounts"), '\n')) {
-    std::vector<std::string> f = absl::StrSplit(line, ' ');
-    if (f.size() > 1 && absl::StartsWith(f[1], dir_)) ours.push_back(f[1]);
-  }
-  for (auto it = ours.rbegin(); it != ours.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
+  testutil::UnmountUnder(dir_);
   if (created_bridge_ && LinkExists(kCniBridge)) {
     (void)Run({"ip", "link", "delete", kCniBridge}, absl::Seconds(10));
   }
@@ -326,17 +318,7 @@ std::vector<pid_t> CriEnv::ShimPids() const {
 }
 
 int CriEnv::Run(const std::vector<std::string>& argv, absl::Duration timeout) {
-  SpawnOptions o;
-  o.stdout_path = o.stderr_path = dir_ + "/run.out";
-  std::filesystem::remove(dir_ + "/run.out");
-  auto p = Subprocess::Spawn(argv, o);
-  if (!p.ok()) return -1;
-  auto exit = p->Wait(timeout);
-  if (!exit.ok()) {
-    p->Stop(absl::Seconds(1));
-    return -1;
-  }
-  return exit->exit_code;
+  return testutil::RunToFile(argv, dir_ + "/run.out", timeout);
 }
 
 std::string CriEnv::last_output() const { return Slurp(dir_ + "/run.out"); }
