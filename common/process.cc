@@ -9,10 +9,15 @@
 #include <cstdlib>
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/fd.h"
 #include "common/status_macros.h"
+#include "common/temp_dir.h"
 
 namespace cloak {
 
@@ -175,6 +180,37 @@ ExitInfo Subprocess::Stop(absl::Duration grace) {
   ::kill(pid_, SIGKILL);
   auto r = Wait();
   return r.ok() ? *r : ExitInfo{255, 0};
+}
+
+namespace {
+std::string ReadWhole(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+}  // namespace
+
+absl::StatusOr<std::string> RunForOutput(const std::vector<std::string>& argv,
+                                         absl::Duration timeout) {
+  ASSIGN_OR_RETURN(TempDir dir, TempDir::Create("cloak-run-"));
+  SpawnOptions options;
+  options.stdout_path = dir.Join("out");
+  options.stderr_path = dir.Join("err");
+  options.stop_grace = absl::Seconds(1);
+  ASSIGN_OR_RETURN(Subprocess process, Subprocess::Spawn(argv, options));
+  absl::StatusOr<ExitInfo> exit = process.Wait(timeout);
+  if (!exit.ok()) {
+    process.Stop(absl::Seconds(1));
+    return absl::DeadlineExceededError(absl::StrCat(absl::StrJoin(argv, " "), " did not finish within ",
+                                                    absl::FormatDuration(timeout)));
+  }
+  if (exit->exit_code != 0) {
+    return absl::InternalError(absl::StrCat(absl::StrJoin(argv, " "), " exited with code ",
+                                            exit->exit_code, ": ",
+                                            absl::StripAsciiWhitespace(ReadWhole(options.stderr_path))));
+  }
+  return ReadWhole(options.stdout_path);
 }
 
 }  // namespace cloak

@@ -78,6 +78,12 @@ class Subprocess {
 // Converts a waitpid() status to containerd's exit code convention.
 ExitInfo ExitInfoFromWaitStatus(int wait_status);
 
+// Runs argv to completion (at most `timeout`, then stopped) and returns its
+// standard output. A non-zero exit is Internal, quoting the command and its
+// standard error; DeadlineExceeded when it ran too long.
+absl::StatusOr<std::string> RunForOutput(const std::vector<std::string>& argv,
+                                         absl::Duration timeout);
+
 }  // namespace cloak
 
 #endif  // CLOAK_COMMON_PROCESS_H_

@@ -57,25 +57,7 @@ std::string FindExecutable(const std::string& name) {
 }
 
 absl::StatusOr<std::string> RunQemuForReal(const std::vector<std::string>& argv) {
-  ASSIGN_OR_RETURN(TempDir dir, TempDir::Create("cloak-qemu-probe-"));
-  SpawnOptions options;
-  options.stdout_path = dir.Join("out");
-  options.stderr_path = dir.Join("err");
-  options.stop_grace = absl::Seconds(1);
-  ASSIGN_OR_RETURN(Subprocess process, Subprocess::Spawn(argv, options));
-  ASSIGN_OR_RETURN(ExitInfo exit, process.Wait(kQemuProbeTimeout));
-  std::ifstream out(options.stdout_path);
-  std::stringstream text;
-  text << out.rdbuf();
-  if (exit.exit_code != 0) {
-    std::ifstream err(options.stderr_path);
-    std::stringstream err_text;
-    err_text << err.rdbuf();
-    return absl::InternalError(absl::StrCat(absl::StrJoin(argv, " "), " exited with code ",
-                                            exit.exit_code, ": ",
-                                            absl::StripAsciiWhitespace(err_text.str())));
-  }
-  return text.str();
+  return RunForOutput(argv, kQemuProbeTimeout);
 }
 
 }  // namespace

@@ -147,13 +147,20 @@ absl::Status CriEnv::StartAll() {
   }
 
   if (absl::Status s = WriteConfigs(); !s.ok()) return s;
+  std::string config = dir_ + "/containerd.toml";
+  if (options_.prepare_containerd) {
+    absl::StatusOr<std::string> prepared = options_.prepare_containerd(*this, config);
+    if (!prepared.ok()) return prepared.status();
+    if (!prepared->empty()) config = *prepared;
+  }
 
-  const std::string shim_dir = options_.build_dir + "/shim";
+  const std::string shim_dir =
+      options_.shim_dir.empty() ? options_.build_dir + "/shim" : options_.shim_dir;
   SpawnOptions co;
   co.stdout_path = co.stderr_path = dir_ + "/containerd.log";
   co.env = {absl::StrCat("PATH=", shim_dir, ":", std::getenv("PATH"))};
   co.cwd = shim_dir;  // containerd looks in its working directory first (FACTS §A1)
-  auto containerd = Subprocess::Spawn({"containerd", "--config", dir_ + "/containerd.toml"}, co);
+  auto containerd = Subprocess::Spawn({"containerd", "--config", config}, co);
   if (!containerd.ok()) return containerd.status();
   containerd_.emplace(std::move(*containerd));
   for (int i = 0; i < 100 && !Exists(dir_ + "/c.sock"); ++i) {
@@ -222,8 +229,10 @@ absl::Status CriEnv::WriteConfigs() {
        << "  netns_mounts_under_state_dir = true\n"
        << cri << ".cni]\n  bin_dir = \"" << cni_bin << "\"\n  conf_dir = \"" << cni_conf
        << "\"\n  max_conf_num = 1\n"
-       << cri << ".containerd]\n  default_runtime_name = \"cloak-dev\"\n";
+       << cri << ".containerd]\n"
+       << (options_.cloak_runtimes ? "  default_runtime_name = \"cloak-dev\"\n" : "");
   for (const char* handler : {"dev", "snp", "tdx"}) {
+    if (!options_.cloak_runtimes) break;
     toml << cri << ".containerd.runtimes.cloak-" << handler << "]\n"
          << "  runtime_type = \"io.containerd.cloak.v2\"\n"
          << "  pod_annotations = [\"io.cloak.*\"]\n"
@@ -249,18 +258,10 @@ void CriEnv::TearDown() {
   client_.reset();
   containerd_.reset();  // SIGTERM, then SIGKILL
   // Shims and VMs containerd started: found by our unique paths.
-  for (pid_t pid : PidsMentioning(dir_)) ::kill(pid, SIGKILL);
-  for (int i = 0; i < 20 && !PidsMentioning(dir_).empty(); ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  testutil::KillMentioning(dir_);
   registry_.reset();
   // Mounts under our root and state (snapshots, sandbox shm, pod netns).
-  std::vector<std::string> ours;
-  for (absl::string_view line : absl::StrSplit(Slurp("/proc/self/mounts"), '\n')) {
-    std::vector<std::string> f = absl::StrSplit(line, ' ');
-    if (f.size() > 1 && absl::StartsWith(f[1], dir_)) ours.push_back(f[1]);
-  }
-  for (auto it = ours.rbegin(); it != ours.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
+  testutil::UnmountUnder(dir_);
   if (created_bridge_ && LinkExists(kCniBridge)) {
     (void)Run({"ip", "link", "delete", kCniBridge}, absl::Seconds(10));
   }
@@ -317,17 +318,7 @@ std::vector<pid_t> CriEnv::ShimPids() const {
 }
 
 int CriEnv::Run(const std::vector<std::string>& argv, absl::Duration timeout) {
-  SpawnOptions o;
-  o.stdout_path = o.stderr_path = dir_ + "/run.out";
-  std::filesystem::remove(dir_ + "/run.out");
-  auto p = Subprocess::Spawn(argv, o);
-  if (!p.ok()) return -1;
-  auto exit = p->Wait(timeout);
-  if (!exit.ok()) {
-    p->Stop(absl::Seconds(1));
-    return -1;
-  }
-  return exit->exit_code;
+  return testutil::RunToFile(argv, dir_ + "/run.out", timeout);
 }
 
 std::string CriEnv::last_output() const { return Slurp(dir_ + "/run.out"); }

@@ -21,6 +21,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +36,8 @@
 
 namespace cloak::cri {
 
+class CriEnv;
+
 struct CriEnvOptions {
   // This build's directory (guest image, shim) and the source tree (scripts,
   // the CNI conflist).
@@ -44,6 +47,19 @@ struct CriEnvOptions {
   bool cni = false;
   // Guest memory of each pod's VM.
   int memory_mib = 512;
+  // false: containerd's config gets no cloak-* runtimes (a node's config
+  // before Cloak is installed); `prepare_containerd` is then expected to add
+  // them.
+  bool cloak_runtimes = true;
+  // Called after the registry is up and the configs are written, before
+  // containerd starts, with the path of the containerd config written: it
+  // returns the config containerd is to run on (the cluster installer's
+  // test installs into a scratch root here). Empty: the written one.
+  std::function<absl::StatusOr<std::string>(const CriEnv& env, const std::string& written)>
+      prepare_containerd = nullptr;
+  // Where containerd finds containerd-shim-cloak-v2 (its working directory
+  // and first PATH entry). Empty: this build's shim/.
+  std::string shim_dir = "";
 };
 
 // The CNI bridge of e2e/local/cni/10-cloak-bridge.conflist.

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/process.h"
 
 namespace cloak::testutil {
 namespace {
@@ -94,6 +100,37 @@ std::vector<pid_t> PidsMentioning(const std::string& needle) {
   }
   ::closedir(d);
   return out;
+}
+
+void KillMentioning(const std::string& needle) {
+  for (pid_t pid : PidsMentioning(needle)) ::kill(pid, SIGKILL);
+  for (int i = 0; i < 20 && !PidsMentioning(needle).empty(); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
+void UnmountUnder(const std::string& prefix) {
+  std::vector<std::string> ours;
+  for (absl::string_view line : absl::StrSplit(Slurp("/proc/self/mounts"), '\n')) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    if (f.size() > 1 && absl::StartsWith(f[1], prefix)) ours.push_back(f[1]);
+  }
+  for (auto it = ours.rbegin(); it != ours.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
+}
+
+int RunToFile(const std::vector<std::string>& argv, const std::string& output_path,
+              absl::Duration timeout) {
+  SpawnOptions o;
+  o.stdout_path = o.stderr_path = output_path;
+  std::filesystem::remove(output_path);
+  auto p = Subprocess::Spawn(argv, o);
+  if (!p.ok()) return -1;
+  auto exit = p->Wait(timeout);
+  if (!exit.ok()) {
+    p->Stop(absl::Seconds(1));
+    return -1;
+  }
+  return exit->exit_code;
 }
 
 long PssKib(const std::vector<pid_t>& pids) {

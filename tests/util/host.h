@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
+
 namespace cloak::testutil {
 
 // Absolute path of `name` on $PATH (or /usr/sbin, /sbin), "" if absent.
@@ -22,6 +24,15 @@ std::string Slurp(const std::string& path);
 bool PidAlive(pid_t pid);
 // Pids (not this process, not init) whose command line mentions `needle`.
 std::vector<pid_t> PidsMentioning(const std::string& needle);
+// SIGKILLs those processes and waits up to 2 s for them to go.
+void KillMentioning(const std::string& needle);
+// Detaches every mount at or below `prefix` (deepest first).
+void UnmountUnder(const std::string& prefix);
+// Runs argv to completion with stdout and stderr in `output_path`
+// (replaced); its exit code, or -1 if it could not start or overran
+// `timeout` (then it is stopped).
+int RunToFile(const std::vector<std::string>& argv, const std::string& output_path,
+              absl::Duration timeout);
 // Sum of the processes' proportional set size (smaps_rollup), KiB.
 long PssKib(const std::vector<pid_t>& pids);
 // Runs `command` with sh -c; its exit status (-1 if it could not run), and

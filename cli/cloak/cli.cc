@@ -1,0 +1,210 @@
+#include "cli/cloak/cli.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "cli/cloak/containerd_config.h"
+#include "cli/cloak/host_check.h"
+#include "common/fd.h"
+#include "common/process.h"
+#include "common/status_macros.h"
+
+namespace cloak::cli {
+namespace {
+
+constexpr absl::Duration kVersionTimeout = absl::Seconds(10);
+
+int Fail(absl::string_view command, const absl::Status& s) {
+  std::cerr << "cloak " << command << ": " << s.message() << "\n";
+  return 1;
+}
+
+// The file's text, or nullopt when it does not exist.
+absl::StatusOr<std::optional<std::string>> ReadOptionalFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return std::optional<std::string>();
+    return absl::PermissionDeniedError(absl::StrCat("cannot read ", path));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return std::optional<std::string>(text.str());
+}
+
+int RunCheck(const CheckOptions& options, bool json) {
+  const CheckReport report = Evaluate(ProbeHostFacts(options));
+  if (json) {
+    std::cout << ReportToJson(report).dump(2) << "\n";
+  } else {
+    std::cout << ReportToText(report);
+  }
+  return report.AnyUsable() ? 0 : 1;
+}
+
+struct ContainerdConfigFlags {
+  std::string config;
+  std::string handlers = "cloak-dev,cloak-snp,cloak-tdx";
+  std::string shim_config_dir = kDefaultShimConfigDir;
+  std::string snapshotter_address = kDefaultSnapshotterAddress;
+  bool no_snapshotter = false;
+  std::string containerd_version = "auto";
+  std::string containerd_path = "containerd";
+  bool remove = false;
+  bool dry_run = false;
+};
+
+absl::Status RunContainerdConfig(const ContainerdConfigFlags& flags) {
+  ASSIGN_OR_RETURN(std::optional<std::string> current, ReadOptionalFile(flags.config));
+  std::string result;
+  if (flags.remove) {
+    if (!current.has_value()) {
+      std::cerr << "cloak containerd-config: " << flags.config << " does not exist; nothing to remove\n";
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(result, RemoveCloakFromContainerdConfig(*current));
+  } else {
+    ContainerdConfigOptions options;
+    options.handlers.clear();
+    for (absl::string_view h : absl::StrSplit(flags.handlers, ',', absl::SkipEmpty())) {
+      options.handlers.emplace_back(h);
+    }
+    options.shim_config_dir = flags.shim_config_dir;
+    options.snapshotter_address = flags.no_snapshotter ? "" : flags.snapshotter_address;
+    if (flags.containerd_version == "auto") {
+      absl::StatusOr<std::string> out =
+          RunForOutput({flags.containerd_path, "--version"}, kVersionTimeout);
+      if (!out.ok()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "cannot tell containerd's version (", out.status().message(),
+            "); pass --containerd-version 1.6, 1.7 or 2.0"));
+      }
+      ASSIGN_OR_RETURN(options.version, ParseContainerdVersionOutput(*out));
+    } else {
+      ASSIGN_OR_RETURN(options.version, ParseContainerdVersionFlag(flags.containerd_version));
+    }
+    absl::StatusOr<std::string> merged =
+        AddCloakToContainerdConfig(current.value_or(""), options);
+    if (!merged.ok()) {
+      return absl::Status(merged.status().code(),
+                          absl::StrCat(flags.config, ": ", merged.status().message()));
+    }
+    result = *std::move(merged);
+  }
+  if (flags.dry_run) {
+    std::cout << result;
+    return absl::OkStatus();
+  }
+  if (current.has_value() && *current == result) {
+    std::cerr << "cloak containerd-config: " << flags.config << " is already up to date\n";
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(WriteFileAtomically(flags.config, result));
+  std::cerr << "cloak containerd-config: " << (flags.remove ? "removed Cloak from " : "wrote ")
+            << flags.config << "; restart containerd to apply it\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view text) {
+  mode_t mode = 0644;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) mode = st.st_mode & 07777;
+  const std::string tmp = absl::StrCat(path, ".cloak-tmp");
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+    if (!fd.valid()) return ErrnoError(errno, absl::StrCat("cannot create ", tmp));
+    size_t done = 0;
+    while (done < text.size()) {
+      ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        return ErrnoError(err, absl::StrCat("cannot write ", tmp));
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (::fchmod(fd.get(), mode) != 0 || ::fsync(fd.get()) != 0) {
+      const int err = errno;
+      ::unlink(tmp.c_str());
+      return ErrnoError(err, absl::StrCat("cannot finish ", tmp));
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return ErrnoError(err, absl::StrCat("cannot rename ", tmp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+int RunCloakCli(int argc, char** argv) {
+  CLI::App app{"cloak: check a host for Cloak and configure containerd for it"};
+  app.require_subcommand(1);
+
+  CheckOptions check_options;
+  bool json = false;
+  auto* check = app.add_subcommand(
+      "check", "what this host can run: KVM, SEV-SNP, TDX, vhost-vsock, QEMU, containerd; a "
+               "verdict per RuntimeClass");
+  check->add_flag("--json", json, "machine-readable output (what the installer labels nodes from)");
+  check->add_option("--root", check_options.root,
+                    "read /dev, /sys, /proc and the containerd config under this directory");
+  check->add_option("--qemu", check_options.qemu_path, "QEMU binary")->capture_default_str();
+  check->add_option("--containerd", check_options.containerd_path, "containerd binary")
+      ->capture_default_str();
+  check->add_option("--containerd-config", check_options.containerd_config,
+                    "containerd's config file")
+      ->capture_default_str();
+
+  ContainerdConfigFlags cc;
+  auto* ccmd = app.add_subcommand(
+      "containerd-config",
+      "add Cloak's runtimes and snapshotter to a containerd config (version 2 or 3), or remove "
+      "them");
+  ccmd->add_option("--config", cc.config, "the containerd config file to edit")->required();
+  ccmd->add_option("--handlers", cc.handlers, "comma-separated runtime handlers")
+      ->capture_default_str();
+  ccmd->add_option("--shim-config-dir", cc.shim_config_dir,
+                   "directory of the shim configs (<handler>.toml)")
+      ->capture_default_str();
+  auto* address = ccmd->add_option("--snapshotter-address", cc.snapshotter_address,
+                                   "cloak-snapshotter's socket")
+                      ->capture_default_str();
+  ccmd->add_flag("--no-snapshotter", cc.no_snapshotter,
+                 "configure no proxy snapshotter (containerd unpacks images itself)")
+      ->excludes(address);
+  ccmd->add_option("--containerd-version", cc.containerd_version,
+                   "auto (ask `containerd --version`), 1.6, 1.7 or 2.0")
+      ->capture_default_str();
+  ccmd->add_option("--containerd", cc.containerd_path, "containerd binary (for auto)")
+      ->capture_default_str();
+  ccmd->add_flag("--remove", cc.remove, "take out what an earlier run added");
+  ccmd->add_flag("--dry-run", cc.dry_run, "print the result instead of writing the file");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  if (check->parsed()) return RunCheck(check_options, json);
+  if (ccmd->parsed()) {
+    absl::Status s = RunContainerdConfig(cc);
+    return s.ok() ? 0 : Fail("containerd-config", s);
+  }
+  return 2;
+}
+
+}  // namespace cloak::cli
