@@ -242,7 +242,10 @@ int RunCriCli(int argc, char** argv) {
     v1::ExecRequest req;
     req.set_container_id(id);
     for (const std::string& arg : cmd) req.add_cmd(arg);
-    req.set_stdin(interactive);
+    // With a TTY, containerd (1.6) treats the end of stdin as a detach and
+    // closes the output: a TTY session without -i still opens stdin (and
+    // sends nothing on it) so the output is not cut at once.
+    req.set_stdin(interactive || tty);
     req.set_tty(tty);
     req.set_stdout(true);
     req.set_stderr(!tty);  // a TTY has one output stream
