@@ -18,6 +18,16 @@
 #include "tests/util/host.h"
 #include "tests/util/registry.h"
 
+#ifndef CLOAK_BUILD_DIR
+#error "CLOAK_BUILD_DIR must be defined"
+#endif
+#ifndef CLOAK_SOURCE_DIR
+#error "CLOAK_SOURCE_DIR must be defined"
+#endif
+#ifndef CLOAK_CRI_BINARY
+#error "CLOAK_CRI_BINARY must be defined"
+#endif
+
 namespace cloak::cri {
 namespace {
 
@@ -56,6 +66,12 @@ absl::StatusOr<std::string> ConflistWithDataDir(const std::string& path,
 }
 
 }  // namespace
+
+CriEnvOptions CriEnvOptions::ForThisBuild(bool cni) {
+  return CriEnvOptions{.build_dir = CLOAK_BUILD_DIR, .source_dir = CLOAK_SOURCE_DIR, .cni = cni};
+}
+
+std::string CloakCriBinary() { return CLOAK_CRI_BINARY; }
 
 std::string CriEnv::MissingPrerequisite(const CriEnvOptions& options) {
   if (::geteuid() != 0) return "needs root (containerd, QEMU, mounts)";

@@ -35,6 +35,9 @@
 namespace cloak::cri {
 
 struct CriEnvOptions {
+  // The options of this build and source tree (the defaults below).
+  static CriEnvOptions ForThisBuild(bool cni = false);
+
   // This build's directory (guest image, shim) and the source tree (scripts,
   // the CNI conflist).
   std::string build_dir;
@@ -48,6 +51,9 @@ struct CriEnvOptions {
 // The CNI bridge of e2e/local/cni/10-cloak-bridge.conflist.
 inline constexpr char kCniBridge[] = "cloak-cni0";
 inline constexpr char kCniPluginDir[] = "/usr/lib/cni";
+
+// This build's cloak-cri binary.
+std::string CloakCriBinary();
 
 class CriEnv {
  public:

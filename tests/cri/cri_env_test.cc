@@ -18,8 +18,7 @@ namespace cloak::cri {
 namespace {
 
 TEST(CriEnvTest, CniPodGetsAnAddressOfTheBridgeNetworkAndTeardownReleasesIt) {
-  const CriEnvOptions options{
-      .build_dir = CLOAK_BUILD_DIR, .source_dir = CLOAK_SOURCE_DIR, .cni = true};
+  const CriEnvOptions options = CriEnvOptions::ForThisBuild(/*cni=*/true);
   if (std::string missing = CriEnv::MissingPrerequisite(options); !missing.empty()) {
     GTEST_SKIP() << missing;
   }

@@ -24,17 +24,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/cri/cri_env.h"
+#include "tests/cri/cri_fixture.h"
 #include "tests/util/host.h"
-
-#ifndef CLOAK_BUILD_DIR
-#error "CLOAK_BUILD_DIR must be defined"
-#endif
-#ifndef CLOAK_SOURCE_DIR
-#error "CLOAK_SOURCE_DIR must be defined"
-#endif
-#ifndef CLOAK_CRI_BINARY
-#error "CLOAK_CRI_BINARY must be defined"
-#endif
 
 namespace cloak::cri {
 namespace {
@@ -43,7 +34,7 @@ namespace v1 = ::runtime::v1;
 using ::cloak::testutil::Slurp;
 using ::testing::HasSubstr;
 
-const std::string kCriBinary = CLOAK_CRI_BINARY;
+const std::string kCriBinary = CloakCriBinary();
 
 struct Pipe {
   Pipe() {
@@ -71,26 +62,8 @@ std::string ReadUntil(int fd, const std::string& want, absl::Duration timeout) {
   return got;
 }
 
-class CriPodE2eTest : public ::testing::Test {
+class CriPodE2eTest : public CriEnvFixture {
  protected:
-  void SetUp() override {
-    const CriEnvOptions options{.build_dir = CLOAK_BUILD_DIR, .source_dir = CLOAK_SOURCE_DIR};
-    if (std::string missing = CriEnv::MissingPrerequisite(options); !missing.empty()) {
-      GTEST_SKIP() << missing;
-    }
-    auto env = CriEnv::Start(options);
-    ASSERT_TRUE(env.ok()) << env.status();
-    env_ = std::move(*env);
-    client_ = &env_->client();
-  }
-
-  void TearDown() override {
-    if (env_ && HasFailure()) {
-      std::cerr << "---- containerd log (tail) ----\n" << env_->ContainerdLogTail() << "\n";
-    }
-    env_.reset();
-  }
-
   v1::ContainerConfig Container(const std::string& name, std::vector<std::string> command) {
     v1::ContainerConfig ctr;
     ctr.mutable_metadata()->set_name(name);
@@ -115,8 +88,6 @@ class CriPodE2eTest : public ::testing::Test {
     *ctr_id = *id;
   }
 
-  std::unique_ptr<CriEnv> env_;
-  Client* client_ = nullptr;
   v1::PodSandboxConfig pod_;
 };
 
