@@ -3,8 +3,8 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -59,7 +59,6 @@ absl::StatusOr<int> RunStream(const std::string& url, const StreamIo& io) {
                                                    ResizeMessage(io.cols, io.rows)));
   }
   bool stdin_open = io.stdin_fd >= 0;
-  std::optional<absl::StatusOr<int>> result;
   absl::Time give_up = absl::InfiniteFuture();
   std::string err_message;
 
