@@ -253,7 +253,10 @@ int RunCriCli(int argc, char** argv) {
   } else if (*attach) {
     v1::AttachRequest req;
     req.set_container_id(id);
-    req.set_stdin(interactive);
+    // stdin is always opened (nothing is sent on it without -i): containerd
+    // (1.6) detaches an attach whose stdin ends, and a stream it was not
+    // given ends at once. Harmless for a container without stdin.
+    req.set_stdin(true);
     req.set_tty(tty);
     req.set_stdout(true);
     req.set_stderr(!tty);
