@@ -119,13 +119,31 @@ absl::Status CriEnv::StartAll() {
   std::filesystem::create_directories(dir_ + "/logs");
   registry_port_ = FreePort();
   stream_port_ = FreePort();
-  auto registry = testutil::StartLocalRegistry(dir_, registry_port_);
+  std::string registry_address = "127.0.0.1";
+  if (options_.cni) {
+    // The bridge the CNI plugin would make, made first so the registry can
+    // listen on its gateway address: the pods' guests pull over the pod
+    // network like any pod reaching a cluster registry.
+    created_bridge_ = !LinkExists(kCniBridge);
+    if (created_bridge_ &&
+        Run({"ip", "link", "add", kCniBridge, "type", "bridge"}, absl::Seconds(10)) != 0) {
+      return absl::InternalError("create bridge " + std::string(kCniBridge) + ": " + last_output());
+    }
+    (void)Run({"ip", "addr", "replace", absl::StrCat(kCniGateway, "/24"), "dev", kCniBridge},
+              absl::Seconds(10));
+    if (Run({"ip", "link", "set", kCniBridge, "up"}, absl::Seconds(10)) != 0) {
+      return absl::InternalError("bring up bridge " + std::string(kCniBridge) + ": " +
+                                 last_output());
+    }
+    registry_address = kCniGateway;
+  }
+  auto registry = testutil::StartLocalRegistry(dir_, registry_port_, registry_address);
   if (!registry.ok()) return registry.status();
   registry_.emplace(std::move(*registry));
 
   // The workload image, and a pause image (the same busybox: CRI pulls and
   // unpacks it on the host; the guest never runs it).
-  registry_host_ = absl::StrCat("127.0.0.1:", registry_port_);
+  registry_host_ = absl::StrCat(registry_address, ":", registry_port_);
   image_ = registry_host_ + "/busybox:e2e";
   pause_ = registry_host_ + "/pause:e2e";
   if (Run({options_.source_dir + "/scripts/make-busybox-image", dir_ + "/oci", "e2e"}) != 0) {
@@ -145,7 +163,6 @@ absl::Status CriEnv::StartAll() {
   }
 
   if (absl::Status s = WriteConfigs(); !s.ok()) return s;
-  if (options_.cni) created_bridge_ = !LinkExists(kCniBridge);
 
   const std::string shim_dir = options_.build_dir + "/shim";
   SpawnOptions co;

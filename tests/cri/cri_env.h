@@ -5,8 +5,9 @@
 //     dir) with its CRI plugin on, the runtime handlers cloak-dev, cloak-snp
 //     and cloak-tdx (each with its own ConfigPath; snp/tdx cannot boot here),
 //     and its streaming server (Exec, Attach) on 127.0.0.1 and a free port;
-//   - a private docker-registry on 127.0.0.1 with a busybox image and a pause
-//     image made from it by scripts/make-busybox-image;
+//   - a private docker-registry on 127.0.0.1 (with CNI: on the bridge's
+//     gateway address) with a busybox image and a pause image made from it
+//     by scripts/make-busybox-image;
 //   - optionally CNI: Debian's plugins in /usr/lib/cni and the one network of
 //     e2e/local/cni/10-cloak-bridge.conflist (bridge cloak-cni0, host-local
 //     IPAM whose leases live under this run's dir).
@@ -50,6 +51,10 @@ struct CriEnvOptions {
 
 // The CNI bridge of e2e/local/cni/10-cloak-bridge.conflist.
 inline constexpr char kCniBridge[] = "cloak-cni0";
+// Its gateway: the host's address on the bridge. With CNI the registry
+// listens here, so the host (containerd) and the pods' guests pull with the
+// same reference over the pod network.
+inline constexpr char kCniGateway[] = "10.88.77.1";
 inline constexpr char kCniPluginDir[] = "/usr/lib/cni";
 
 // This build's cloak-cri binary.

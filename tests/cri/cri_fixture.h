@@ -1,15 +1,18 @@
 // CriEnvFixture: a GoogleTest fixture giving each test a fresh CriEnv
 // (cri_env.h), skipped with the reason when a prerequisite is missing, and
-// the tail of containerd's log printed when the test failed.
+// the tail of containerd's log and the VMs' consoles printed when the test
+// failed.
 #ifndef CLOAK_TESTS_CRI_CRI_FIXTURE_H_
 #define CLOAK_TESTS_CRI_CRI_FIXTURE_H_
 
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "tests/cri/cri_env.h"
+#include "tests/util/host.h"
 
 namespace cloak::cri {
 
@@ -32,6 +35,17 @@ class CriEnvFixture : public ::testing::Test {
   void TearDown() override {
     if (env_ && HasFailure()) {
       std::cerr << "---- containerd log (tail) ----\n" << env_->ContainerdLogTail() << "\n";
+      std::error_code ec;
+      for (std::filesystem::recursive_directory_iterator it(
+               env_->dir() + "/run", std::filesystem::directory_options::skip_permission_denied,
+               ec),
+           end;
+           !ec && it != end; it.increment(ec)) {
+        if (it->path().filename() == "console.log") {
+          std::cerr << "---- " << it->path().string() << " ----\n"
+                    << testutil::Slurp(it->path().string()) << "\n";
+        }
+      }
     }
     env_.reset();
   }

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -28,26 +27,12 @@ namespace cloak::cri {
 namespace {
 
 namespace v1 = ::runtime::v1;
+using ::cloak::testutil::PssKib;
 using ::cloak::testutil::Slurp;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
 const std::string kCriBinary = CloakCriBinary();
-
-// Sum of the processes' proportional set size (smaps_rollup), KiB.
-long PssKib(const std::vector<pid_t>& pids) {
-  long total = 0;
-  for (pid_t pid : pids) {
-    for (absl::string_view line :
-         absl::StrSplit(Slurp(absl::StrCat("/proc/", pid, "/smaps_rollup")), '\n')) {
-      if (!absl::StartsWith(line, "Pss:")) continue;
-      std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
-      long kib = 0;
-      if (f.size() >= 2 && absl::SimpleAtoi(f[1], &kib)) total += kib;
-    }
-  }
-  return total;
-}
 
 class CriE2eTest : public CriEnvFixture {
  protected:
