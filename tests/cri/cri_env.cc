@@ -49,6 +49,17 @@ std::vector<std::string> Cmdline(pid_t pid) {
 
 bool LinkExists(const char* name) { return ::if_nametoindex(name) != 0; }
 
+// Interfaces plugged into bridge `name` (its /sys brif entries).
+int BridgePortCount(const char* name) {
+  const std::string brif = absl::StrCat("/sys/class/net/", name, "/brif");
+  std::error_code ec;
+  int n = 0;
+  for (std::filesystem::directory_iterator it(brif, ec), end; !ec && it != end; it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
 // The conflist of the repo with host-local's leases moved under `ipam_dir`.
 absl::StatusOr<std::string> ConflistWithDataDir(const std::string& path,
                                                 const std::string& ipam_dir) {
@@ -277,7 +288,9 @@ void CriEnv::TearDown() {
     if (f.size() > 1 && absl::StartsWith(f[1], dir_)) ours.push_back(f[1]);
   }
   for (auto it = ours.rbegin(); it != ours.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
-  if (created_bridge_ && LinkExists(kCniBridge)) {
+  // Only a bridge this run made, and only once no pod of another run on this
+  // machine is plugged into it.
+  if (created_bridge_ && LinkExists(kCniBridge) && BridgePortCount(kCniBridge) == 0) {
     (void)Run({"ip", "link", "delete", kCniBridge}, absl::Seconds(10));
   }
 }
