@@ -244,7 +244,8 @@ absl::Status CriEnv::WriteConfigs() {
        << cri << "]\n"
        << "  sandbox_image = \"" << pause_ << "\"\n"
        << "  stream_server_address = \"127.0.0.1\"\n"
-       << "  stream_server_port = \"" << stream_port_ << "\"\n"
+       << "  stream_server_port = \"" << stream_port_
+       << "\"\n"
        // Pod netns mounts under <dir>/state, where teardown finds them.
        << "  netns_mounts_under_state_dir = true\n"
        << cri << ".cni]\n  bin_dir = \"" << cni_bin << "\"\n  conf_dir = \"" << cni_conf

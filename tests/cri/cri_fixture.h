@@ -36,11 +36,9 @@ class CriEnvFixture : public ::testing::Test {
     if (env_ && HasFailure()) {
       std::cerr << "---- containerd log (tail) ----\n" << env_->ContainerdLogTail() << "\n";
       std::error_code ec;
-      for (std::filesystem::recursive_directory_iterator it(
-               env_->dir() + "/run", std::filesystem::directory_options::skip_permission_denied,
-               ec),
-           end;
-           !ec && it != end; it.increment(ec)) {
+      const auto skip = std::filesystem::directory_options::skip_permission_denied;
+      std::filesystem::recursive_directory_iterator it(env_->dir() + "/run", skip, ec), end;
+      for (; !ec && it != end; it.increment(ec)) {
         if (it->path().filename() == "console.log") {
           std::cerr << "---- " << it->path().string() << " ----\n"
                     << testutil::Slurp(it->path().string()) << "\n";

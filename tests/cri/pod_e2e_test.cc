@@ -133,9 +133,8 @@ TEST_F(CriPodE2eTest, ExecStreamsStdinOutputAndExitCode) {
             0)
       << env_->last_output();
   EXPECT_THAT(env_->last_output(), HasSubstr("cli-via-pipe"));
-  EXPECT_EQ(env_->Run({kCriBinary, "-r", env_->endpoint(), "exec", ctr, "--", "sh", "-c",
-                       "exit 9"}),
-            9)
+  EXPECT_EQ(
+      env_->Run({kCriBinary, "-r", env_->endpoint(), "exec", ctr, "--", "sh", "-c", "exit 9"}), 9)
       << env_->last_output();
   // A TTY: one output stream, carriage returns from the terminal.
   EXPECT_EQ(env_->Run({kCriBinary, "-r", env_->endpoint(), "exec", "-t", ctr, "--", "sh", "-c",
