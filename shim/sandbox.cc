@@ -398,9 +398,14 @@ absl::StatusOr<ProcessExit> Sandbox::WaitProcess(const std::string& container_id
         [&](Stub& stub, grpc::ClientContext* ctx) { return stub.WaitProcess(ctx, request, &response); },
         &cancel);
     if (s.ok()) {
-      return ProcessExit{
-          .exit_status = ExitStatusFromAgent(response.exit_status()),
-          .exited_at = ExitTimeFromAgent(response.exited_at_unix_nano(), absl::Now())};
+      // The exit time is the host's: the guest's wall clock is set once at
+      // boot from the emulated RTC (whole seconds) and nothing syncs it, so
+      // its stamps run behind containerd's clock (seen under CRI: an exit
+      // stamped before the container's created_at). WaitProcess answers as
+      // the process ends, so the host's time now is the exit time to within
+      // the agent round trip.
+      return ProcessExit{.exit_status = ExitStatusFromAgent(response.exit_status()),
+                         .exited_at = absl::Now()};
     }
     // A long wait is renewed; anything else ends it.
     if (s.code() != absl::StatusCode::kDeadlineExceeded || cancel.cancelled()) return s;

@@ -87,13 +87,6 @@ absl::Time FromTimestamp(const google::protobuf::Timestamp& ts) {
   return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
 
-absl::Time ExitTimeFromAgent(int64_t exited_at_unix_nano, absl::Time host_now) {
-  if (exited_at_unix_nano <= 0) return host_now;
-  const absl::Time guest = absl::FromUnixNanos(exited_at_unix_nano);
-  if (absl::AbsDuration(guest - host_now) > absl::Hours(24)) return host_now;
-  return guest;
-}
-
 uint32_t ExitStatusFromAgent(int32_t exit_status) {
   if (exit_status < 0 || exit_status > 255) return kLostExitStatus;
   return static_cast<uint32_t>(exit_status);

@@ -48,11 +48,6 @@ cloak::agent::v1::Stdio AgentStdio(bool terminal, absl::string_view stdin_uri,
 google::protobuf::Timestamp ToTimestamp(absl::Time t);
 absl::Time FromTimestamp(const google::protobuf::Timestamp& ts);
 
-// The exit time of a process: the guest's clock when it is within a day of
-// the host's `host_now` (a guest without a usable RTC starts in 1970),
-// else `host_now`.
-absl::Time ExitTimeFromAgent(int64_t exited_at_unix_nano, absl::Time host_now);
-
 // A guest exit status as containerd's uint32 (negative values become 255).
 uint32_t ExitStatusFromAgent(int32_t exit_status);
 

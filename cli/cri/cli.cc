@@ -43,6 +43,15 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
+std::string ToJson(const google::protobuf::Message& msg) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  opts.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(msg, &json, opts);
+  return json;
+}
+
 int Fail(const absl::Status& s, int code) {
   std::cerr << "cloak-cri: " << s.message() << "\n";
   return code;
@@ -122,6 +131,9 @@ int RunCriCli(int argc, char** argv) {
   start->add_option("container-id", id)->required();
   auto* ps = app.add_subcommand("ps", "ListContainers (id, state, name, pod)");
   ps->add_option("-p,--pod", id, "only this pod's containers");
+  auto* pods = app.add_subcommand("pods", "ListPodSandbox (id, state, name, namespace, handler)");
+  auto* inspectp = app.add_subcommand("inspectp", "PodSandboxStatus (state, IP) as JSON");
+  inspectp->add_option("pod-id", id)->required();
   auto* inspect = app.add_subcommand("inspect", "ContainerStatus (state, exit code, log path)");
   inspect->add_option("container-id", id)->required();
   int64_t exec_timeout = 0;
@@ -204,15 +216,22 @@ int RunCriCli(int argc, char** argv) {
       std::cout << k.id() << "\t" << v1::ContainerState_Name(k.state()) << "\t"
                 << k.metadata().name() << "\t" << k.pod_sandbox_id() << "\n";
     }
+  } else if (*pods) {
+    auto list = c.ListPodSandbox();
+    if (!list.ok()) return Fail(list.status(), 1);
+    for (const v1::PodSandbox& p : *list) {
+      std::cout << p.id() << "\t" << v1::PodSandboxState_Name(p.state()) << "\t"
+                << p.metadata().name() << "\t" << p.metadata().namespace_() << "\t"
+                << p.runtime_handler() << "\n";
+    }
+  } else if (*inspectp) {
+    auto st = c.PodSandboxStatus(id);
+    if (!st.ok()) return Fail(st.status(), 1);
+    std::cout << ToJson(*st);
   } else if (*inspect) {
     auto st = c.ContainerStatus(id);
     if (!st.ok()) return Fail(st.status(), 1);
-    std::string json;
-    google::protobuf::util::JsonPrintOptions opts;
-    opts.add_whitespace = true;
-    opts.preserve_proto_field_names = true;
-    (void)google::protobuf::util::MessageToJsonString(*st, &json, opts);
-    std::cout << json;
+    std::cout << ToJson(*st);
   } else if (*exec) {
     auto r = c.ExecSync(id, cmd, exec_timeout);
     if (!r.ok()) return Fail(r.status(), 1);
@@ -223,7 +242,10 @@ int RunCriCli(int argc, char** argv) {
     v1::ExecRequest req;
     req.set_container_id(id);
     for (const std::string& arg : cmd) req.add_cmd(arg);
-    req.set_stdin(interactive);
+    // With a TTY, containerd (1.6) treats the end of stdin as a detach and
+    // closes the output: a TTY session without -i still opens stdin (and
+    // sends nothing on it) so the output is not cut at once.
+    req.set_stdin(interactive || tty);
     req.set_tty(tty);
     req.set_stdout(true);
     req.set_stderr(!tty);  // a TTY has one output stream
@@ -231,7 +253,10 @@ int RunCriCli(int argc, char** argv) {
   } else if (*attach) {
     v1::AttachRequest req;
     req.set_container_id(id);
-    req.set_stdin(interactive);
+    // stdin is always opened (nothing is sent on it without -i): containerd
+    // (1.6) detaches an attach whose stdin ends, and a stream it was not
+    // given ends at once. Harmless for a container without stdin.
+    req.set_stdin(true);
     req.set_tty(tty);
     req.set_stdout(true);
     req.set_stderr(!tty);

@@ -159,6 +159,15 @@ absl::StatusOr<v1::PodSandboxStatus> Client::PodSandboxStatus(const std::string&
   return resp.status();
 }
 
+absl::StatusOr<std::vector<v1::PodSandbox>> Client::ListPodSandbox() {
+  v1::ListPodSandboxRequest req;
+  v1::ListPodSandboxResponse resp;
+  absl::Status s = impl_->Call(impl_->runtime.get(), &v1::RuntimeService::Stub::ListPodSandbox,
+                               "ListPodSandbox", "", req, &resp);
+  if (!s.ok()) return s;
+  return std::vector<v1::PodSandbox>(resp.items().begin(), resp.items().end());
+}
+
 absl::StatusOr<std::string> Client::CreateContainer(const std::string& pod_id,
                                                     const v1::ContainerConfig& config,
                                                     const v1::PodSandboxConfig& sandbox) {

@@ -54,6 +54,7 @@ class Client final {
   absl::Status StopPodSandbox(const std::string& pod_id);
   absl::Status RemovePodSandbox(const std::string& pod_id);
   absl::StatusOr<runtime::v1::PodSandboxStatus> PodSandboxStatus(const std::string& pod_id);
+  absl::StatusOr<std::vector<runtime::v1::PodSandbox>> ListPodSandbox();
 
   // Returns the container id.
   absl::StatusOr<std::string> CreateContainer(const std::string& pod_id,

@@ -3,8 +3,8 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -33,8 +33,10 @@ absl::StatusOr<int> ExitCodeFromStatus(absl::string_view json) {
   if (state == "Success") return 0;
   const std::string message = status.value("message", "");
   if (state != "Failure") {
-    return absl::DataLossError(absl::StrCat("stream status \"", state, "\" is neither Success nor "
-                                            "Failure: ", json));
+    return absl::DataLossError(absl::StrCat("stream status \"", state,
+                                            "\" is neither Success nor "
+                                            "Failure: ",
+                                            json));
   }
   if (status.contains("details") && status["details"].is_object() &&
       status["details"].contains("causes") && status["details"]["causes"].is_array()) {
@@ -44,8 +46,8 @@ absl::StatusOr<int> ExitCodeFromStatus(absl::string_view json) {
       if (absl::SimpleAtoi(cause.value("message", ""), &code)) return code;
     }
   }
-  return absl::UnknownError(absl::StrCat("remote command failed: ",
-                                         message.empty() ? std::string(json) : message));
+  return absl::UnknownError(
+      absl::StrCat("remote command failed: ", message.empty() ? std::string(json) : message));
 }
 
 std::string ResizeMessage(uint16_t cols, uint16_t rows) {
@@ -59,7 +61,6 @@ absl::StatusOr<int> RunStream(const std::string& url, const StreamIo& io) {
                                                    ResizeMessage(io.cols, io.rows)));
   }
   bool stdin_open = io.stdin_fd >= 0;
-  std::optional<absl::StatusOr<int>> result;
   absl::Time give_up = absl::InfiniteFuture();
   std::string err_message;
 
@@ -90,7 +91,8 @@ absl::StatusOr<int> RunStream(const std::string& url, const StreamIo& io) {
                      {.fd = stdin_open ? io.stdin_fd : -1, .events = POLLIN, .revents = 0}};
     int wait_ms = -1;
     if (give_up != absl::InfiniteFuture()) {
-      wait_ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(give_up - absl::Now())));
+      wait_ms =
+          static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(give_up - absl::Now())));
     }
     const int n = ::poll(fds, 2, wait_ms);
     if (n < 0 && errno == EINTR) continue;
@@ -113,7 +115,8 @@ absl::StatusOr<int> RunStream(const std::string& url, const StreamIo& io) {
           give_up = absl::Now() + kCloseGrace;
         }
       } else {
-        RETURN_IF_ERROR(ws.Send(WsOpcode::kBinary, absl::string_view(buf, static_cast<size_t>(r) + 1)));
+        RETURN_IF_ERROR(
+            ws.Send(WsOpcode::kBinary, absl::string_view(buf, static_cast<size_t>(r) + 1)));
       }
     }
   }

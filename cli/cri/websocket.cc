@@ -4,12 +4,11 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <cstring>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -29,8 +28,8 @@ constexpr size_t kMaxHandshake = 16 * 1024;
 
 std::string Base64(const unsigned char* data, size_t len) {
   std::string out(4 * ((len + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data,
-                                static_cast<int>(len));
+  const int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(len));
   out.resize(static_cast<size_t>(n));
   return out;
 }
@@ -60,18 +59,19 @@ absl::StatusOr<WsUrl> ParseWsUrl(absl::string_view url) {
   absl::string_view rest = url;
   if (absl::ConsumePrefix(&rest, "ws://") || absl::ConsumePrefix(&rest, "http://")) {
   } else if (absl::StartsWith(url, "https://") || absl::StartsWith(url, "wss://")) {
-    return absl::UnimplementedError(absl::StrCat(
-        "stream URL ", url, " needs TLS, which this client does not speak (containerd serves "
-        "plain HTTP unless enable_tls_streaming is set in its CRI config)"));
+    return absl::UnimplementedError(
+        absl::StrCat("stream URL ", url,
+                     " needs TLS, which this client does not speak (containerd serves "
+                     "plain HTTP unless enable_tls_streaming is set in its CRI config)"));
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("stream URL ", url, " is not ws:// or http://"));
+    return absl::InvalidArgumentError(absl::StrCat("stream URL ", url, " is not ws:// or http://"));
   }
   WsUrl out;
   const size_t slash = rest.find('/');
   absl::string_view authority = rest.substr(0, slash);
   out.path = slash == absl::string_view::npos ? "/" : std::string(rest.substr(slash));
-  if (authority.empty()) return absl::InvalidArgumentError(absl::StrCat("stream URL ", url, " has no host"));
+  if (authority.empty())
+    return absl::InvalidArgumentError(absl::StrCat("stream URL ", url, " has no host"));
   if (absl::StartsWith(authority, "[")) {  // [v6]:port
     const size_t close = authority.find(']');
     if (close == absl::string_view::npos) {
@@ -158,8 +158,9 @@ absl::StatusOr<std::string> CheckHandshakeResponse(absl::string_view head, absl:
     }
   }
   if (!absl::EqualsIgnoreCase(upgrade, "websocket") || !HeaderHasToken(connection, "upgrade")) {
-    return absl::UnavailableError("stream server's 101 answer lacks Upgrade: websocket / "
-                                  "Connection: Upgrade");
+    return absl::UnavailableError(
+        "stream server's 101 answer lacks Upgrade: websocket / "
+        "Connection: Upgrade");
   }
   if (accept != WebSocketAccept(key)) {
     return absl::UnavailableError(absl::StrCat("stream server's Sec-WebSocket-Accept \"", accept,
@@ -245,15 +246,16 @@ absl::StatusOr<std::optional<WsEvent>> WsReader::Next() {
             absl::StrCat("WebSocket frame with unknown opcode ", static_cast<int>(opcode)));
     }
     if (masked != expect_masked_) {
-      return absl::DataLossError(expect_masked_ ? "WebSocket client frame is not masked"
-                                                : "WebSocket server frame is masked (RFC 6455 §5.1)");
+      return absl::DataLossError(expect_masked_
+                                     ? "WebSocket client frame is not masked"
+                                     : "WebSocket server frame is masked (RFC 6455 §5.1)");
     }
     if (IsControl(opcode) && (len > 125 || !fin)) {
       return absl::DataLossError("WebSocket control frame is fragmented or longer than 125 bytes");
     }
     if (len > max_message_ || partial_.size() + len > max_message_) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "WebSocket message longer than ", max_message_, " bytes; refusing it"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("WebSocket message longer than ", max_message_, " bytes; refusing it"));
     }
     const size_t mask_len = masked ? 4 : 0;
     if (buffer_.size() < header + mask_len + len) return std::nullopt;
@@ -289,8 +291,8 @@ absl::StatusOr<std::optional<WsEvent>> WsReader::Next() {
       partial_ = std::move(payload);
     }
     if (fin) {
-      WsEvent ev{.opcode = *partial_opcode_, .payload = std::move(partial_),
-                 .close_code = std::nullopt};
+      WsEvent ev{
+          .opcode = *partial_opcode_, .payload = std::move(partial_), .close_code = std::nullopt};
       partial_opcode_.reset();
       partial_.clear();
       return ev;
@@ -340,9 +342,8 @@ absl::StatusOr<WebSocket> WebSocket::Connect(absl::string_view url,
     }
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("no WebSocket handshake answer from ", url, " within ",
-                       absl::FormatDuration(timeout)));
+      return absl::DeadlineExceededError(absl::StrCat("no WebSocket handshake answer from ", url,
+                                                      " within ", absl::FormatDuration(timeout)));
     }
     RETURN_IF_ERROR(WaitReadable(fd.get(), left));
     char buf[4096];
@@ -374,7 +375,8 @@ absl::Status WebSocket::WriteAll(absl::string_view bytes) {
 }
 
 absl::Status WebSocket::Send(WsOpcode opcode, absl::string_view payload) {
-  if (close_sent_) return absl::FailedPreconditionError("WebSocket is closing; nothing more to send");
+  if (close_sent_)
+    return absl::FailedPreconditionError("WebSocket is closing; nothing more to send");
   return WriteAll(EncodeWsFrame(opcode, payload, RandomMask()));
 }
 
@@ -407,7 +409,8 @@ absl::StatusOr<std::vector<WsEvent>> WebSocket::ReadAvailable() {
     WsEvent& e = **ev;
     switch (e.opcode) {
       case WsOpcode::kPing:
-        if (!close_sent_) RETURN_IF_ERROR(WriteAll(EncodeWsFrame(WsOpcode::kPong, e.payload, RandomMask())));
+        if (!close_sent_)
+          RETURN_IF_ERROR(WriteAll(EncodeWsFrame(WsOpcode::kPong, e.payload, RandomMask())));
         break;
       case WsOpcode::kPong:
         break;

@@ -123,7 +123,8 @@ class WebSocket {
   absl::Status Close(uint16_t code = 1000, absl::string_view reason = "");
 
  private:
-  WebSocket(UniqueFd fd, std::string protocol) : fd_(std::move(fd)), protocol_(std::move(protocol)) {}
+  WebSocket(UniqueFd fd, std::string protocol)
+      : fd_(std::move(fd)), protocol_(std::move(protocol)) {}
   absl::Status WriteAll(absl::string_view bytes);
 
   UniqueFd fd_;

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # $work and $ns come from the sourcing script
 # Sourced by scripts/demo and scripts/bench-start: a private containerd and a
 # registry on 127.0.0.1 under one work dir, with a cleanup that stops only
 # what was started here. Needs: $work (a fresh directory), $ns (containerd
@@ -56,10 +57,10 @@ YML
 
 # push_busybox_image TAG: builds the busybox image and pushes it; sets $image.
 push_busybox_image() {
-  local tag=$1 i
+  local tag=$1
   scripts/make-busybox-image "$work/oci" "$tag"
   image=127.0.0.1:$port/busybox:$tag
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     if skopeo copy -q --dest-tls-verify=false "oci:$work/oci:$tag" "docker://$image" \
         2>"$work/skopeo.err"; then
       return 0

@@ -18,6 +18,16 @@
 #include "tests/util/host.h"
 #include "tests/util/registry.h"
 
+#ifndef CLOAK_BUILD_DIR
+#error "CLOAK_BUILD_DIR must be defined"
+#endif
+#ifndef CLOAK_SOURCE_DIR
+#error "CLOAK_SOURCE_DIR must be defined"
+#endif
+#ifndef CLOAK_CRI_BINARY
+#error "CLOAK_CRI_BINARY must be defined"
+#endif
+
 namespace cloak::cri {
 namespace {
 
@@ -39,6 +49,17 @@ std::vector<std::string> Cmdline(pid_t pid) {
 
 bool LinkExists(const char* name) { return ::if_nametoindex(name) != 0; }
 
+// Interfaces plugged into bridge `name` (its /sys brif entries).
+int BridgePortCount(const char* name) {
+  const std::string brif = absl::StrCat("/sys/class/net/", name, "/brif");
+  std::error_code ec;
+  int n = 0;
+  for (std::filesystem::directory_iterator it(brif, ec), end; !ec && it != end; it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
 // The conflist of the repo with host-local's leases moved under `ipam_dir`.
 absl::StatusOr<std::string> ConflistWithDataDir(const std::string& path,
                                                 const std::string& ipam_dir) {
@@ -56,6 +77,12 @@ absl::StatusOr<std::string> ConflistWithDataDir(const std::string& path,
 }
 
 }  // namespace
+
+CriEnvOptions CriEnvOptions::ForThisBuild(bool cni) {
+  return CriEnvOptions{.build_dir = CLOAK_BUILD_DIR, .source_dir = CLOAK_SOURCE_DIR, .cni = cni};
+}
+
+std::string CloakCriBinary() { return CLOAK_CRI_BINARY; }
 
 std::string CriEnv::MissingPrerequisite(const CriEnvOptions& options) {
   if (::geteuid() != 0) return "needs root (containerd, QEMU, mounts)";
@@ -224,7 +251,8 @@ absl::Status CriEnv::WriteConfigs() {
        << cri << "]\n"
        << "  sandbox_image = \"" << pause_ << "\"\n"
        << "  stream_server_address = \"127.0.0.1\"\n"
-       << "  stream_server_port = \"" << stream_port_ << "\"\n"
+       << "  stream_server_port = \"" << stream_port_
+       << "\"\n"
        // Pod netns mounts under <dir>/state, where teardown finds them.
        << "  netns_mounts_under_state_dir = true\n"
        << cri << ".cni]\n  bin_dir = \"" << cni_bin << "\"\n  conf_dir = \"" << cni_conf
@@ -262,7 +290,9 @@ void CriEnv::TearDown() {
   registry_.reset();
   // Mounts under our root and state (snapshots, sandbox shm, pod netns).
   testutil::UnmountUnder(dir_);
-  if (created_bridge_ && LinkExists(kCniBridge)) {
+  // Only a bridge this run made, and only once no pod of another run on this
+  // machine is plugged into it.
+  if (created_bridge_ && LinkExists(kCniBridge) && BridgePortCount(kCniBridge) == 0) {
     (void)Run({"ip", "link", "delete", kCniBridge}, absl::Seconds(10));
   }
 }

@@ -39,6 +39,9 @@ namespace cloak::cri {
 class CriEnv;
 
 struct CriEnvOptions {
+  // The options of this build and source tree (the defaults below).
+  static CriEnvOptions ForThisBuild(bool cni = false);
+
   // This build's directory (guest image, shim) and the source tree (scripts,
   // the CNI conflist).
   std::string build_dir;
@@ -69,6 +72,9 @@ inline constexpr char kCniBridge[] = "cloak-cni0";
 // same reference over the pod network.
 inline constexpr char kCniGateway[] = "10.88.77.1";
 inline constexpr char kCniPluginDir[] = "/usr/lib/cni";
+
+// This build's cloak-cri binary.
+std::string CloakCriBinary();
 
 class CriEnv {
  public:

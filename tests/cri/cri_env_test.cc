@@ -2,6 +2,8 @@
 // of e2e/local/cni (10.88.77.0/24) and teardown leaves no lease, bridge or
 // netns mount behind. Root only; skips, saying why, when a prerequisite is
 // missing.
+#include "tests/cri/cri_env.h"
+
 #include <net/if.h>
 
 #include <filesystem>
@@ -11,15 +13,13 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "tests/cri/cri_env.h"
 #include "tests/util/host.h"
 
 namespace cloak::cri {
 namespace {
 
 TEST(CriEnvTest, CniPodGetsAnAddressOfTheBridgeNetworkAndTeardownReleasesIt) {
-  const CriEnvOptions options{
-      .build_dir = CLOAK_BUILD_DIR, .source_dir = CLOAK_SOURCE_DIR, .cni = true};
+  const CriEnvOptions options = CriEnvOptions::ForThisBuild(/*cni=*/true);
   if (std::string missing = CriEnv::MissingPrerequisite(options); !missing.empty()) {
     GTEST_SKIP() << missing;
   }

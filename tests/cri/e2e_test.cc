@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -21,17 +20,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/cri/cri_env.h"
+#include "tests/cri/cri_fixture.h"
 #include "tests/util/host.h"
-
-#ifndef CLOAK_BUILD_DIR
-#error "CLOAK_BUILD_DIR must be defined"
-#endif
-#ifndef CLOAK_SOURCE_DIR
-#error "CLOAK_SOURCE_DIR must be defined"
-#endif
-#ifndef CLOAK_CRI_BINARY
-#error "CLOAK_CRI_BINARY must be defined"
-#endif
 
 namespace cloak::cri {
 namespace {
@@ -42,34 +32,19 @@ using ::cloak::testutil::Slurp;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
-const std::string kCriBinary = CLOAK_CRI_BINARY;
+const std::string kCriBinary = CloakCriBinary();
 
-class CriE2eTest : public ::testing::Test {
+class CriE2eTest : public CriEnvFixture {
  protected:
   void SetUp() override {
-    const CriEnvOptions options{.build_dir = CLOAK_BUILD_DIR, .source_dir = CLOAK_SOURCE_DIR};
-    if (std::string missing = CriEnv::MissingPrerequisite(options); !missing.empty()) {
-      GTEST_SKIP() << missing;
-    }
-    auto env = CriEnv::Start(options);
-    ASSERT_TRUE(env.ok()) << env.status();
-    env_ = std::move(*env);
-    client_ = &env_->client();
+    CriEnvFixture::SetUp();
+    if (!env_) return;  // skipped or failed
     d_ = env_->dir();
     image_ = env_->image();
   }
 
-  void TearDown() override {
-    if (env_ && HasFailure()) {
-      std::cerr << "---- containerd log (tail) ----\n" << env_->ContainerdLogTail() << "\n";
-    }
-    env_.reset();
-  }
-
   int Run(const std::vector<std::string>& argv) { return env_->Run(argv); }
 
-  std::unique_ptr<CriEnv> env_;
-  Client* client_ = nullptr;
   std::string d_, image_, pod_id_;
 };
 

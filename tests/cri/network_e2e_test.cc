@@ -25,14 +25,8 @@
 #include "gtest/gtest.h"
 #include "shim/bundle.h"
 #include "tests/cri/cri_env.h"
+#include "tests/cri/cri_fixture.h"
 #include "tests/util/host.h"
-
-#ifndef CLOAK_BUILD_DIR
-#error "CLOAK_BUILD_DIR must be defined"
-#endif
-#ifndef CLOAK_SOURCE_DIR
-#error "CLOAK_SOURCE_DIR must be defined"
-#endif
 
 namespace cloak::cri {
 namespace {
@@ -44,33 +38,13 @@ using ::cloak::testutil::Slurp;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class CriNetworkE2eTest : public ::testing::Test {
+class CriNetworkE2eTest : public CriEnvFixture {
  protected:
-  void SetUp() override {
-    const CriEnvOptions options{
-        .build_dir = CLOAK_BUILD_DIR, .source_dir = CLOAK_SOURCE_DIR, .cni = true};
-    if (std::string missing = CriEnv::MissingPrerequisite(options); !missing.empty()) {
-      GTEST_SKIP() << missing;
-    }
-    if (testutil::Which("curl").empty()) GTEST_SKIP() << "curl is not installed";
-    auto env = CriEnv::Start(options);
-    ASSERT_TRUE(env.ok()) << env.status();
-    env_ = std::move(*env);
-    client_ = &env_->client();
-  }
+  CriEnvOptions Options() const override { return CriEnvOptions::ForThisBuild(/*cni=*/true); }
 
-  void TearDown() override {
-    if (env_ && HasFailure()) {
-      std::cerr << "---- containerd log (tail) ----\n" << env_->ContainerdLogTail() << "\n";
-      for (const auto& entry : std::filesystem::recursive_directory_iterator(
-               env_->dir() + "/run", std::filesystem::directory_options::skip_permission_denied)) {
-        if (entry.path().filename() == "console.log") {
-          std::cerr << "---- " << entry.path().string() << " ----\n"
-                    << Slurp(entry.path().string()) << "\n";
-        }
-      }
-    }
-    env_.reset();
+  void SetUp() override {
+    if (testutil::Which("curl").empty()) GTEST_SKIP() << "curl is not installed";
+    CriEnvFixture::SetUp();
   }
 
   v1::ContainerConfig Container(const std::string& name, const std::string& script) {
@@ -97,9 +71,6 @@ class CriNetworkE2eTest : public ::testing::Test {
     if (!r.ok()) return "exec failed: " + r.status().ToString();
     return r->stdout() + r->stderr();
   }
-
-  std::unique_ptr<CriEnv> env_;
-  Client* client_ = nullptr;
 };
 
 TEST_F(CriNetworkE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {

@@ -45,8 +45,8 @@ TEST(WebSocketHandshake, KeysAreSixteenRandomBytesInBase64) {
 }
 
 TEST(WebSocketHandshake, RequestCarriesUpgradeKeyVersionAndProtocols) {
-  const std::string req = BuildHandshakeRequest({.host = "127.0.0.1", .port = 1234, .path = "/exec/tok"},
-                                                "KEY", {"v4.channel.k8s.io"});
+  const std::string req = BuildHandshakeRequest(
+      {.host = "127.0.0.1", .port = 1234, .path = "/exec/tok"}, "KEY", {"v4.channel.k8s.io"});
   EXPECT_TRUE(absl::StartsWith(req, "GET /exec/tok HTTP/1.1\r\nHost: 127.0.0.1:1234\r\n"));
   EXPECT_THAT(req, HasSubstr("Upgrade: websocket\r\nConnection: Upgrade\r\n"));
   EXPECT_THAT(req, HasSubstr("Sec-WebSocket-Key: KEY\r\nSec-WebSocket-Version: 13\r\n"));
@@ -57,7 +57,8 @@ TEST(WebSocketHandshake, ChecksStatusAcceptAndProtocol) {
   const std::string key = "dGhlIHNhbXBsZSBub25jZQ==";
   const std::string ok =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: v4.channel.k8s.io";
+      "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: "
+      "v4.channel.k8s.io";
   auto p = CheckHandshakeResponse(ok, key, {"v4.channel.k8s.io"});
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(*p, "v4.channel.k8s.io");
@@ -90,8 +91,7 @@ TEST(WebSocketUrl, ParsesHttpAndWsRefusesTls) {
 
 TEST(WebSocketFrames, EncodesTheRfcExamples) {
   // RFC 6455 §5.7: a masked "Hello" text frame, and length encodings.
-  EXPECT_EQ(EncodeWsFrame(WsOpcode::kText, "Hello",
-                          std::array<uint8_t, 4>{0x37, 0xfa, 0x21, 0x3d}),
+  EXPECT_EQ(EncodeWsFrame(WsOpcode::kText, "Hello", std::array<uint8_t, 4>{0x37, 0xfa, 0x21, 0x3d}),
             Bytes({0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58}));
   EXPECT_EQ(EncodeWsFrame(WsOpcode::kText, "Hello", std::nullopt),
             Bytes({0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f}));
@@ -139,7 +139,8 @@ TEST(WebSocketReader, RefusesProtocolViolations) {
     return reader.Next().status();
   };
   // A masked frame from a server.
-  EXPECT_FALSE(first_error(EncodeWsFrame(WsOpcode::kText, "x", std::array<uint8_t, 4>{1, 1, 1, 1})).ok());
+  EXPECT_FALSE(
+      first_error(EncodeWsFrame(WsOpcode::kText, "x", std::array<uint8_t, 4>{1, 1, 1, 1})).ok());
   // Reserved bits, unknown opcode, a fragmented ping, a stray continuation.
   EXPECT_FALSE(first_error(Bytes({0xC1, 0x00})).ok());
   EXPECT_FALSE(first_error(Bytes({0x83, 0x00})).ok());
@@ -152,9 +153,10 @@ TEST(WebSocketReader, RefusesProtocolViolations) {
 
 TEST(StreamStatus, ExitCodesFromV4Status) {
   EXPECT_EQ(*ExitCodeFromStatus(R"({"metadata":{},"status":"Success"})"), 0);
-  EXPECT_EQ(*ExitCodeFromStatus(
-                R"({"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}})"),
-            3);
+  EXPECT_EQ(
+      *ExitCodeFromStatus(
+          R"({"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}})"),
+      3);
   auto internal = ExitCodeFromStatus(
       R"({"status":"Failure","message":"container not running","reason":"InternalError"})");
   EXPECT_FALSE(internal.ok());
@@ -182,7 +184,8 @@ class FakeStreamServer {
       UniqueFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
       std::string head;
       char c;
-      while (head.find("\r\n\r\n") == std::string::npos && ::read(conn.get(), &c, 1) == 1) head += c;
+      while (head.find("\r\n\r\n") == std::string::npos && ::read(conn.get(), &c, 1) == 1)
+        head += c;
       request_ = head;
       std::string key;
       for (absl::string_view line : absl::StrSplit(head, "\r\n")) {
@@ -190,10 +193,11 @@ class FakeStreamServer {
           key = std::string(absl::StripAsciiWhitespace(line.substr(18)));
         }
       }
-      (void)WriteAll(conn.get(), absl::StrCat("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                              "Connection: Upgrade\r\nSec-WebSocket-Accept: ",
-                                              WebSocketAccept(key),
-                                              "\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n"));
+      (void)WriteAll(conn.get(),
+                     absl::StrCat("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                  "Connection: Upgrade\r\nSec-WebSocket-Accept: ",
+                                  WebSocketAccept(key),
+                                  "\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n"));
       WsReader reader(/*expect_masked=*/true);
       script(conn.get(), reader);
     });
@@ -203,8 +207,8 @@ class FakeStreamServer {
   const std::string& request() const { return request_; }
 
   static void Send(int fd, uint8_t channel, absl::string_view data) {
-    (void)WriteAll(fd, EncodeWsFrame(WsOpcode::kBinary, std::string(1, static_cast<char>(channel)) +
-                                                            std::string(data),
+    (void)WriteAll(fd, EncodeWsFrame(WsOpcode::kBinary,
+                                     std::string(1, static_cast<char>(channel)) + std::string(data),
                                      std::nullopt));
   }
   // The next data message from the client (answering nothing).
@@ -238,7 +242,8 @@ struct Pipe {
     std::string out;
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(read_end.get(), buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(read_end.get(), buf, sizeof(buf))) > 0)
+      out.append(buf, static_cast<size_t>(n));
     return out;
   }
   UniqueFd read_end, write_end;
@@ -247,15 +252,16 @@ struct Pipe {
 TEST(Stream, ExecForwardsStdinDemultiplexesOutputAndReturnsTheExitCode) {
   std::string got_stdin, got_resize;
   FakeStreamServer server([&](int fd, WsReader& reader) {
-    FakeStreamServer::Send(fd, kStdoutChannel, "");  // an empty opening message, as some servers send
+    FakeStreamServer::Send(fd, kStdoutChannel,
+                           "");  // an empty opening message, as some servers send
     got_resize = FakeStreamServer::Receive(fd, reader);
     got_stdin = FakeStreamServer::Receive(fd, reader);
     // A ping the client must answer, split stdout, stderr, then the status.
     (void)WriteAll(fd, EncodeWsFrame(WsOpcode::kPing, "p", std::nullopt));
     const std::string pong = FakeStreamServer::Receive(fd, reader);
     (void)pong;
-    (void)WriteAll(fd, Bytes({0x02, 0x05, kStdoutChannel}) + "got " +
-                           Bytes({0x80, 0x05}) + got_stdin.substr(1));
+    (void)WriteAll(fd, Bytes({0x02, 0x05, kStdoutChannel}) + "got " + Bytes({0x80, 0x05}) +
+                           got_stdin.substr(1));
     FakeStreamServer::Send(fd, kStderrChannel, "warn\n");
     FakeStreamServer::Send(
         fd, kErrorChannel,
@@ -298,8 +304,8 @@ TEST(Stream, AttachClosesAtStdinEndAndReturnsZeroWithoutStatus) {
   Pipe in, out;
   ASSERT_EQ(::write(in.write_end.get(), "echo-me\n", 8), 8);
   in.write_end.Reset();  // stdin ends after one line
-  StreamIo io{.stdin_fd = in.read_end.get(), .stdout_fd = out.write_end.get(),
-              .close_on_stdin_eof = true};
+  StreamIo io{
+      .stdin_fd = in.read_end.get(), .stdout_fd = out.write_end.get(), .close_on_stdin_eof = true};
   auto code = RunStream(server.url(), io);
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0);
@@ -321,7 +327,8 @@ TEST(Stream, RefusedUpgradeSaysTheUrlIsSingleUse) {
     (void)::read(conn.get(), buf, sizeof(buf));
     (void)WriteAll(conn.get(), "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
   });
-  auto code = RunStream(absl::StrCat("http://127.0.0.1:", ntohs(a.sin_port), "/exec/x"), StreamIo{});
+  auto code =
+      RunStream(absl::StrCat("http://127.0.0.1:", ntohs(a.sin_port), "/exec/x"), StreamIo{});
   t.join();
   EXPECT_EQ(code.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(code.status().message(), HasSubstr("single-use"));
