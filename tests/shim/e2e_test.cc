@@ -575,27 +575,13 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // The image carries a secret marker. Its plaintext exists on the host
   // only until it is encrypted; afterwards the test searches for it.
-  std::string marker = "cloak-secret-marker-";
-  {
-    std::ifstream urandom("/dev/urandom", std::ios::binary);
-    char raw[16];
-    urandom.read(raw, sizeof(raw));
-    marker += absl::BytesToHexString(absl::string_view(raw, sizeof(raw)));
-  }
+  const std::string marker = testutil::RandomMarker("cloak-secret-marker-");
   std::ofstream(d_ + "/marker.txt") << marker << "\n";
   r = Run({kSource + "/scripts/make-busybox-image", d_ + "/oci-secret", "e2e", d_ + "/marker.txt"},
           absl::Seconds(60));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  // Files under `dirs` holding the marker, plain or gzip-compressed (a
-  // leaked layer blob or an unpacked rootfs).
   auto files_with_marker = [&](const std::vector<std::string>& dirs) {
-    std::vector<std::string> argv = {
-        "env", "MARKER=" + marker, "sh", "-c",
-        "find \"$@\" -type f -size -64M 2>/dev/null | while read -r f; do "
-        "zcat -f \"$f\" 2>/dev/null | grep -qF \"$MARKER\" && echo \"$f\"; done; true",
-        "find-marker"};
-    argv.insert(argv.end(), dirs.begin(), dirs.end());
-    return Run(argv, absl::Seconds(300)).output;
+    return testutil::FilesHoldingMarker(marker, dirs);
   };
   // The search finds the plaintext image where it is.
   ASSERT_THAT(files_with_marker({d_ + "/oci-secret"}), HasSubstr("/blobs/sha256/"));

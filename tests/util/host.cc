@@ -13,6 +13,11 @@
 #include <fstream>
 #include <iterator>
 
+#include "absl/strings/escaping.h"
+#include "absl/time/clock.h"
+#include "common/process.h"
+#include "common/temp_dir.h"
+
 namespace cloak::testutil {
 namespace {
 
@@ -92,6 +97,50 @@ std::vector<pid_t> PidsMentioning(const std::string& needle) {
   }
   ::closedir(d);
   return out;
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout) {
+  CommandResult r;
+  absl::StatusOr<TempDir> dir = TempDir::Create("cloak-run-");
+  if (!dir.ok()) {
+    r.output = dir.status().ToString();
+    return r;
+  }
+  SpawnOptions o;
+  o.stdout_path = o.stderr_path = dir->Join("out");
+  const absl::Time start = absl::Now();
+  absl::StatusOr<Subprocess> p = Subprocess::Spawn(argv, o);
+  if (!p.ok()) {
+    r.output = p.status().ToString();
+    return r;
+  }
+  absl::StatusOr<ExitInfo> exit = p->Wait(timeout);
+  if (exit.ok()) {
+    r.exit_code = exit->exit_code;
+  } else {
+    p->Stop(absl::Seconds(1));
+  }
+  r.took = absl::Now() - start;
+  r.output = Slurp(dir->Join("out"));
+  if (!exit.ok()) r.output += "\n(" + exit.status().ToString() + ")";
+  return r;
+}
+
+std::string RandomMarker(const std::string& prefix) {
+  std::ifstream urandom("/dev/urandom", std::ios::binary);
+  char raw[16] = {};
+  urandom.read(raw, sizeof(raw));
+  return prefix + absl::BytesToHexString(std::string(raw, sizeof(raw)));
+}
+
+std::string FilesHoldingMarker(const std::string& marker, const std::vector<std::string>& dirs) {
+  std::vector<std::string> argv = {
+      "env", "MARKER=" + marker, "sh", "-c",
+      "find \"$@\" -type f -size -64M 2>/dev/null | while read -r f; do "
+      "zcat -f \"$f\" 2>/dev/null | grep -qF \"$MARKER\" && echo \"$f\"; done; true",
+      "find-marker"};
+  argv.insert(argv.end(), dirs.begin(), dirs.end());
+  return RunCommand(argv, absl::Seconds(300)).output;
 }
 
 }  // namespace cloak::testutil

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
+
 namespace cloak::testutil {
 
 // Absolute path of `name` on $PATH (or /usr/sbin, /sbin), "" if absent.
@@ -22,6 +24,22 @@ std::string Slurp(const std::string& path);
 bool PidAlive(pid_t pid);
 // Pids (not this process, not init) whose command line mentions `needle`.
 std::vector<pid_t> PidsMentioning(const std::string& needle);
+
+struct CommandResult {
+  int exit_code = -1;  // -1: could not start, or still running at the deadline (then killed)
+  std::string output;  // stdout and stderr together
+  absl::Duration took;
+};
+// Runs argv (looked up in PATH) to completion or `timeout`.
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         absl::Duration timeout = absl::Seconds(120));
+
+// "<prefix><32 random hex digits>", a string no file holds by chance.
+std::string RandomMarker(const std::string& prefix);
+// Regular files below `dirs` (under 64 MiB) whose bytes, plain or
+// gunzipped, hold `marker`: one path per line, "" for none. Finds a leaked
+// layer blob as well as an unpacked file.
+std::string FilesHoldingMarker(const std::string& marker, const std::vector<std::string>& dirs);
 
 }  // namespace cloak::testutil
 
