@@ -113,12 +113,14 @@ class SnapshotterEnv : public ::testing::Test {
   }
 
   // Pushes a one-layer busybox image (with `marker_file` as /marker if
-  // given), encrypted to `pubkey` if given, as `ref`.
+  // given, `cmd_json` as its Cmd if given), encrypted to `pubkey` if given,
+  // as `ref`.
   void PushImage(const std::string& ref, const std::string& marker_file = "",
-                 const std::string& pubkey = "") {
+                 const std::string& pubkey = "", const std::string& cmd_json = "") {
     const std::string layout = d_ + "/oci-" + std::to_string(++images_);
-    std::vector<std::string> make = {kSource + "/scripts/make-busybox-image", layout, "t"};
-    if (!marker_file.empty()) make.push_back(marker_file);
+    std::vector<std::string> make = {kSource + "/scripts/make-busybox-image", layout, "t",
+                                     marker_file};
+    if (!cmd_json.empty()) make.push_back(cmd_json);
     CommandResult r = RunCommand(make, absl::Seconds(60));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     std::vector<std::string> copy = {"skopeo", "copy", "--dest-tls-verify=false"};

@@ -4,6 +4,8 @@
 // cloak-kbs (sample evidence) on the host's loopback, gets the key, pulls,
 // decrypts and runs it. Afterwards no plaintext (a random marker) is under
 // containerd's, the snapshotter's or the sandboxes' directories.
+// And a runc pod with an ordinary image through the same containerd and
+// snapshotter still runs.
 // Root, QEMU and this build's guest image; skips, saying why, without them.
 #include <openssl/sha.h>
 
@@ -152,6 +154,67 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
                                         d_ + "/run", d_ + "/logs"}),
             "")
       << "plaintext of the encrypted image on the host";
+}
+
+// containerd 1.6 has one snapshotter for every pod: runc pods with
+// ordinary images must keep running through cloak-snapshotter.
+TEST_F(SnapshotterCriE2eTest, RuncPodWithAnOrdinaryImageRuns) {
+  if (Which("runc").empty()) GTEST_SKIP() << "runc is not installed";
+  sandbox_image_ = registry_host_ + "/pause:sleep";
+  PushImage(sandbox_image_, "", "", R"(["sleep","3600"])");
+  const std::string image = registry_host_ + "/busybox:plain";
+  PushImage(image);
+  StartSnapshotter();
+  StartContainerd("cloak", "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n"
+                           "  runtime_type = \"io.containerd.runc.v2\"\n");
+  auto ref = cri_->PullImage(image);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+
+  v1::PodSandboxConfig pod;
+  pod.mutable_metadata()->set_name("plain");
+  pod.mutable_metadata()->set_namespace_("default");
+  pod.mutable_metadata()->set_uid("plain-uid");
+  pod.set_log_directory(d_ + "/logs/plain");
+  pod.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
+      v1::NODE);
+  auto pod_id = cri_->RunPodSandbox(pod, "runc");
+  if (!pod_id.ok() && absl::StrContains(pod_id.status().message(), "OCI runtime create failed") &&
+      !absl::StrContains(pod_id.status().message(), "mount")) {
+    // Seen on sandboxed build machines, with containerd's own overlayfs
+    // too: runc cannot create any container ("can't get final child's PID
+    // from pipe"), crun cannot set oom_score_adj. The rootfs itself is
+    // checked by mounting it in the integration test.
+    GTEST_SKIP() << "host runc cannot run containers here (not the snapshotter's doing): "
+                 << pod_id.status().message();
+  }
+  ASSERT_TRUE(pod_id.ok()) << pod_id.status();
+  pod_id_ = *pod_id;
+  v1::ContainerConfig ctr;
+  ctr.mutable_metadata()->set_name("plain");
+  ctr.mutable_image()->set_image(image);
+  for (const char* a : {"sh", "-c", "echo runc-sees-$(cat /etc/passwd | cut -d: -f1); sleep 300"}) {
+    ctr.add_command(a);
+  }
+  ctr.set_log_path("plain/0.log");
+  auto ctr_id = cri_->CreateContainer(pod_id_, ctr, pod);
+  ASSERT_TRUE(ctr_id.ok()) << ctr_id.status();
+  ASSERT_TRUE(cri_->StartContainer(*ctr_id).ok());
+  std::string log;
+  for (int i = 0; i < 100 && !absl::StrContains(log, "runc-sees-root"); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    log = Slurp(d_ + "/logs/plain/plain/0.log");
+  }
+  EXPECT_THAT(log, HasSubstr("runc-sees-root"));
+  auto out = cri_->ExecSync(*ctr_id, {"sh", "-c", "echo exec > /tmp/x && cat /tmp/x"}, 30);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->stdout(), "exec\n");
+  ASSERT_TRUE(cri_->StopPodSandbox(pod_id_).ok());
+  ASSERT_TRUE(cri_->RemovePodSandbox(pod_id_).ok());
+  pod_id_.clear();
+  // The containers' snapshots are gone again; the images' layers remain.
+  std::map<std::string, Row> left = CtrSnapshots();
+  for (const auto& [key, row] : left) EXPECT_EQ(row.kind, "Committed") << key;
+  ExpectStatesAgree();
 }
 
 }  // namespace
