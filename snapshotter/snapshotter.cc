@@ -29,7 +29,47 @@ constexpr size_t kMaxCachedManifests = 64;
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("snapshotter"); }
 
+// containerd's names and labels are protobuf strings; the metadata file is
+// JSON. Both need valid UTF-8, checked here rather than trusted.
+bool IsUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    for (size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return false;
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF.
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
 absl::Status ValidateName(absl::string_view what, const std::string& name) {
+  if (!IsUtf8(name)) return absl::InvalidArgumentError(absl::StrCat(what, " is not valid UTF-8"));
   if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " must not be empty"));
   if (name.size() > kMaxNameBytes) {
     return absl::InvalidArgumentError(absl::StrCat(what, " is longer than ", kMaxNameBytes, " bytes"));
@@ -43,6 +83,7 @@ absl::Status ValidateLabels(const Labels& labels) {
   }
   for (const auto& [k, v] : labels) {
     if (k.empty()) return absl::InvalidArgumentError("a label has an empty key");
+    if (!IsUtf8(k) || !IsUtf8(v)) return absl::InvalidArgumentError("a label is not valid UTF-8");
     if (k.size() + v.size() > kMaxLabelBytes) {
       return absl::InvalidArgumentError(absl::StrCat(
           "label key and value greater than maximum size (", kMaxLabelBytes, " bytes), key: ",

@@ -56,7 +56,8 @@ std::string EncodeState(const State& state) {
     snapshots.push_back(std::move(j));
   }
   json doc = {{"version", kFormatVersion}, {"next_id", state.next_id}, {"snapshots", snapshots}};
-  return doc.dump(1);
+  // Inputs are checked for UTF-8 before they get here; never throw anyway.
+  return doc.dump(1, ' ', false, json::error_handler_t::replace);
 }
 
 absl::StatusOr<State> DecodeState(absl::string_view text) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/guest_pull_mount.h"
@@ -170,6 +171,13 @@ TEST_F(SnapshotterTest, BadInputIsRefusedNotFatal) {
   EXPECT_EQ(snap_->Prepare("", "k", "", {{"", "v"}}).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(snap_->List({"name~=x"}).status().code(), absl::StatusCode::kInvalidArgument);
+  for (const char* bad : {"\xff", "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80"}) {
+    EXPECT_EQ(snap_->Prepare("", bad, "", {}).status().code(), absl::StatusCode::kInvalidArgument)
+        << absl::CHexEscape(bad);
+    EXPECT_EQ(snap_->Prepare("", "k2", "", {{"l", bad}}).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  ASSERT_TRUE(snap_->Prepare("", "caf\xc3\xa9 \xf0\x9f\x90\xb3", "", {{"k", "\xe2\x82\xac"}}).ok());
   // Keys never become paths.
   ASSERT_TRUE(snap_->Prepare("", "../../etc", "", {}).ok());
   EXPECT_TRUE(std::filesystem::exists(snap_->FsDir(snap_->Stat("../../etc")->id)));
