@@ -156,10 +156,15 @@ TEST_F(SnapshotterIntegrationTest, PullTimeEncryptedThroughCloakVsPlainThroughOv
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = RunCommand({"openssl", "rsa", "-in", d_ + "/image.key", "-pubout", "-out", d_ + "/image.pub"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  // busybox plus 32 MiB of incompressible data, so that fetching and
+  // unpacking weigh as they do for real images.
+  r = RunCommand({"head", "-c", "33554432", "/dev/urandom"});
+  ASSERT_EQ(r.exit_code, 0);
+  std::ofstream(d_ + "/payload", std::ios::binary) << r.output;
   const std::string enc = registry_host_ + "/timed:enc";
   const std::string plain = registry_host_ + "/timed:plain";
-  PushImage(enc, "", d_ + "/image.pub");
-  PushImage(plain);
+  PushImage(enc, d_ + "/payload", d_ + "/image.pub");
+  PushImage(plain, d_ + "/payload");
 
   StartSnapshotter();
   StartContainerd("overlayfs");
@@ -175,9 +180,9 @@ TEST_F(SnapshotterIntegrationTest, PullTimeEncryptedThroughCloakVsPlainThroughOv
   ref = cri_->PullImage(enc);
   const absl::Duration enc_took = absl::Now() - start;
   ASSERT_TRUE(ref.ok()) << ref.status();
-  std::cerr << "PullImage (busybox, one layer of "
+  std::cerr << "PullImage (one layer: busybox, "
             << std::filesystem::file_size(Which("busybox")) / 1024
-            << " KiB uncompressed): unencrypted through containerd's overlayfs "
+            << " KiB, and 32 MiB of random data): unencrypted through containerd's overlayfs "
             << absl::FormatDuration(plain_took) << ", encrypted through cloak-snapshotter "
             << absl::FormatDuration(enc_took) << "\n";
 }
