@@ -3,7 +3,8 @@
 // key and never fetches or unpacks the image's layer; the guest attests to
 // cloak-kbs (sample evidence) on the host's loopback, gets the key, pulls,
 // decrypts and runs it. Afterwards no plaintext (a random marker) is under
-// containerd's, the snapshotter's or the sandboxes' directories.
+// containerd's, the snapshotter's or the sandboxes' directories. The pod
+// survives a kill -9 of the snapshotter and of containerd.
 // And a runc pod with an ordinary image through the same containerd and
 // snapshotter still runs.
 // Root, QEMU and this build's guest image; skips, saying why, without them.
@@ -96,13 +97,12 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
   const std::string rt = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.cloak-dev";
   StartSnapshotter();
   // runc stays the default handler (runc pods share the snapshotter).
-  StartContainerd("cloak",
-                  absl::StrCat("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n",
-                               "  runtime_type = \"io.containerd.runc.v2\"\n", rt,
-                               "]\n  runtime_type = \"io.containerd.cloak.v2\"\n",
-                               "  pod_annotations = [\"io.cloak.*\"]\n", rt, ".options]\n",
-                               "  ConfigPath = \"", d_, "/cloak.toml\"\n"),
-                  shim_dir);
+  const std::string containerd_extra = absl::StrCat(
+      "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n",
+      "  runtime_type = \"io.containerd.runc.v2\"\n", rt,
+      "]\n  runtime_type = \"io.containerd.cloak.v2\"\n", "  pod_annotations = [\"io.cloak.*\"]\n",
+      rt, ".options]\n", "  ConfigPath = \"", d_, "/cloak.toml\"\n");
+  StartContainerd("cloak", containerd_extra, shim_dir);
 
   const absl::Time pull_start = absl::Now();
   auto ref = cri_->PullImage(secret);
@@ -146,6 +146,21 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
   EXPECT_THAT(Slurp(d_ + "/kbs.log"),
               HasSubstr("step=resource path=default/image-key/cri tee=sample status=200"));
   EXPECT_THAT(Slurp(d_ + "/containerd.log"), HasSubstr("rootfs holds no host layers"));
+
+  // kill -9 of the snapshotter, then of containerd: the pod keeps running
+  // and answers, and the states agree.
+  KillNine(snapshotter_);
+  StartSnapshotter();
+  cri_.reset();
+  KillNine(containerd_);
+  StartContainerd("cloak", containerd_extra, shim_dir);
+  auto status = cri_->ContainerStatus(*ctr_id);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->state(), v1::CONTAINER_RUNNING);
+  auto out = cri_->ExecSync(*ctr_id, {"sh", "-c", "test -s /marker && echo still-there"}, 60);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->stdout(), "still-there\n");
+  ExpectStatesAgree();
 
   ASSERT_TRUE(cri_->StopPodSandbox(pod_id_).ok());
   ASSERT_TRUE(cri_->RemovePodSandbox(pod_id_).ok());
