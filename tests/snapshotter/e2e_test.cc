@@ -8,12 +8,10 @@
 // And a runc pod with an ordinary image through the same containerd and
 // snapshotter still runs.
 // Root, QEMU and this build's guest image; skips, saying why, without them.
-#include <openssl/sha.h>
-
 #include "absl/strings/escaping.h"
-#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "tests/snapshotter/containerd_env.h"
+#include "tests/util/kbs.h"
 
 #ifndef CLOAK_BUILD_DIR
 #error "CLOAK_BUILD_DIR must be defined"
@@ -30,7 +28,20 @@ using ::testing::HasSubstr;
 
 const std::string kBuild = CLOAK_BUILD_DIR;
 
-using SnapshotterCriE2eTest = SnapshotterEnv;
+class SnapshotterCriE2eTest : public SnapshotterEnv {
+ protected:
+  // A pod in the node's network namespace (no CNI here), logs under d_/logs.
+  v1::PodSandboxConfig HostNetworkPod(const std::string& name) {
+    v1::PodSandboxConfig pod;
+    pod.mutable_metadata()->set_name(name);
+    pod.mutable_metadata()->set_namespace_("default");
+    pod.mutable_metadata()->set_uid(name + "-uid");
+    pod.set_log_directory(d_ + "/logs/" + name);
+    pod.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
+        v1::NODE);
+    return pod;
+  }
+};
 
 TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
   const std::string kernel = kBuild + "/guest-image/vmlinuz";
@@ -61,30 +72,12 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
                   "--file", d_ + "/image.key"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::filesystem::remove(d_ + "/image.key");
-  std::optional<Subprocess> kbs_proc;
-  {
-    SpawnOptions o;
-    o.stdout_path = o.stderr_path = d_ + "/kbs.log";
-    auto p = Subprocess::Spawn({kbs, "serve", "--state-dir", kbs_state, "--listen", "127.0.0.1:0",
-                                "--insecure-http", "--port-file", d_ + "/kbs.port"},
-                               o);
-    ASSERT_TRUE(p.ok()) << p.status();
-    kbs_proc.emplace(std::move(*p));
-  }
-  for (int i = 0; i < 100 && Slurp(d_ + "/kbs.port").empty(); ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  const std::string kbs_port(absl::StripAsciiWhitespace(Slurp(d_ + "/kbs.port")));
-  ASSERT_FALSE(kbs_port.empty()) << Slurp(d_ + "/kbs.log");
-  const std::string initdata = absl::StrCat(
-      "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\nkbs_url = \"http://10.0.2.2:",
-      kbs_port, "\"\nimage_keys = [\"default/image-key/cri\"]\n");
-  unsigned char md[SHA384_DIGEST_LENGTH];
-  SHA384(reinterpret_cast<const unsigned char*>(initdata.data()), initdata.size(), md);
-  std::ofstream(d_ + "/policy.json")
-      << R"({"allowed_tees":["sample"],"init_data_digests":[")"
-      << absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), sizeof(md)))
-      << R"("]})";
+  auto kbs_proc = testutil::StartDevKbs(kbs, kbs_state, d_);
+  ASSERT_TRUE(kbs_proc.ok()) << kbs_proc.status();
+  const testutil::DevInitData initdata =
+      testutil::DevInitDataFor(kbs_proc->port, "default/image-key/cri");
+  std::ofstream(d_ + "/policy.json") << R"({"allowed_tees":["sample"],"init_data_digests":[")"
+                                     << initdata.sha384_hex << R"("]})";
   r = RunCommand({kbs, "admin", "set-policy", "--state-dir", kbs_state, "default/image-key/cri",
                   "--file", d_ + "/policy.json"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -111,14 +104,8 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
             << absl::FormatDuration(absl::Trunc(absl::Now() - pull_start, absl::Milliseconds(1)))
             << "\n";
 
-  v1::PodSandboxConfig pod;
-  pod.mutable_metadata()->set_name("secret");
-  pod.mutable_metadata()->set_namespace_("default");
-  pod.mutable_metadata()->set_uid("secret-uid");
-  pod.set_log_directory(d_ + "/logs/secret");
-  pod.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
-      v1::NODE);
-  (*pod.mutable_annotations())["io.cloak.initdata"] = absl::Base64Escape(initdata);
+  v1::PodSandboxConfig pod = HostNetworkPod("secret");
+  (*pod.mutable_annotations())["io.cloak.initdata"] = absl::Base64Escape(initdata.document);
   auto pod_id = cri_->RunPodSandbox(pod, "cloak-dev");
   ASSERT_TRUE(pod_id.ok()) << pod_id.status();
   pod_id_ = *pod_id;
@@ -185,13 +172,7 @@ TEST_F(SnapshotterCriE2eTest, RuncPodWithAnOrdinaryImageRuns) {
   auto ref = cri_->PullImage(image);
   ASSERT_TRUE(ref.ok()) << ref.status();
 
-  v1::PodSandboxConfig pod;
-  pod.mutable_metadata()->set_name("plain");
-  pod.mutable_metadata()->set_namespace_("default");
-  pod.mutable_metadata()->set_uid("plain-uid");
-  pod.set_log_directory(d_ + "/logs/plain");
-  pod.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
-      v1::NODE);
+  v1::PodSandboxConfig pod = HostNetworkPod("plain");
   auto pod_id = cri_->RunPodSandbox(pod, "runc");
   if (!pod_id.ok() && absl::StrContains(pod_id.status().message(), "OCI runtime create failed") &&
       !absl::StrContains(pod_id.status().message(), "mount")) {
