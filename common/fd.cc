@@ -105,7 +105,8 @@ absl::Status WriteFileDurably(const std::string& path, absl::string_view data, i
     return written;
   }
   const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dfd) return ErrnoError(errno, "open directory ", dir);
   if (::fsync(dfd.get()) != 0) return ErrnoError(errno, "fsync directory ", dir);

@@ -1,5 +1,6 @@
 #include "snapshotter/cli.h"
 
+#include <grpcpp/grpcpp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -9,8 +10,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
@@ -41,7 +40,8 @@ int Fail(const absl::Status& s) {
 absl::Status PrepareSocketPath(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  if (ec) return absl::InternalError(absl::StrCat("create directory of ", path, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("create directory of ", path, ": ", ec.message()));
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
@@ -92,10 +92,11 @@ int Serve(const Flags& flags) {
   }
   ::chmod(flags.address.c_str(), 0600);
   Logger("snapshotter")
-      ->info("serving containerd.services.snapshots.v1.Snapshots on {} (root {}, guest pull: {}, "
-             "manifests from {})",
-             flags.address, flags.root, flags.guest_pull,
-             flags.containerd_address.empty() ? "nowhere" : flags.containerd_address);
+      ->info(
+          "serving containerd.services.snapshots.v1.Snapshots on {} (root {}, guest pull: {}, "
+          "manifests from {})",
+          flags.address, flags.root, flags.guest_pull,
+          flags.containerd_address.empty() ? "nowhere" : flags.containerd_address);
   grpc::Server* raw = server.get();
   std::thread stopper([raw, signals] {
     int sig = 0;

@@ -55,8 +55,8 @@ class ContentClient final : public ManifestSource {
 
 }  // namespace
 
-std::unique_ptr<ManifestSource> NewContentClient(const std::string& address,
-                                                 absl::Duration timeout, size_t max_bytes) {
+std::unique_ptr<ManifestSource> NewContentClient(const std::string& address, absl::Duration timeout,
+                                                 size_t max_bytes) {
   return std::make_unique<ContentClient>(address, timeout, max_bytes);
 }
 

@@ -31,7 +31,7 @@ absl::StatusOr<std::vector<ManifestLayer>> ParseManifestLayers(absl::string_view
   if (layers == doc.end() || !layers->is_array()) {
     auto mt = doc.find("mediaType");
     return absl::InvalidArgumentError(absl::StrCat(
-        "not an image manifest (no layers", 
+        "not an image manifest (no layers",
         mt != doc.end() && mt->is_string() ? absl::StrCat("; media type ", mt->get<std::string>())
                                            : std::string(),
         ")"));
@@ -92,8 +92,8 @@ absl::StatusOr<Decision> Decide(GuestPullMode mode, const LayerFacts& facts) {
     }
     return Decision{false, "", absl::StrCat("media type ", l.media_type)};
   }
-  return absl::FailedPreconditionError(absl::StrCat("layer ", layer, " of ", image_label,
-                                                    " is not in its manifest ", manifest));
+  return absl::FailedPreconditionError(
+      absl::StrCat("layer ", layer, " of ", image_label, " is not in its manifest ", manifest));
 }
 
 }  // namespace cloak::snapshotter

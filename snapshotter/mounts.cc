@@ -11,8 +11,10 @@ std::vector<Mount> SnapshotMounts(const Snapshot& snapshot, const std::string& f
                                   const std::vector<std::string>& parents_fs) {
   const bool ro = snapshot.kind == Kind::kView;
   if (snapshot.guest_pull) {
-    return {Mount{"bind", fs,
-                  {"rbind", ro ? "ro" : "rw", absl::StrCat(kGuestPullImageOption, snapshot.image)}}};
+    return {
+        Mount{"bind",
+              fs,
+              {"rbind", ro ? "ro" : "rw", absl::StrCat(kGuestPullImageOption, snapshot.image)}}};
   }
   if (parents_fs.empty()) return {Mount{"bind", fs, {"rbind", ro ? "ro" : "rw"}}};
   const std::string lower = absl::StrCat("lowerdir=", absl::StrJoin(parents_fs, ":"));
@@ -20,7 +22,8 @@ std::vector<Mount> SnapshotMounts(const Snapshot& snapshot, const std::string& f
     if (parents_fs.size() == 1) return {Mount{"bind", parents_fs[0], {"rbind", "ro"}}};
     return {Mount{"overlay", "overlay", {lower}}};
   }
-  return {Mount{"overlay", "overlay",
+  return {Mount{"overlay",
+                "overlay",
                 {absl::StrCat("workdir=", work), absl::StrCat("upperdir=", fs), lower}}};
 }
 

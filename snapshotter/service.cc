@@ -118,9 +118,9 @@ grpc::Status SnapshotsService::Update(grpc::ServerContext*,
   return Answer("Update", req->info().name(), s.status());
 }
 
-grpc::Status SnapshotsService::List(grpc::ServerContext*,
-                                    const snapshotspb::ListSnapshotsRequest* req,
-                                    grpc::ServerWriter<snapshotspb::ListSnapshotsResponse>* writer) {
+grpc::Status SnapshotsService::List(
+    grpc::ServerContext*, const snapshotspb::ListSnapshotsRequest* req,
+    grpc::ServerWriter<snapshotspb::ListSnapshotsResponse>* writer) {
   std::vector<std::string> filters(req->filters().begin(), req->filters().end());
   absl::StatusOr<std::vector<Snapshot>> all = core_->List(filters);
   if (!all.ok()) return Answer("List", "", all.status());

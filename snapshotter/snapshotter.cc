@@ -8,9 +8,9 @@
 #include <cstdio>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -72,7 +72,8 @@ absl::Status ValidateName(absl::string_view what, const std::string& name) {
   if (!IsUtf8(name)) return absl::InvalidArgumentError(absl::StrCat(what, " is not valid UTF-8"));
   if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " must not be empty"));
   if (name.size() > kMaxNameBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is longer than ", kMaxNameBytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is longer than ", kMaxNameBytes, " bytes"));
   }
   return absl::OkStatus();
 }
@@ -85,9 +86,9 @@ absl::Status ValidateLabels(const Labels& labels) {
     if (k.empty()) return absl::InvalidArgumentError("a label has an empty key");
     if (!IsUtf8(k) || !IsUtf8(v)) return absl::InvalidArgumentError("a label is not valid UTF-8");
     if (k.size() + v.size() > kMaxLabelBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "label key and value greater than maximum size (", kMaxLabelBytes, " bytes), key: ",
-          k.substr(0, 64)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("label key and value greater than maximum size (", kMaxLabelBytes,
+                       " bytes), key: ", k.substr(0, 64)));
     }
   }
   return absl::OkStatus();
@@ -231,8 +232,8 @@ absl::StatusOr<std::vector<ManifestLayer>> Snapshotter::ManifestLayers(const std
   }
   absl::StatusOr<std::string> blob = manifests_->ReadBlob(space, digest);
   if (!blob.ok()) {
-    return Annotate(blob.status(),
-                    absl::StrCat("read manifest ", digest, " from containerd (namespace ", space, ")"));
+    return Annotate(blob.status(), absl::StrCat("read manifest ", digest,
+                                                " from containerd (namespace ", space, ")"));
   }
   absl::StatusOr<std::vector<ManifestLayer>> layers = ParseManifestLayers(*blob);
   if (!layers.ok()) return Annotate(layers.status(), absl::StrCat("manifest ", digest));

@@ -107,7 +107,8 @@ absl::StatusOr<State> DecodeState(absl::string_view text) {
     if (labels != j.end()) {
       if (!labels->is_object()) return Corrupt(absl::StrCat("labels of ", s.name));
       for (auto it = labels->begin(); it != labels->end(); ++it) {
-        if (!it.value().is_string()) return Corrupt(absl::StrCat("label ", it.key(), " of ", s.name));
+        if (!it.value().is_string())
+          return Corrupt(absl::StrCat("label ", it.key(), " of ", s.name));
         s.labels[it.key()] = it.value().get<std::string>();
       }
     }
@@ -120,7 +121,8 @@ absl::StatusOr<State> DecodeState(absl::string_view text) {
     if (s.parent.empty()) continue;
     auto p = state.snapshots.find(s.parent);
     if (p == state.snapshots.end() || p->second.kind != Kind::kCommitted) {
-      return Corrupt(absl::StrCat("parent ", s.parent, " of ", name, " is missing or not committed"));
+      return Corrupt(
+          absl::StrCat("parent ", s.parent, " of ", name, " is missing or not committed"));
     }
   }
   return state;
@@ -138,8 +140,9 @@ absl::StatusOr<State> MetadataFile::Load() const {
   absl::StatusOr<State> state = DecodeState(text.str());
   if (!state.ok()) {
     return Annotate(state.status(),
-                    absl::StrCat(path_, " (move it away to start with no snapshots; containerd "
-                                        "will then re-pull images)"));
+                    absl::StrCat(path_,
+                                 " (move it away to start with no snapshots; containerd "
+                                 "will then re-pull images)"));
   }
   return state;
 }

@@ -67,7 +67,8 @@ class SnapshotterEnv : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (containerd, mounts)";
-    for (const char* tool : {"containerd", "ctr", "docker-registry", "skopeo", "busybox", "openssl"}) {
+    for (const char* tool :
+         {"containerd", "ctr", "docker-registry", "skopeo", "busybox", "openssl"}) {
       if (Which(tool).empty()) GTEST_SKIP() << tool << " is not installed";
     }
     auto dir = TempDir::Create("cksnap-it-", "/tmp");
@@ -135,14 +136,23 @@ class SnapshotterEnv : public ::testing::Test {
     std::filesystem::remove_all(layout);
   }
 
+  // An RSA key pair for image encryption: d_/image.key, d_/image.pub.
+  void MakeImageKeyPair() {
+    CommandResult r = RunCommand({"openssl", "genrsa", "-out", d_ + "/image.key", "2048"});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = RunCommand(
+        {"openssl", "rsa", "-in", d_ + "/image.key", "-pubout", "-out", d_ + "/image.pub"});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+
   void StartSnapshotter() {
     SpawnOptions o;
     o.stdout_path = o.stderr_path = d_ + "/snapshotter.log";
     std::filesystem::remove(d_ + "/snap.sock");
-    auto p = Subprocess::Spawn({CLOAK_SNAPSHOTTER_BINARY, "--root", d_ + "/snap-root", "--address",
-                                d_ + "/snap.sock", "--containerd-address", d_ + "/c.sock",
-                                "--log-level", "debug"},
-                               o);
+    auto p = Subprocess::Spawn(
+        {CLOAK_SNAPSHOTTER_BINARY, "--root", d_ + "/snap-root", "--address", d_ + "/snap.sock",
+         "--containerd-address", d_ + "/c.sock", "--log-level", "debug"},
+        o);
     ASSERT_TRUE(p.ok()) << p.status();
     snapshotter_.emplace(std::move(*p));
     for (int i = 0; i < 100 && !Exists(d_ + "/snap.sock"); ++i) {
@@ -183,7 +193,8 @@ class SnapshotterEnv : public ::testing::Test {
     auto p = Subprocess::Spawn({"containerd", "--config", d_ + "/containerd.toml"}, o);
     ASSERT_TRUE(p.ok()) << p.status();
     containerd_.emplace(std::move(*p));
-    for (int i = 0; i < 100 && !Exists(d_ + "/c.sock"); ++i) absl::SleepFor(absl::Milliseconds(100));
+    for (int i = 0; i < 100 && !Exists(d_ + "/c.sock"); ++i)
+      absl::SleepFor(absl::Milliseconds(100));
     ASSERT_TRUE(Exists(d_ + "/c.sock")) << Slurp(d_ + "/containerd.log");
     auto client = cri::Client::Create({.endpoint = d_ + "/c.sock", .timeout = absl::Minutes(4)});
     ASSERT_TRUE(client.ok()) << client.status();
@@ -225,8 +236,8 @@ class SnapshotterEnv : public ::testing::Test {
 
   // The snapshotter's own state (metadata.json), by name.
   nlohmann::json OwnState() {
-    nlohmann::json doc = nlohmann::json::parse(Slurp(d_ + "/snap-root/metadata.json"), nullptr,
-                                               false);
+    nlohmann::json doc =
+        nlohmann::json::parse(Slurp(d_ + "/snap-root/metadata.json"), nullptr, false);
     EXPECT_FALSE(doc.is_discarded());
     return doc.is_discarded() ? nlohmann::json::array() : doc["snapshots"];
   }
@@ -252,10 +263,11 @@ class SnapshotterEnv : public ::testing::Test {
   // Mounts containerd hands out for a new active snapshot `key` over
   // `parent` (ctr snapshots prepare --mounts), labelled as a GC root.
   nlohmann::json PrepareThroughContainerd(const std::string& key, const std::string& parent) {
-    CommandResult r = Ctr({"snapshots", "--snapshotter", "cloak", "prepare", "--mounts", key, parent});
+    CommandResult r =
+        Ctr({"snapshots", "--snapshotter", "cloak", "prepare", "--mounts", key, parent});
     EXPECT_EQ(r.exit_code, 0) << r.output;
-    CommandResult l = Ctr({"snapshots", "--snapshotter", "cloak", "label", key,
-                           "containerd.io/gc.root=test"});
+    CommandResult l =
+        Ctr({"snapshots", "--snapshotter", "cloak", "label", key, "containerd.io/gc.root=test"});
     EXPECT_EQ(l.exit_code, 0) << l.output;
     nlohmann::json m = nlohmann::json::parse(r.output, nullptr, false);
     EXPECT_TRUE(m.is_array()) << r.output;

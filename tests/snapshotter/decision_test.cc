@@ -139,8 +139,8 @@ TEST(ManifestTest, RefusesWhatIsNotAManifest) {
 
 TEST(FilterTest, MatchesContainerdsTargetLookup) {
   // The filter containerd's metadata store sends after AlreadyExists.
-  absl::StatusOr<Filter> f = ParseFilter(
-      R"(labels."containerd.io/snapshot.ref"==sha256:abc,parent=="")");
+  absl::StatusOr<Filter> f =
+      ParseFilter(R"(labels."containerd.io/snapshot.ref"==sha256:abc,parent=="")");
   ASSERT_TRUE(f.ok()) << f.status();
   Snapshot s = Snap("cloak/1/sha256:abc", "", Kind::kCommitted,
                     {{"containerd.io/snapshot.ref", "sha256:abc"}});

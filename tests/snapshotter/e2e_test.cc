@@ -54,17 +54,15 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
   if (!Exists(shim_dir + "/containerd-shim-cloak-v2")) GTEST_SKIP() << "shim not built";
 
   // The secret image, encrypted to a key only the KBS keeps.
-  CommandResult r = RunCommand({"openssl", "genrsa", "-out", d_ + "/image.key", "2048"});
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = RunCommand({"openssl", "rsa", "-in", d_ + "/image.key", "-pubout", "-out", d_ + "/image.pub"});
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_NO_FATAL_FAILURE(MakeImageKeyPair());
+  CommandResult r;
   const std::string marker = testutil::RandomMarker("cloak-cri-secret-");
   std::ofstream(d_ + "/marker.txt") << marker << "\n";
   const std::string secret = registry_host_ + "/secret:enc";
-  PushImage(secret, d_ + "/marker.txt", d_ + "/image.pub");
+  ASSERT_NO_FATAL_FAILURE(PushImage(secret, d_ + "/marker.txt", d_ + "/image.pub"));
   std::filesystem::remove(d_ + "/marker.txt");
   sandbox_image_ = registry_host_ + "/pause:e2e";
-  PushImage(sandbox_image_);
+  ASSERT_NO_FATAL_FAILURE(PushImage(sandbox_image_));
 
   const std::string kbs = CLOAK_KBS_BINARY;
   const std::string kbs_state = d_ + "/kbs";
@@ -76,8 +74,8 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
   ASSERT_TRUE(kbs_proc.ok()) << kbs_proc.status();
   const testutil::DevInitData initdata =
       testutil::DevInitDataFor(kbs_proc->port, "default/image-key/cri");
-  std::ofstream(d_ + "/policy.json") << R"({"allowed_tees":["sample"],"init_data_digests":[")"
-                                     << initdata.sha384_hex << R"("]})";
+  std::ofstream(d_ + "/policy.json")
+      << R"({"allowed_tees":["sample"],"init_data_digests":[")" << initdata.sha384_hex << R"("]})";
   r = RunCommand({kbs, "admin", "set-policy", "--state-dir", kbs_state, "default/image-key/cri",
                   "--file", d_ + "/policy.json"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -88,14 +86,14 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
       << "memory_mib = 512\n[agent]\nboot_timeout = \"120s\"\n"
       << "[image]\ninsecure_registries = [\"" << registry_host_ << "\"]\n";
   const std::string rt = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.cloak-dev";
-  StartSnapshotter();
+  ASSERT_NO_FATAL_FAILURE(StartSnapshotter());
   // runc stays the default handler (runc pods share the snapshotter).
   const std::string containerd_extra = absl::StrCat(
       "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n",
       "  runtime_type = \"io.containerd.runc.v2\"\n", rt,
       "]\n  runtime_type = \"io.containerd.cloak.v2\"\n", "  pod_annotations = [\"io.cloak.*\"]\n",
       rt, ".options]\n", "  ConfigPath = \"", d_, "/cloak.toml\"\n");
-  StartContainerd("cloak", containerd_extra, shim_dir);
+  ASSERT_NO_FATAL_FAILURE(StartContainerd("cloak", containerd_extra, shim_dir));
 
   const absl::Time pull_start = absl::Now();
   auto ref = cri_->PullImage(secret);
@@ -128,7 +126,8 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
     log = Slurp(log_path);
   }
   EXPECT_THAT(log, HasSubstr("decrypted-in-guest")) << Slurp(d_ + "/kbs.log");
-  std::cerr << "---- kbs log ----\n" << Slurp(d_ + "/kbs.log") << "---- snapshotter log ----\n"
+  std::cerr << "---- kbs log ----\n"
+            << Slurp(d_ + "/kbs.log") << "---- snapshotter log ----\n"
             << Slurp(d_ + "/snapshotter.log");
   EXPECT_THAT(Slurp(d_ + "/kbs.log"),
               HasSubstr("step=resource path=default/image-key/cri tee=sample status=200"));
@@ -136,11 +135,11 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
 
   // kill -9 of the snapshotter, then of containerd: the pod keeps running
   // and answers, and the states agree.
-  KillNine(snapshotter_);
-  StartSnapshotter();
+  ASSERT_NO_FATAL_FAILURE(KillNine(snapshotter_));
+  ASSERT_NO_FATAL_FAILURE(StartSnapshotter());
   cri_.reset();
-  KillNine(containerd_);
-  StartContainerd("cloak", containerd_extra, shim_dir);
+  ASSERT_NO_FATAL_FAILURE(KillNine(containerd_));
+  ASSERT_NO_FATAL_FAILURE(StartContainerd("cloak", containerd_extra, shim_dir));
   auto status = cri_->ContainerStatus(*ctr_id);
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(status->state(), v1::CONTAINER_RUNNING);
@@ -152,8 +151,8 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
   ASSERT_TRUE(cri_->StopPodSandbox(pod_id_).ok());
   ASSERT_TRUE(cri_->RemovePodSandbox(pod_id_).ok());
   pod_id_.clear();
-  EXPECT_EQ(FilesHoldingMarker(marker, {d_ + "/root", d_ + "/state", d_ + "/snap-root",
-                                        d_ + "/run", d_ + "/logs"}),
+  EXPECT_EQ(FilesHoldingMarker(marker, {d_ + "/root", d_ + "/state", d_ + "/snap-root", d_ + "/run",
+                                        d_ + "/logs"}),
             "")
       << "plaintext of the encrypted image on the host";
 }
@@ -163,12 +162,14 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
 TEST_F(SnapshotterCriE2eTest, RuncPodWithAnOrdinaryImageRuns) {
   if (Which("runc").empty()) GTEST_SKIP() << "runc is not installed";
   sandbox_image_ = registry_host_ + "/pause:sleep";
-  PushImage(sandbox_image_, "", "", R"(["sleep","3600"])");
+  ASSERT_NO_FATAL_FAILURE(PushImage(sandbox_image_, "", "", R"(["sleep","3600"])"));
   const std::string image = registry_host_ + "/busybox:plain";
-  PushImage(image);
-  StartSnapshotter();
-  StartContainerd("cloak", "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n"
-                           "  runtime_type = \"io.containerd.runc.v2\"\n");
+  ASSERT_NO_FATAL_FAILURE(PushImage(image));
+  ASSERT_NO_FATAL_FAILURE(StartSnapshotter());
+  const std::string runc_handler =
+      "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n"
+      "  runtime_type = \"io.containerd.runc.v2\"\n";
+  ASSERT_NO_FATAL_FAILURE(StartContainerd("cloak", runc_handler));
   auto ref = cri_->PullImage(image);
   ASSERT_TRUE(ref.ok()) << ref.status();
 

@@ -10,9 +10,8 @@
 //  - removing the images removes their snapshots;
 //  - the time of PullImage: encrypted through cloak-snapshotter against the
 //    same image unencrypted through containerd's own overlayfs.
-#include "tests/snapshotter/containerd_env.h"
-
 #include "gmock/gmock.h"
+#include "tests/snapshotter/containerd_env.h"
 
 namespace cloak::snapshotter {
 namespace {
@@ -24,10 +23,8 @@ using SnapshotterIntegrationTest = SnapshotterEnv;
 
 TEST_F(SnapshotterIntegrationTest, EncryptedImageIsNeverUnpackedOnTheHostOrdinaryImagesAre) {
   // The secret image: its plaintext exists here only until it is encrypted.
-  CommandResult r = RunCommand({"openssl", "genrsa", "-out", d_ + "/image.key", "2048"});
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = RunCommand({"openssl", "rsa", "-in", d_ + "/image.key", "-pubout", "-out", d_ + "/image.pub"});
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_NO_FATAL_FAILURE(MakeImageKeyPair());
+  CommandResult r;
   const std::string marker = testutil::RandomMarker("cloak-snapshotter-marker-");
   std::ofstream(d_ + "/marker.txt") << marker << "\n";
   {
@@ -39,14 +36,14 @@ TEST_F(SnapshotterIntegrationTest, EncryptedImageIsNeverUnpackedOnTheHostOrdinar
     std::filesystem::remove_all(probe);
   }
   const std::string secret = registry_host_ + "/secret:enc";
-  PushImage(secret, d_ + "/marker.txt", d_ + "/image.pub");
+  ASSERT_NO_FATAL_FAILURE(PushImage(secret, d_ + "/marker.txt", d_ + "/image.pub"));
   std::filesystem::remove(d_ + "/marker.txt");
   std::filesystem::remove(d_ + "/image.key");  // no key on the host at all
   const std::string plain = registry_host_ + "/busybox:plain";
-  PushImage(plain);
+  ASSERT_NO_FATAL_FAILURE(PushImage(plain));
 
-  StartSnapshotter();
-  StartContainerd("cloak");
+  ASSERT_NO_FATAL_FAILURE(StartSnapshotter());
+  ASSERT_NO_FATAL_FAILURE(StartContainerd("cloak"));
 
   // 1. The encrypted image pulls: nothing is fetched or unpacked.
   auto ref = cri_->PullImage(secret);
@@ -69,7 +66,7 @@ TEST_F(SnapshotterIntegrationTest, EncryptedImageIsNeverUnpackedOnTheHostOrdinar
   ASSERT_EQ(enc_mounts.size(), 1u);
   EXPECT_EQ(enc_mounts[0]["Type"], "bind");
   EXPECT_THAT(enc_mounts[0]["Options"].dump(), HasSubstr("cloak.image=" + secret));
-  MountAll(enc_mounts, d_ + "/mnt-enc");
+  ASSERT_NO_FATAL_FAILURE(MountAll(enc_mounts, d_ + "/mnt-enc"));
   EXPECT_TRUE(std::filesystem::is_empty(d_ + "/mnt-enc"));
   ::umount2((d_ + "/mnt-enc").c_str(), MNT_DETACH);
 
@@ -80,7 +77,7 @@ TEST_F(SnapshotterIntegrationTest, EncryptedImageIsNeverUnpackedOnTheHostOrdinar
   const std::string plain_chain = NewCommittedKey(before);
   ASSERT_FALSE(plain_chain.empty());
   nlohmann::json mounts = PrepareThroughContainerd("plain-rootfs", plain_chain);
-  MountAll(mounts, d_ + "/mnt-plain");
+  ASSERT_NO_FATAL_FAILURE(MountAll(mounts, d_ + "/mnt-plain"));
   EXPECT_EQ(Slurp(d_ + "/mnt-plain/bin/busybox"), Slurp(Which("busybox")));
   EXPECT_EQ(Slurp(d_ + "/mnt-plain/etc/passwd"), "root:x:0:0:root:/:/bin/sh\n");
   std::ofstream(d_ + "/mnt-plain/written") << "upper";
@@ -89,8 +86,8 @@ TEST_F(SnapshotterIntegrationTest, EncryptedImageIsNeverUnpackedOnTheHostOrdinar
 
   // 3. kill -9 of the snapshotter: state agrees after a restart, and the
   // container's snapshot still mounts with what was written to it.
-  KillNine(snapshotter_);
-  StartSnapshotter();
+  ASSERT_NO_FATAL_FAILURE(KillNine(snapshotter_));
+  ASSERT_NO_FATAL_FAILURE(StartSnapshotter());
   {
     // containerd's connection to the proxy retries with gRPC's backoff.
     const absl::Time start = absl::Now();
@@ -109,15 +106,16 @@ TEST_F(SnapshotterIntegrationTest, EncryptedImageIsNeverUnpackedOnTheHostOrdinar
   r = Ctr({"snapshots", "--snapshotter", "cloak", "mounts", d_ + "/mnt-plain", "plain-rootfs"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("upperdir="));
-  MountAll(PrepareThroughContainerd("plain-rootfs-2", plain_chain), d_ + "/mnt-plain2");
+  ASSERT_NO_FATAL_FAILURE(
+      MountAll(PrepareThroughContainerd("plain-rootfs-2", plain_chain), d_ + "/mnt-plain2"));
   EXPECT_TRUE(Exists(d_ + "/mnt-plain2/bin/busybox"));
   ::umount2((d_ + "/mnt-plain2").c_str(), MNT_DETACH);
 
   // 4. kill -9 of containerd: the same after its restart; pulling again is
   // a no-op for both images.
   cri_.reset();
-  KillNine(containerd_);
-  StartContainerd("cloak");
+  ASSERT_NO_FATAL_FAILURE(KillNine(containerd_));
+  ASSERT_NO_FATAL_FAILURE(StartContainerd("cloak"));
   ExpectStatesAgree();
   ref = cri_->PullImage(secret);
   ASSERT_TRUE(ref.ok()) << ref.status();
@@ -152,10 +150,8 @@ TEST_F(SnapshotterIntegrationTest, EncryptedImageIsNeverUnpackedOnTheHostOrdinar
 // image through cloak-snapshotter (nothing fetched beyond the manifest and
 // config) against the same image unencrypted through containerd's overlayfs.
 TEST_F(SnapshotterIntegrationTest, PullTimeEncryptedThroughCloakVsPlainThroughOverlayfs) {
-  CommandResult r = RunCommand({"openssl", "genrsa", "-out", d_ + "/image.key", "2048"});
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = RunCommand({"openssl", "rsa", "-in", d_ + "/image.key", "-pubout", "-out", d_ + "/image.pub"});
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_NO_FATAL_FAILURE(MakeImageKeyPair());
+  CommandResult r;
   // busybox plus 32 MiB of incompressible data, so that fetching and
   // unpacking weigh as they do for real images.
   r = RunCommand({"head", "-c", "33554432", "/dev/urandom"});
@@ -163,11 +159,11 @@ TEST_F(SnapshotterIntegrationTest, PullTimeEncryptedThroughCloakVsPlainThroughOv
   std::ofstream(d_ + "/payload", std::ios::binary) << r.output;
   const std::string enc = registry_host_ + "/timed:enc";
   const std::string plain = registry_host_ + "/timed:plain";
-  PushImage(enc, d_ + "/payload", d_ + "/image.pub");
-  PushImage(plain, d_ + "/payload");
+  ASSERT_NO_FATAL_FAILURE(PushImage(enc, d_ + "/payload", d_ + "/image.pub"));
+  ASSERT_NO_FATAL_FAILURE(PushImage(plain, d_ + "/payload"));
 
-  StartSnapshotter();
-  StartContainerd("overlayfs");
+  ASSERT_NO_FATAL_FAILURE(StartSnapshotter());
+  ASSERT_NO_FATAL_FAILURE(StartContainerd("overlayfs"));
   absl::Time start = absl::Now();
   auto ref = cri_->PullImage(plain);
   const absl::Duration plain_took = absl::Now() - start;
@@ -175,7 +171,7 @@ TEST_F(SnapshotterIntegrationTest, PullTimeEncryptedThroughCloakVsPlainThroughOv
   cri_.reset();
   containerd_.reset();
 
-  StartContainerd("cloak");
+  ASSERT_NO_FATAL_FAILURE(StartContainerd("cloak"));
   start = absl::Now();
   ref = cri_->PullImage(enc);
   const absl::Duration enc_took = absl::Now() - start;

@@ -199,8 +199,9 @@ TEST_F(SnapshotterTest, UpdateChangesOnlyLabels) {
 TEST_F(SnapshotterTest, EncryptedLayersAreRecordedForTheGuestAndNeverGetContent) {
   // Layer 1 is encrypted: Prepare answers AlreadyExists after recording it
   // committed, where containerd's metadata store then finds it by filter.
-  absl::Status s = snap_->Prepare("k8s.io", "k8s.io/5/extract-1 sha256:c1", "",
-                                  Layer("sha256:c1", "sha256:l1")).status();
+  absl::Status s =
+      snap_->Prepare("k8s.io", "k8s.io/5/extract-1 sha256:c1", "", Layer("sha256:c1", "sha256:l1"))
+          .status();
   EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
   EXPECT_EQ(content_.last_namespace, "k8s.io");
   auto found = snap_->List({R"(labels."containerd.io/snapshot.ref"==sha256:c1,parent=="")"});
@@ -212,19 +213,25 @@ TEST_F(SnapshotterTest, EncryptedLayersAreRecordedForTheGuestAndNeverGetContent)
   EXPECT_EQ(l1.labels.at(std::string(kLabelGuestPull)), "true");
   EXPECT_THAT(l1.name, HasSubstr("sha256:c1"));
   EXPECT_EQ(snap_->Stat("k8s.io/5/extract-1 sha256:c1").status().code(),
-            absl::StatusCode::kNotFound) << "no extraction snapshot is left";
+            absl::StatusCode::kNotFound)
+      << "no extraction snapshot is left";
 
   // Again (another namespace, or a retry): found, not recorded twice.
-  EXPECT_EQ(snap_->Prepare("other", "other/1/extract-2 sha256:c1", "",
-                           Layer("sha256:c1", "sha256:l1")).status().code(),
-            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(
+      snap_->Prepare("other", "other/1/extract-2 sha256:c1", "", Layer("sha256:c1", "sha256:l1"))
+          .status()
+          .code(),
+      absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(Names().size(), 1u);
 
   // Layer 2 is plain, but above a guest-pulled layer: guest-pulled too,
   // without reading the manifest again.
   const int reads = content_.reads;
-  EXPECT_EQ(snap_->Prepare("k8s.io", "k8s.io/6/extract-3 sha256:c2", l1.name,
-                           Layer("sha256:c2", "sha256:l2")).status().code(),
+  EXPECT_EQ(snap_
+                ->Prepare("k8s.io", "k8s.io/6/extract-3 sha256:c2", l1.name,
+                          Layer("sha256:c2", "sha256:l2"))
+                .status()
+                .code(),
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(content_.reads, reads);
   auto top = snap_->List({R"(labels."containerd.io/snapshot.ref"==sha256:c2)"});
@@ -237,8 +244,9 @@ TEST_F(SnapshotterTest, EncryptedLayersAreRecordedForTheGuestAndNeverGetContent)
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_EQ(m->size(), 1u);
   EXPECT_EQ((*m)[0].type, "bind");
-  EXPECT_THAT((*m)[0].options,
-              ElementsAre("rbind", "rw", std::string(kGuestPullImageOption) + "127.0.0.1:5000/app:enc"));
+  EXPECT_THAT(
+      (*m)[0].options,
+      ElementsAre("rbind", "rw", std::string(kGuestPullImageOption) + "127.0.0.1:5000/app:enc"));
   EXPECT_TRUE(std::filesystem::is_empty((*m)[0].source));
   EXPECT_EQ(snap_->GetUsage("k8s.io/7/ctr1")->size, 0);
   auto view = snap_->View("k8s.io", "k8s.io/8/view", (*top)[0].name, {});
@@ -268,7 +276,8 @@ TEST_F(SnapshotterTest, UnreadableManifestFailsThePrepareAndRecordsNothing) {
     absl::MutexLock lock(&content_.mu);
     content_.fail = absl::UnavailableError("connection refused");
   }
-  absl::Status s = snap_->Prepare("k8s.io", "extract", "", Layer("sha256:c1", "sha256:l1")).status();
+  absl::Status s =
+      snap_->Prepare("k8s.io", "extract", "", Layer("sha256:c1", "sha256:l1")).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(s.message(), HasSubstr("sha256:manifest"));
   EXPECT_TRUE(Names().empty());
@@ -287,7 +296,8 @@ TEST_F(SnapshotterTest, StateSurvivesARestartAndCrashLeftoversAreCleaned) {
   HostLayer("c1", "", "a");
   EXPECT_EQ(snap_->Prepare("k8s.io", "e", "c1", Layer("sha256:c2", "sha256:l1")).status().code(),
             absl::StatusCode::kAlreadyExists);
-  ASSERT_TRUE(snap_->Prepare("k8s.io", "ctr", Names()[0] == "c1" ? Names()[1] : Names()[0], {}).ok());
+  ASSERT_TRUE(
+      snap_->Prepare("k8s.io", "ctr", Names()[0] == "c1" ? Names()[1] : Names()[0], {}).ok());
   const std::vector<std::string> before = Names();
   const std::string fs1 = snap_->FsDir(snap_->Stat("c1")->id);
   // As after a kill -9: a directory made for a snapshot whose record was

@@ -14,9 +14,9 @@ absl::StatusOr<DevKbs> StartDevKbs(const std::string& kbs_binary, const std::str
                                    const std::string& dir,
                                    const std::vector<std::string>& extra_args) {
   const std::string port_file = dir + "/kbs.port";
-  std::vector<std::string> argv = {kbs_binary, "serve",           "--state-dir", state_dir,
-                                   "--listen", "127.0.0.1:0",     "--insecure-http",
-                                   "--port-file", port_file};
+  std::vector<std::string> argv = {kbs_binary,        "serve",       "--state-dir",
+                                   state_dir,         "--listen",    "127.0.0.1:0",
+                                   "--insecure-http", "--port-file", port_file};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   SpawnOptions o;
   o.stdout_path = o.stderr_path = dir + "/kbs.log";
@@ -38,7 +38,8 @@ DevInitData DevInitDataFor(const std::string& port, const std::string& resource)
       "\"\nimage_keys = [\"", resource, "\"]\n");
   unsigned char md[SHA384_DIGEST_LENGTH];
   SHA384(reinterpret_cast<const unsigned char*>(out.document.data()), out.document.size(), md);
-  out.sha384_hex = absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), sizeof(md)));
+  out.sha384_hex =
+      absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), sizeof(md)));
   return out;
 }
 
