@@ -151,6 +151,9 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
   ASSERT_TRUE(cri_->StopPodSandbox(pod_id_).ok());
   ASSERT_TRUE(cri_->RemovePodSandbox(pod_id_).ok());
   pod_id_.clear();
+  // The pod's snapshots (sandbox and container) are gone; image layers stay.
+  for (const auto& [key, row] : CtrSnapshots()) EXPECT_EQ(row.kind, "Committed") << key;
+  ExpectStatesAgree();
   EXPECT_EQ(FilesHoldingMarker(marker, {d_ + "/root", d_ + "/state", d_ + "/snap-root", d_ + "/run",
                                         d_ + "/logs"}),
             "")
