@@ -1,7 +1,7 @@
 // Guest networking: the interfaces and routes CreateSandbox carries are
-// validated into a NetworkPlan (pure) and applied with ioctls (PID 1 only;
-// containers share the guest's network namespace, so this is the pod's
-// network). IPv4 only for now.
+// validated into a NetworkPlan (pure) and applied over rtnetlink (PID 1
+// only; containers share the guest's network namespace, so this is the
+// pod's network). IPv4 and IPv6.
 #ifndef CLOAK_AGENT_NETWORK_H_
 #define CLOAK_AGENT_NETWORK_H_
 
@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/netlink/netlink.h"
 
 namespace cloak::agent::v1 {
 class CreateSandboxRequest;
@@ -19,22 +20,17 @@ class CreateSandboxRequest;
 
 namespace cloak::agent {
 
-struct Ipv4Prefix {
-  uint32_t address = 0;  // host byte order
-  uint32_t prefix_length = 0;
-};
-
 struct PlannedInterface {
   std::string name;  // as the host names it
   std::string mac;   // lower case, or empty: match by name
-  std::vector<Ipv4Prefix> addresses;
+  std::vector<netlink::IpPrefix> addresses;
   uint32_t mtu = 0;
 };
 
 struct PlannedRoute {
-  Ipv4Prefix destination;  // 0.0.0.0/0 for the default route
-  uint32_t gateway = 0;    // 0: on-link
-  std::string device;      // a PlannedInterface name, or empty
+  netlink::IpPrefix destination;  // prefix length 0: a default route
+  std::string gateway;            // "": on-link
+  std::string device;             // a PlannedInterface name, or empty
 };
 
 struct NetworkPlan {
@@ -42,21 +38,18 @@ struct NetworkPlan {
   std::vector<PlannedRoute> routes;
 };
 
-// "10.0.2.15" → host-order address. Pure.
-absl::StatusOr<uint32_t> ParseIpv4(absl::string_view text);
-// "10.1.0.0/16" (or an empty string: 0.0.0.0/0). Pure.
-absl::StatusOr<Ipv4Prefix> ParseIpv4Prefix(absl::string_view text);
 // "52:54:00:12:34:56" → lower case; anything else is InvalidArgument. Pure.
 absl::StatusOr<std::string> NormalizeMac(absl::string_view text);
-std::string FormatIpv4(uint32_t address);
 
-// Checks every field; errors name the interface or route. Pure.
+// Checks every field; errors name the interface or route. Routes are
+// ordered on-link first, so that a gateway is reachable when its route is
+// added. Pure.
 absl::StatusOr<NetworkPlan> PlanNetwork(const v1::CreateSandboxRequest& request);
 
 // Finds each planned interface under `sysfs_net` (/sys/class/net) by MAC (or
-// name), sets MTU and addresses, brings it up, then adds the routes. Waits
-// up to `wait_for_devices` for a device to appear (virtio_net probes
-// asynchronously after modprobe).
+// name), sets its MTU and addresses, brings it up, then adds the routes.
+// Waits up to `wait_for_devices_ms` for a device to appear (virtio_net
+// probes asynchronously after modprobe).
 absl::Status ApplyNetwork(const NetworkPlan& plan, const std::string& sysfs_net,
                           int wait_for_devices_ms);
 

@@ -101,6 +101,25 @@ absl::StatusOr<PodInfo> ParsePodInfo(absl::string_view config_json, absl::string
   }
   info.image = get(kCriImageName);
   if (info.image.empty()) info.image = get(kCloakImage);
+  // String members only: a malformed spec yields "" rather than an exception.
+  auto str = [](const nlohmann::json& o, const char* key) -> std::string {
+    auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : "";
+  };
+  if (auto lin = spec.find("linux"); lin != spec.end() && lin->is_object()) {
+    if (auto ns = lin->find("namespaces"); ns != lin->end() && ns->is_array()) {
+      for (const nlohmann::json& n : *ns) {
+        if (n.is_object() && str(n, "type") == "network") info.netns_path = str(n, "path");
+      }
+    }
+  }
+  if (auto mounts = spec.find("mounts"); mounts != spec.end() && mounts->is_array()) {
+    for (const nlohmann::json& m : *mounts) {
+      if (m.is_object() && str(m, "destination") == "/etc/resolv.conf") {
+        info.resolv_conf_source = str(m, "source");
+      }
+    }
+  }
   return info;
 }
 

@@ -54,6 +54,13 @@ struct PodInfo {
   std::string image;
   // All annotations of the spec.
   std::map<std::string, std::string> annotations;
+  // linux.namespaces: the path of the network namespace to join (CRI with
+  // CNI: /var/run/netns/cni-…); empty for the host's network or a new,
+  // empty one.
+  std::string netns_path;
+  // Host file bind-mounted at /etc/resolv.conf (CRI adds the pod's
+  // resolv.conf to the sandbox spec for VM runtimes); empty if none.
+  std::string resolv_conf_source;
 };
 
 // Reads the annotations of an OCI spec (config.json text) and classifies

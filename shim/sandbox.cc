@@ -201,6 +201,7 @@ Sandbox::Sandbox(SandboxOptions options, std::unique_ptr<hypervisor::Hypervisor>
 Sandbox::~Sandbox() { (void)Destroy(); }
 
 const std::string& Sandbox::id() const { return impl_->options.id; }
+bool Sandbox::host_loopback_reachable() const { return impl_->options.host_loopback_reachable; }
 pid_t Sandbox::VmmPid() const { return impl_->hv->Pid(); }
 
 void Sandbox::SetVmExitCallback(std::function<void(const std::string&)> callback) {
@@ -297,9 +298,12 @@ absl::Status Sandbox::Boot() {
     agentpb::NetworkInterface* iface = create.add_interfaces();
     iface->set_name(g.name);
     iface->set_mac(g.mac);
-    agentpb::IpAddress* a = iface->add_addresses();
-    a->set_address(g.address);
-    a->set_prefix_length(g.prefix_length);
+    iface->set_mtu(g.mtu);
+    for (const GuestAddress& ga : g.addresses) {
+      agentpb::IpAddress* a = iface->add_addresses();
+      a->set_address(ga.address);
+      a->set_prefix_length(ga.prefix_length);
+    }
   }
   for (const GuestRoute& r : d.options.routes) {
     agentpb::Route* route = create.add_routes();

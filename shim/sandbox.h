@@ -49,15 +49,20 @@ using AgentConnector = std::function<absl::StatusOr<std::shared_ptr<grpc::Channe
     const hypervisor::AgentEndpoint& endpoint, absl::Duration timeout)>;
 
 // One guest NIC as CreateSandbox configures it (agent/network.h).
-struct GuestInterface {
-  std::string name;
-  std::string mac;
-  std::string address;  // IPv4
+struct GuestAddress {
+  std::string address;  // IPv4 or IPv6
   uint32_t prefix_length = 24;
 };
 
+struct GuestInterface {
+  std::string name;
+  std::string mac;
+  std::vector<GuestAddress> addresses;
+  uint32_t mtu = 0;  // 0: the guest's default
+};
+
 struct GuestRoute {
-  std::string destination;  // empty: default route
+  std::string destination;  // "10.1.0.0/16", "::/0"; empty: the IPv4 default route
   std::string gateway;
   std::string device;
 };
@@ -80,8 +85,12 @@ struct SandboxOptions {
   std::vector<std::string> dns;  // resolv.conf lines
   // The pod's init-data document (shim/initdata.h), exactly as given.
   std::string initdata;
-  // Kept alive as long as the sandbox (e.g. its simulated SNP SP).
-  std::shared_ptr<void> companion;
+  // The guest reaches the host's loopback (QEMU user networking): images
+  // on a loopback registry are pulled through it.
+  bool host_loopback_reachable = true;
+  // Kept alive as long as the sandbox (its simulated SNP SP, its pod
+  // network attachment).
+  std::vector<std::shared_ptr<void>> companions;
 };
 
 struct ProcessExit {
@@ -99,6 +108,8 @@ class Sandbox {
   Sandbox& operator=(const Sandbox&) = delete;
 
   const std::string& id() const;
+  // SandboxOptions.host_loopback_reachable.
+  bool host_loopback_reachable() const;
   // The VMM's pid (what Create reports to containerd), -1 if none.
   pid_t VmmPid() const;
 

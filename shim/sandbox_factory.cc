@@ -15,6 +15,7 @@
 #include "shim/hypervisor/host_capabilities.h"
 #include "shim/hypervisor/qemu/qemu_hypervisor.h"
 #include "shim/initdata.h"
+#include "shim/pod_network.h"
 #include "shim/simulated_sp.h"
 #include "shim/task_translate.h"
 #include "spdlog/spdlog.h"
@@ -130,11 +131,15 @@ absl::StatusOr<hv::VmConfig> BuildVmConfig(const config::Config& config,
 }
 
 std::vector<std::string> GuestInsecureRegistries(const std::vector<std::string>& configured,
-                                                 const std::string& image) {
+                                                 const std::string& image, bool host_loopback) {
   std::vector<std::string> out;
   auto add = [&out](const std::string& r) {
     if (!r.empty() && std::find(out.begin(), out.end(), r) == out.end()) out.push_back(r);
   };
+  if (!host_loopback) {
+    for (const std::string& r : configured) add(r);
+    return out;
+  }
   for (const std::string& r : configured) {
     GuestImage g = GuestImageReference(absl::StrCat(r, "/x"));
     add(g.guest_loopback_registry.empty() ? r : g.guest_loopback_registry);
@@ -159,8 +164,8 @@ SandboxOptions BuildSandboxOptions(const config::Config& config, const SandboxRe
   // is the host's loopback, and 10.0.2.3 is QEMU's DNS forwarder.
   options.interfaces.push_back({.name = "eth0",
                                 .mac = std::string(kQemuUserNetMac),
-                                .address = "10.0.2.15",
-                                .prefix_length = 24});
+                                .addresses = {{.address = "10.0.2.15", .prefix_length = 24}},
+                                .mtu = 0});
   options.routes.push_back(
       {.destination = "", .gateway = std::string(kHostLoopbackFromGuest), .device = "eth0"});
   options.dns.push_back("nameserver 10.0.2.3");
@@ -179,10 +184,23 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
   absl::StatusOr<config::Config> cfg = config::ApplyAnnotations(file.config, request.pod.annotations);
   if (!cfg.ok()) return Annotate(cfg.status(), "pod annotations");
   const std::string state_dir = SandboxStateDir(*cfg, request.sandbox_id);
+  // A pod with its own network namespace (CRI + CNI): the VM's NIC is
+  // wired into it instead of QEMU's user network.
+  std::shared_ptr<PodNetworkAttachment> pod_network;
+  if (!request.pod.netns_path.empty()) {
+    ASSIGN_OR_RETURN(std::unique_ptr<PodNetworkAttachment> attached,
+                     PodNetworkAttachment::Attach(request.pod.netns_path, request.sandbox_id));
+    pod_network = std::move(attached);
+  }
+  const bool host_loopback = pod_network == nullptr;
   ASSIGN_OR_RETURN(hv::VmConfig vm,
                    BuildVmConfig(*cfg, request.sandbox_id, state_dir,
                                  GuestInsecureRegistries(cfg->image.insecure_registries,
-                                                         request.pod.image)));
+                                                         request.pod.image, host_loopback)));
+  if (pod_network != nullptr) {
+    vm.user_network = false;
+    vm.taps = pod_network->Taps();
+  }
   ASSIGN_OR_RETURN(std::optional<InitData> initdata,
                    InitDataFromAnnotations(request.pod.annotations));
   if (initdata.has_value()) {
@@ -227,8 +245,26 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
                                     state_dir, 0600));
   }
   SandboxOptions options = BuildSandboxOptions(*cfg, request, state_dir);
+  if (pod_network != nullptr) {
+    options.host_loopback_reachable = false;
+    options.interfaces = pod_network->GuestInterfaces();
+    options.routes = pod_network->GuestRoutes();
+    options.dns.clear();
+    options.annotations.erase(std::string(kInsecureRegistriesAnnotation));
+    if (!request.pod.resolv_conf_source.empty()) {
+      absl::StatusOr<std::string> resolv =
+          ReadFileToString(request.pod.resolv_conf_source, 64 << 10);
+      if (resolv.ok()) {
+        options.dns = ResolvConfLines(*resolv);
+      } else {
+        Logger("shim")->warn("sandbox={} the pod's resolv.conf: {} (the guest gets no DNS)",
+                             request.sandbox_id, resolv.status().ToString());
+      }
+    }
+    options.companions.push_back(pod_network);
+  }
   if (initdata.has_value()) options.initdata = std::move(initdata->document);
-  options.companion = std::move(sp);
+  if (sp != nullptr) options.companions.push_back(std::move(sp));
   return std::make_unique<Sandbox>(std::move(options), std::move(hypervisor), ConnectAgent);
 }
 

@@ -46,8 +46,11 @@ SandboxOptions BuildSandboxOptions(const config::Config& config, const SandboxRe
 // 10.0.2.2), plus `image`'s registry when it is on the host's loopback
 // (plain HTTP is allowed there, as containerd allows it for localhost).
 // Deduplicated, in order.
+// With `host_loopback` false (a pod on its own network) the configured
+// list is used as it is.
 std::vector<std::string> GuestInsecureRegistries(const std::vector<std::string>& configured,
-                                                 const std::string& image);
+                                                 const std::string& image,
+                                                 bool host_loopback = true);
 
 // Loads the config (request.config_path, else /etc/cloak/config.toml, else
 // the installed default), applies the pod's annotations, probes the host

@@ -369,7 +369,10 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
 
   agentpb::CreateContainerRequest create;
   create.set_container_id(req.id());
-  GuestImage image = GuestImageReference(pod.image);
+  // A pod on its own network cannot reach the host's loopback: its image
+  // reference is used as given.
+  GuestImage image = c->sandbox->host_loopback_reachable() ? GuestImageReference(pod.image)
+                                                           : GuestImage{pod.image, ""};
   create.set_oci_spec_json(ContainerSpecForAgent(spec_json, image.guest_loopback_registry));
   create.set_image(image.reference);
   *create.mutable_stdio() = AgentStdio(req.terminal(), req.stdin(), req.stdout(), req.stderr());

@@ -1,15 +1,21 @@
 #include "cli/cri/cli.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "cli/cri/client.h"
+#include "cli/cri/stream.h"
 
 namespace cloak::cri {
 namespace {
@@ -40,6 +46,47 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 int Fail(const absl::Status& s, int code) {
   std::cerr << "cloak-cri: " << s.message() << "\n";
   return code;
+}
+
+// Puts the local terminal in raw mode for a TTY session, restores it after.
+class RawTerminal {
+ public:
+  explicit RawTerminal(int fd) : fd_(fd) {
+    if (::isatty(fd_) == 0 || ::tcgetattr(fd_, &saved_) != 0) return;
+    termios raw = saved_;
+    ::cfmakeraw(&raw);
+    active_ = ::tcsetattr(fd_, TCSANOW, &raw) == 0;
+  }
+  ~RawTerminal() {
+    if (active_) ::tcsetattr(fd_, TCSANOW, &saved_);
+  }
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+
+ private:
+  int fd_;
+  termios saved_{};
+  bool active_ = false;
+};
+
+// Streams a CRI Exec/Attach URL on this process's stdio.
+int Stream(const absl::StatusOr<std::string>& url, bool interactive, bool tty, bool attach) {
+  if (!url.ok()) return Fail(url.status(), 1);
+  StreamIo io;
+  io.stdin_fd = interactive ? 0 : -1;
+  io.close_on_stdin_eof = attach;
+  winsize ws{};
+  if (tty && ::ioctl(1, TIOCGWINSZ, &ws) == 0) {
+    io.cols = ws.ws_col;
+    io.rows = ws.ws_row;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  std::optional<RawTerminal> raw;
+  if (tty && interactive) raw.emplace(0);
+  auto code = RunStream(*url, io);
+  raw.reset();
+  if (!code.ok()) return Fail(code.status(), 1);
+  return *code;
 }
 
 }  // namespace
@@ -84,6 +131,19 @@ int RunCriCli(int argc, char** argv) {
   exec->add_option("--exec-timeout", exec_timeout, "seconds; 0 means none");
   exec->add_option("container-id", id)->required();
   exec->add_option("cmd", cmd, "command and arguments (after --)")->required();
+  bool interactive = false, tty = false;
+  auto* exec_stream = app.add_subcommand(
+      "exec", "Exec over the runtime's streaming server; exits with the command's exit code");
+  exec_stream->add_flag("-i,--interactive", interactive, "send this process's stdin");
+  exec_stream->add_flag("-t,--tty", tty, "run the command in a TTY (stderr joins stdout)");
+  exec_stream->add_option("container-id", id)->required();
+  exec_stream->add_option("cmd", cmd, "command and arguments (after --)")->required();
+  auto* attach = app.add_subcommand("attach", "Attach to a container's stdio (its config must "
+                                              "have stdin: true for -i)");
+  attach->add_flag("-i,--interactive", interactive, "send this process's stdin; at its end the "
+                                                    "session closes");
+  attach->add_flag("-t,--tty", tty, "the container runs in a TTY (tty: true in its config)");
+  attach->add_option("container-id", id)->required();
   auto* stop = app.add_subcommand("stop", "StopContainer");
   int64_t grace = 10;
   stop->add_option("container-id", id)->required();
@@ -159,6 +219,23 @@ int RunCriCli(int argc, char** argv) {
     std::cout << r->stdout();
     std::cerr << r->stderr();
     return r->exit_code();
+  } else if (*exec_stream) {
+    v1::ExecRequest req;
+    req.set_container_id(id);
+    for (const std::string& arg : cmd) req.add_cmd(arg);
+    req.set_stdin(interactive);
+    req.set_tty(tty);
+    req.set_stdout(true);
+    req.set_stderr(!tty);  // a TTY has one output stream
+    return Stream(c.Exec(req), interactive, tty, /*attach=*/false);
+  } else if (*attach) {
+    v1::AttachRequest req;
+    req.set_container_id(id);
+    req.set_stdin(interactive);
+    req.set_tty(tty);
+    req.set_stdout(true);
+    req.set_stderr(!tty);
+    return Stream(c.Attach(req), interactive, tty, /*attach=*/true);
   } else if (*stop) {
     if (auto s = c.StopContainer(id, grace); !s.ok()) return Fail(s, 1);
   } else if (*rm) {

@@ -242,4 +242,29 @@ absl::StatusOr<v1::ExecSyncResponse> Client::ExecSync(const std::string& contain
   return resp;
 }
 
+absl::StatusOr<std::string> Client::Exec(const v1::ExecRequest& request) {
+  if (request.cmd().empty()) return absl::InvalidArgumentError("Exec: no command given");
+  if (!request.stdin() && !request.stdout() && !request.stderr()) {
+    return absl::InvalidArgumentError("Exec: one of stdin, stdout, stderr must be streamed");
+  }
+  v1::ExecResponse resp;
+  absl::Status s = impl_->Call(impl_->runtime.get(), &v1::RuntimeService::Stub::Exec, "Exec",
+                               absl::StrCat("in container ", request.container_id()), request,
+                               &resp);
+  if (!s.ok()) return s;
+  return resp.url();
+}
+
+absl::StatusOr<std::string> Client::Attach(const v1::AttachRequest& request) {
+  if (!request.stdin() && !request.stdout() && !request.stderr()) {
+    return absl::InvalidArgumentError("Attach: one of stdin, stdout, stderr must be streamed");
+  }
+  v1::AttachResponse resp;
+  absl::Status s = impl_->Call(impl_->runtime.get(), &v1::RuntimeService::Stub::Attach, "Attach",
+                               absl::StrCat("to container ", request.container_id()), request,
+                               &resp);
+  if (!s.ok()) return s;
+  return resp.url();
+}
+
 }  // namespace cloak::cri

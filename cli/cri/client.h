@@ -69,6 +69,10 @@ class Client final {
   absl::StatusOr<runtime::v1::ExecSyncResponse> ExecSync(const std::string& container_id,
                                                           const std::vector<std::string>& cmd,
                                                           int64_t timeout_seconds);
+  // Exec / Attach: the URL of the runtime's streaming server for this
+  // session (single use; see stream.h to speak to it).
+  absl::StatusOr<std::string> Exec(const runtime::v1::ExecRequest& request);
+  absl::StatusOr<std::string> Attach(const runtime::v1::AttachRequest& request);
 
  private:
   struct Impl;

@@ -120,6 +120,14 @@ struct VmConfig {
   // User-mode networking (-netdev user + virtio-net): the guest reaches the
   // host's loopback at 10.0.2.2; traffic stays inside the QEMU process.
   bool user_network = true;
+  // Pod network: tap devices already wired to the pod's network namespace
+  // (shim/pod_network.h). QEMU gets each fd as its fd 3, 4, ... in order
+  // (the caller keeps ownership); the guest NIC takes `mac`.
+  struct TapNic {
+    int fd = -1;
+    std::string mac;
+  };
+  std::vector<TapNic> taps;
   // Appended verbatim after everything else (e.g. tap netdevs).
   std::vector<std::string> extra_args;
 

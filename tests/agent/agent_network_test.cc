@@ -30,20 +30,6 @@ v1::CreateSandboxRequest UserNetRequest() {
   return req;
 }
 
-TEST(NetworkTest, ParsesAddressesAndPrefixes) {
-  EXPECT_EQ(*ParseIpv4("10.0.2.15"), 0x0a00020fu);
-  EXPECT_FALSE(ParseIpv4("10.0.2").ok());
-  EXPECT_FALSE(ParseIpv4("10.0.2.256").ok());
-  EXPECT_FALSE(ParseIpv4("::1").ok());
-  Ipv4Prefix p = *ParseIpv4Prefix("10.1.0.0/16");
-  EXPECT_EQ(p.address, 0x0a010000u);
-  EXPECT_EQ(p.prefix_length, 16u);
-  EXPECT_EQ(ParseIpv4Prefix("")->prefix_length, 0u);
-  EXPECT_EQ(ParseIpv4Prefix("1.2.3.4")->prefix_length, 32u);
-  EXPECT_THAT(ParseIpv4Prefix("10.0.0.0/33").status().message(), HasSubstr("0 to 32"));
-  EXPECT_EQ(FormatIpv4(0x0a00020f), "10.0.2.15");
-}
-
 TEST(NetworkTest, NormalizesMacs) {
   EXPECT_EQ(*NormalizeMac("52:54:00:AB:cd:EF"), "52:54:00:ab:cd:ef");
   EXPECT_FALSE(NormalizeMac("52:54:00:ab:cd").ok());
@@ -60,7 +46,46 @@ TEST(NetworkTest, PlansUserModeNetwork) {
   EXPECT_EQ(plan->interfaces[0].addresses[0].prefix_length, 24u);
   ASSERT_EQ(plan->routes.size(), 1u);
   EXPECT_EQ(plan->routes[0].destination.prefix_length, 0u);
-  EXPECT_EQ(plan->routes[0].gateway, 0x0a000202u);
+  EXPECT_EQ(plan->routes[0].destination.ToString(), "0.0.0.0/0");
+  EXPECT_EQ(plan->routes[0].gateway, "10.0.2.2");
+}
+
+// What the shim reads in a CNI pod's namespace: IPv4 and IPv6 addresses,
+// an MTU, an on-link route listed after the default route that needs it.
+TEST(NetworkTest, PlansDualStackPodNetworkOnLinkRoutesFirst) {
+  v1::CreateSandboxRequest req;
+  v1::NetworkInterface* eth = req.add_interfaces();
+  eth->set_name("eth0");
+  eth->set_mac("0A:58:0A:58:4D:05");
+  eth->set_mtu(1450);
+  v1::IpAddress* a = eth->add_addresses();
+  a->set_address("10.88.77.5");
+  a->set_prefix_length(24);
+  a = eth->add_addresses();
+  a->set_address("fd00:77::5");
+  a->set_prefix_length(64);
+  v1::Route* r = req.add_routes();
+  r->set_gateway("10.88.77.1");
+  r->set_device("eth0");
+  r = req.add_routes();
+  r->set_destination("::/0");
+  r->set_gateway("fd00:77::1");
+  r->set_device("eth0");
+  r = req.add_routes();
+  r->set_destination("10.99.0.0/16");
+  r->set_device("eth0");
+  absl::StatusOr<NetworkPlan> plan = PlanNetwork(req);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->interfaces.size(), 1u);
+  EXPECT_EQ(plan->interfaces[0].mac, "0a:58:0a:58:4d:05");
+  EXPECT_EQ(plan->interfaces[0].mtu, 1450u);
+  ASSERT_EQ(plan->interfaces[0].addresses.size(), 2u);
+  EXPECT_EQ(plan->interfaces[0].addresses[1].ToString(), "fd00:77::5/64");
+  ASSERT_EQ(plan->routes.size(), 3u);
+  EXPECT_EQ(plan->routes[0].destination.ToString(), "10.99.0.0/16");
+  EXPECT_EQ(plan->routes[1].destination.ToString(), "0.0.0.0/0");
+  EXPECT_EQ(plan->routes[2].destination.ToString(), "::/0");
+  EXPECT_EQ(plan->routes[2].gateway, "fd00:77::1");
 }
 
 TEST(NetworkTest, NoNetworkIsAnEmptyPlan) {

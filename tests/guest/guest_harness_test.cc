@@ -93,10 +93,12 @@ TEST(GuestHarnessConfig, CreateSandboxMatchesTheShims) {
     const shim::GuestInterface& want = shim.interfaces[i];
     EXPECT_EQ(got.name(), want.name);
     EXPECT_EQ(got.mac(), want.mac);
-    ASSERT_EQ(got.addresses_size(), 1);
-    EXPECT_EQ(got.addresses(0).address(), want.address);
-    EXPECT_EQ(got.addresses(0).prefix_length(), want.prefix_length);
-    EXPECT_EQ(got.mtu(), 0u);
+    ASSERT_EQ(got.addresses_size(), static_cast<int>(want.addresses.size()));
+    for (int a = 0; a < got.addresses_size(); ++a) {
+      EXPECT_EQ(got.addresses(a).address(), want.addresses[a].address);
+      EXPECT_EQ(got.addresses(a).prefix_length(), want.addresses[a].prefix_length);
+    }
+    EXPECT_EQ(got.mtu(), want.mtu);
   }
   ASSERT_EQ(ours.routes_size(), static_cast<int>(shim.routes.size()));
   for (int i = 0; i < ours.routes_size(); ++i) {

@@ -134,6 +134,41 @@ TEST(PodInfoTest, Grouping) {
   EXPECT_TRUE(ParsePodInfo(R"({"ociVersion":"1.0.2"})", "x").ok());
 }
 
+TEST(PodInfoTest, NetworkNamespaceAndResolvConf) {
+  // A CRI sandbox on a CNI network, as containerd 1.6 writes it.
+  auto pod = ParsePodInfo(R"({"linux":{"namespaces":[{"type":"pid"},{"type":"ipc"},
+      {"type":"network","path":"/var/run/netns/cni-1234"}]},
+      "mounts":[{"destination":"/dev/shm","source":"/run/x/shm","type":"bind"},
+      {"destination":"/etc/resolv.conf","source":"/var/lib/x/sandboxes/p1/resolv.conf"}]})",
+                          "p1");
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  EXPECT_EQ(pod->netns_path, "/var/run/netns/cni-1234");
+  EXPECT_EQ(pod->resolv_conf_source, "/var/lib/x/sandboxes/p1/resolv.conf");
+  // A new, empty namespace (ctr run) or the host's (no entry): no path.
+  auto fresh = ParsePodInfo(R"({"linux":{"namespaces":[{"type":"network"}]}})", "c");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->netns_path, "");
+  auto host = ParsePodInfo(R"({"linux":{"namespaces":[{"type":"pid"}]}})", "c");
+  ASSERT_TRUE(host.ok());
+  EXPECT_EQ(host->netns_path, "");
+  // Wrong types are ignored, never thrown.
+  for (const char* bad : {R"({"linux":{"namespaces":[{"type":7,"path":[]}]}})",
+                          R"({"linux":{"namespaces":{"type":"network"}}})",
+                          R"({"linux":"x","mounts":[1,{"destination":{}}]})",
+                          R"({"mounts":[{"destination":"/etc/resolv.conf","source":5}]})"}) {
+    auto p = ParsePodInfo(bad, "c");
+    ASSERT_TRUE(p.ok()) << bad << ": " << p.status();
+    EXPECT_EQ(p->netns_path, "") << bad;
+    EXPECT_EQ(p->resolv_conf_source, "") << bad;
+  }
+}
+
+TEST(SandboxFactoryTest, PodNetworkKeepsConfiguredInsecureRegistriesAsGiven) {
+  EXPECT_THAT(GuestInsecureRegistries({"10.88.77.1:5000", "127.0.0.1:5000"}, "127.0.0.1:6000/x",
+                                      /*host_loopback=*/false),
+              ElementsAre("10.88.77.1:5000", "127.0.0.1:5000"));
+}
+
 TEST(DeleteResponseTest, EncodesFieldsContainerdReads) {
   const absl::Time t = absl::FromUnixSeconds(1700000000) + absl::Nanoseconds(5);
   std::string bytes = EncodeDeleteResponse(42, 137, t);

@@ -5,9 +5,11 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -97,6 +99,34 @@ std::vector<pid_t> PidsMentioning(const std::string& needle) {
   }
   ::closedir(d);
   return out;
+}
+
+long PssKib(const std::vector<pid_t>& pids) {
+  long total = 0;
+  for (pid_t pid : pids) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+    std::string key;
+    long kib = 0;
+    while (in >> key) {
+      if (key == "Pss:" && in >> kib) {
+        total += kib;
+        break;
+      }
+    }
+  }
+  return total;
+}
+
+int Shell(const std::string& command, std::string* output) {
+  FILE* p = ::popen(("( " + command + " ) 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  if (output != nullptr) *output = std::move(out);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout) {

@@ -24,6 +24,11 @@ std::string Slurp(const std::string& path);
 bool PidAlive(pid_t pid);
 // Pids (not this process, not init) whose command line mentions `needle`.
 std::vector<pid_t> PidsMentioning(const std::string& needle);
+// Sum of the processes' proportional set size (smaps_rollup), KiB.
+long PssKib(const std::vector<pid_t>& pids);
+// Runs `command` with sh -c; its exit status (-1 if it could not run), and
+// its stdout and stderr together in `output` when given.
+int Shell(const std::string& command, std::string* output = nullptr);
 
 struct CommandResult {
   int exit_code = -1;  // -1: could not start, or still running at the deadline (then killed)

@@ -10,10 +10,12 @@
 
 namespace cloak::testutil {
 
-// Starts `docker-registry serve` on 127.0.0.1:`port` with its storage in
+// Starts `docker-registry serve` on `address`:`port` (an address of this
+// machine: loopback, or a bridge made for the test) with its storage in
 // `dir`/registry and its output in `dir`/registry.log. The Subprocess stops
 // it when destroyed.
-absl::StatusOr<Subprocess> StartLocalRegistry(const std::string& dir, int port);
+absl::StatusOr<Subprocess> StartLocalRegistry(const std::string& dir, int port,
+                                              const std::string& address = "127.0.0.1");
 
 }  // namespace cloak::testutil
 

@@ -262,6 +262,13 @@ absl::StatusOr<std::vector<std::string>> BuildQemuArgs(const VmConfig& config,
     add({"-netdev", "user,id=net0", "-device",
          absl::StrCat("virtio-net-pci,netdev=net0,romfile=", virtio)});
   }
+  for (size_t i = 0; i < config.taps.size(); ++i) {
+    // The tap fds are QEMU's fds 3, 4, ... (QemuHypervisor passes them in
+    // this order). vhost-net needs /dev/vhost-net and KVM: off.
+    add({"-netdev", absl::StrCat("tap,id=pod", i, ",fd=", 3 + i, ",vhost=off"), "-device",
+         absl::StrCat("virtio-net-pci,netdev=pod", i, ",mac=", config.taps[i].mac,
+                      ",romfile=", virtio)});
+  }
   a.insert(a.end(), config.extra_args.begin(), config.extra_args.end());
   if (config.start_paused) a.push_back("-S");
   return a;

@@ -188,6 +188,7 @@ absl::Status QemuHypervisor::Start(absl::Time deadline) {
   options.stdout_path = vmm_log_path_;
   options.stderr_path = vmm_log_path_;
   options.stop_grace = absl::Seconds(1);
+  for (const VmConfig::TapNic& tap : config_.taps) options.extra_fds.push_back(tap.fd);
   const absl::Time started = absl::Now();
   absl::StatusOr<Subprocess> spawned = Subprocess::Spawn(args_, options);
   if (!spawned.ok()) {

@@ -116,6 +116,17 @@ TEST(QemuArgsGoldenTest, NoneKvmVsockWithSimulatedSp) {
   ExpectGolden("none_kvm_vsock_simulated_sp", *args);
 }
 
+TEST(QemuArgsGoldenTest, NoneTcgSerialPodTaps) {
+  // A CNI pod: no user network; each tap is QEMU's fd 3, 4, ... with the
+  // pod interface's MAC.
+  VmConfig c = BaseConfig();
+  c.user_network = false;
+  c.taps = {{.fd = 17, .mac = "0a:58:0a:58:4d:05"}, {.fd = 9, .mac = "0a:58:0a:59:00:07"}};
+  auto args = BuildQemuArgs(c, PvmHost());
+  ASSERT_TRUE(args.ok()) << args.status();
+  ExpectGolden("none_tcg_serial_pod_taps", *args);
+}
+
 TEST(QemuArgsGoldenTest, Snp) {
   VmConfig c = BaseConfig();
   c.tee = TeeType::kSnp;

@@ -1,0 +1,340 @@
+#include "tests/cri/cri_env.h"
+
+#include <net/if.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "nlohmann/json.hpp"
+#include "tests/util/host.h"
+#include "tests/util/registry.h"
+
+namespace cloak::cri {
+namespace {
+
+namespace v1 = ::runtime::v1;
+using ::cloak::testutil::Exists;
+using ::cloak::testutil::FreePort;
+using ::cloak::testutil::PidsMentioning;
+using ::cloak::testutil::Slurp;
+using ::cloak::testutil::Which;
+
+constexpr char kConflist[] = "e2e/local/cni/10-cloak-bridge.conflist";
+
+std::vector<std::string> Cmdline(pid_t pid) {
+  std::string raw = Slurp(absl::StrCat("/proc/", pid, "/cmdline"));
+  std::vector<std::string> out;
+  for (absl::string_view w : absl::StrSplit(raw, '\0', absl::SkipEmpty())) out.emplace_back(w);
+  return out;
+}
+
+bool LinkExists(const char* name) { return ::if_nametoindex(name) != 0; }
+
+// The conflist of the repo with host-local's leases moved under `ipam_dir`.
+absl::StatusOr<std::string> ConflistWithDataDir(const std::string& path,
+                                                const std::string& ipam_dir) {
+  nlohmann::json conf = nlohmann::json::parse(Slurp(path), nullptr, /*allow_exceptions=*/false);
+  if (conf.is_discarded() || !conf.contains("plugins") || !conf["plugins"].is_array()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("CNI conflist ", path, " is not a JSON conflist with a plugins array"));
+  }
+  for (auto& plugin : conf["plugins"]) {
+    if (plugin.contains("ipam") && plugin["ipam"].value("type", "") == "host-local") {
+      plugin["ipam"]["dataDir"] = ipam_dir;
+    }
+  }
+  return conf.dump(2);
+}
+
+}  // namespace
+
+std::string CriEnv::MissingPrerequisite(const CriEnvOptions& options) {
+  if (::geteuid() != 0) return "needs root (containerd, QEMU, mounts)";
+  for (const char* tool :
+       {"containerd", "qemu-system-x86_64", "docker-registry", "skopeo", "busybox"}) {
+    if (Which(tool).empty()) return absl::StrCat(tool, " is not installed");
+  }
+  if (!Exists(options.build_dir + "/guest-image/vmlinuz") ||
+      !Exists(options.build_dir + "/guest-image/initrd.img")) {
+    return absl::StrCat("no guest image in ", options.build_dir,
+                        "/guest-image (build it: ninja -C ", options.build_dir, " guest-image)");
+  }
+  if (!Exists(options.build_dir + "/shim/containerd-shim-cloak-v2")) return "shim not built";
+  if (options.cni) {
+    for (const char* plugin : {"bridge", "host-local", "loopback"}) {
+      if (!Exists(absl::StrCat(kCniPluginDir, "/", plugin))) {
+        return absl::StrCat("CNI plugin ", kCniPluginDir, "/", plugin,
+                            " missing (apt-get install containernetworking-plugins)");
+      }
+    }
+  }
+  return "";
+}
+
+CriEnv::CriEnv(CriEnvOptions options, TempDir dir)
+    : options_(std::move(options)), temp_(std::move(dir)) {
+  dir_ = temp_->path().string();
+}
+
+absl::StatusOr<std::unique_ptr<CriEnv>> CriEnv::Start(const CriEnvOptions& options) {
+  if (std::string missing = MissingPrerequisite(options); !missing.empty()) {
+    return absl::FailedPreconditionError(missing);
+  }
+  auto dir = TempDir::Create("ckcri-", "/tmp");
+  if (!dir.ok()) return dir.status();
+  std::unique_ptr<CriEnv> env(new CriEnv(options, std::move(*dir)));
+  // On failure the destructor stops whatever did start.
+  if (absl::Status s = env->StartAll(); !s.ok()) return s;
+  return env;
+}
+
+CriEnv::~CriEnv() { TearDown(); }
+
+absl::Status CriEnv::StartAll() {
+  std::filesystem::create_directories(dir_ + "/logs");
+  registry_port_ = FreePort();
+  stream_port_ = FreePort();
+  std::string registry_address = "127.0.0.1";
+  if (options_.cni) {
+    // The bridge the CNI plugin would make, made first so the registry can
+    // listen on its gateway address: the pods' guests pull over the pod
+    // network like any pod reaching a cluster registry.
+    created_bridge_ = !LinkExists(kCniBridge);
+    if (created_bridge_ &&
+        Run({"ip", "link", "add", kCniBridge, "type", "bridge"}, absl::Seconds(10)) != 0) {
+      return absl::InternalError("create bridge " + std::string(kCniBridge) + ": " + last_output());
+    }
+    (void)Run({"ip", "addr", "replace", absl::StrCat(kCniGateway, "/24"), "dev", kCniBridge},
+              absl::Seconds(10));
+    if (Run({"ip", "link", "set", kCniBridge, "up"}, absl::Seconds(10)) != 0) {
+      return absl::InternalError("bring up bridge " + std::string(kCniBridge) + ": " +
+                                 last_output());
+    }
+    registry_address = kCniGateway;
+  }
+  auto registry = testutil::StartLocalRegistry(dir_, registry_port_, registry_address);
+  if (!registry.ok()) return registry.status();
+  registry_.emplace(std::move(*registry));
+
+  // The workload image, and a pause image (the same busybox: CRI pulls and
+  // unpacks it on the host; the guest never runs it).
+  registry_host_ = absl::StrCat(registry_address, ":", registry_port_);
+  image_ = registry_host_ + "/busybox:e2e";
+  pause_ = registry_host_ + "/pause:e2e";
+  if (Run({options_.source_dir + "/scripts/make-busybox-image", dir_ + "/oci", "e2e"}) != 0) {
+    return absl::InternalError("scripts/make-busybox-image failed: " + last_output());
+  }
+  for (const std::string& ref : {image_, pause_}) {
+    int rc = -1;
+    for (int i = 0; i < 50 && rc != 0; ++i) {
+      rc = Run({"skopeo", "copy", "--dest-tls-verify=false", "oci:" + dir_ + "/oci:e2e",
+                "docker://" + ref});
+      if (rc != 0) absl::SleepFor(absl::Milliseconds(200));
+    }
+    if (rc != 0) {
+      return absl::InternalError(absl::StrCat("skopeo copy to ", ref, " (registry log in ", dir_,
+                                              "/registry.log): ", last_output()));
+    }
+  }
+
+  if (absl::Status s = WriteConfigs(); !s.ok()) return s;
+
+  const std::string shim_dir = options_.build_dir + "/shim";
+  SpawnOptions co;
+  co.stdout_path = co.stderr_path = dir_ + "/containerd.log";
+  co.env = {absl::StrCat("PATH=", shim_dir, ":", std::getenv("PATH"))};
+  co.cwd = shim_dir;  // containerd looks in its working directory first (FACTS §A1)
+  auto containerd = Subprocess::Spawn({"containerd", "--config", dir_ + "/containerd.toml"}, co);
+  if (!containerd.ok()) return containerd.status();
+  containerd_.emplace(std::move(*containerd));
+  for (int i = 0; i < 100 && !Exists(dir_ + "/c.sock"); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  if (!Exists(dir_ + "/c.sock")) {
+    return absl::DeadlineExceededError("containerd did not create its socket in 10 s; log:\n" +
+                                       ContainerdLogTail());
+  }
+
+  auto client = Client::Create({.endpoint = dir_ + "/c.sock", .timeout = absl::Minutes(4)});
+  if (!client.ok()) return client.status();
+  client_ = std::move(*client);
+  // The CRI plugin answers once it has initialised.
+  absl::Status version;
+  for (int i = 0; i < 100; ++i) {
+    version = client_->Version().status();
+    if (version.ok()) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  if (!version.ok()) {
+    return absl::Status(version.code(), absl::StrCat(version.message(), "\n", ContainerdLogTail()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CriEnv::WriteConfigs() {
+  const std::string kernel = options_.build_dir + "/guest-image/vmlinuz";
+  const std::string initrd = options_.build_dir + "/guest-image/initrd.img";
+  // One Cloak config per handler: dev boots here; snp and tdx are configured
+  // the same way (their own TEE type) and cannot boot on this machine.
+  for (const char* tee : {"none", "snp", "tdx"}) {
+    const std::string name = std::string(tee) == "none" ? "dev" : tee;
+    std::ofstream(absl::StrCat(dir_, "/cloak-", name, ".toml"))
+        << "[runtime]\nstate_dir = \"" << dir_ << "/run\"\nlog_level = \"debug\"\n"
+        << "[hypervisor]\nkernel = \"" << kernel << "\"\ninitrd = \"" << initrd << "\"\n"
+        << "memory_mib = " << options_.memory_mib << "\n"
+        << "[tee]\ntype = \"" << tee << "\"\n"
+        << "[agent]\nboot_timeout = \"120s\"\n"
+        // Under CRI the VM boots for the sandbox, before any container's
+        // image is known: the plain-HTTP registry is listed here (the shim
+        // rewrites 127.0.0.1 to 10.0.2.2 for the guest).
+        << "[image]\ninsecure_registries = [\"" << registry_host_ << "\"]\n";
+  }
+
+  std::string cni_bin = dir_ + "/cni/bin", cni_conf = dir_ + "/cni/conf";
+  std::filesystem::create_directories(cni_conf);
+  if (options_.cni) {
+    cni_bin = kCniPluginDir;
+    auto conflist = ConflistWithDataDir(options_.source_dir + "/" + kConflist, dir_ + "/cni/ipam");
+    if (!conflist.ok()) return conflist.status();
+    std::ofstream(cni_conf + "/10-cloak-bridge.conflist") << *conflist;
+  }
+
+  const std::string cri = "[plugins.\"io.containerd.grpc.v1.cri\"";
+  std::ofstream toml(dir_ + "/containerd.toml");
+  toml << "version = 2\nroot = \"" << dir_ << "/root\"\nstate = \"" << dir_ << "/state\"\n"
+       << "[grpc]\n  address = \"" << dir_ << "/c.sock\"\n"
+       << "[ttrpc]\n  address = \"" << dir_ << "/c.sock.ttrpc\"\n"
+       << "[debug]\n  level = \"debug\"\n"
+       << cri << "]\n"
+       << "  sandbox_image = \"" << pause_ << "\"\n"
+       << "  stream_server_address = \"127.0.0.1\"\n"
+       << "  stream_server_port = \"" << stream_port_ << "\"\n"
+       // Pod netns mounts under <dir>/state, where teardown finds them.
+       << "  netns_mounts_under_state_dir = true\n"
+       << cri << ".cni]\n  bin_dir = \"" << cni_bin << "\"\n  conf_dir = \"" << cni_conf
+       << "\"\n  max_conf_num = 1\n"
+       << cri << ".containerd]\n  default_runtime_name = \"cloak-dev\"\n";
+  for (const char* handler : {"dev", "snp", "tdx"}) {
+    toml << cri << ".containerd.runtimes.cloak-" << handler << "]\n"
+         << "  runtime_type = \"io.containerd.cloak.v2\"\n"
+         << "  pod_annotations = [\"io.cloak.*\"]\n"
+         << cri << ".containerd.runtimes.cloak-" << handler << ".options]\n"
+         << "  ConfigPath = \"" << dir_ << "/cloak-" << handler << ".toml\"\n";
+  }
+  toml << cri << ".registry.mirrors.\"" << registry_host_ << "\"]\n"
+       << "  endpoint = [\"http://" << registry_host_ << "\"]\n";
+  if (!toml.good()) return absl::InternalError("cannot write " + dir_ + "/containerd.toml");
+  return absl::OkStatus();
+}
+
+void CriEnv::TearDown() {
+  // Best effort through CRI first, so containerd unmounts what it mounted
+  // and CNI releases the pods' addresses.
+  if (client_) {
+    for (const std::string& pod : pods_) {
+      (void)client_->StopPodSandbox(pod);
+      (void)client_->RemovePodSandbox(pod);
+    }
+  }
+  pods_.clear();
+  client_.reset();
+  containerd_.reset();  // SIGTERM, then SIGKILL
+  // Shims and VMs containerd started: found by our unique paths.
+  for (pid_t pid : PidsMentioning(dir_)) ::kill(pid, SIGKILL);
+  for (int i = 0; i < 20 && !PidsMentioning(dir_).empty(); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  registry_.reset();
+  // Mounts under our root and state (snapshots, sandbox shm, pod netns).
+  std::vector<std::string> ours;
+  for (absl::string_view line : absl::StrSplit(Slurp("/proc/self/mounts"), '\n')) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    if (f.size() > 1 && absl::StartsWith(f[1], dir_)) ours.push_back(f[1]);
+  }
+  for (auto it = ours.rbegin(); it != ours.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
+  if (created_bridge_ && LinkExists(kCniBridge)) {
+    (void)Run({"ip", "link", "delete", kCniBridge}, absl::Seconds(10));
+  }
+}
+
+v1::PodSandboxConfig CriEnv::PodConfig(const std::string& name) const {
+  v1::PodSandboxConfig pod;
+  pod.mutable_metadata()->set_name(name);
+  pod.mutable_metadata()->set_namespace_("default");
+  pod.mutable_metadata()->set_uid(name + "-uid");
+  pod.set_log_directory(dir_ + "/logs/" + name);
+  pod.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
+      options_.cni ? v1::POD : v1::NODE);
+  return pod;
+}
+
+absl::StatusOr<std::string> CriEnv::RunPod(const v1::PodSandboxConfig& config,
+                                           const std::string& handler) {
+  auto id = client_->RunPodSandbox(config, handler);
+  if (id.ok()) TrackPod(*id);
+  return id;
+}
+
+void CriEnv::TrackPod(const std::string& pod_id) { pods_.push_back(pod_id); }
+
+void CriEnv::ForgetPod(const std::string& pod_id) { std::erase(pods_, pod_id); }
+
+std::vector<pid_t> CriEnv::QemuPidsMentioning(const std::string& needle) const {
+  std::vector<pid_t> out;
+  for (pid_t pid : PidsMentioning(dir_)) {
+    std::vector<std::string> argv = Cmdline(pid);
+    if (argv.empty() || !absl::StrContains(argv[0], "qemu-system")) continue;
+    for (const std::string& arg : argv) {
+      if (absl::StrContains(arg, needle)) {
+        out.push_back(pid);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<pid_t> CriEnv::QemuPids() const { return QemuPidsMentioning(dir_); }
+
+std::vector<pid_t> CriEnv::ShimPids() const {
+  std::vector<pid_t> out;
+  for (pid_t pid : PidsMentioning(dir_)) {
+    std::vector<std::string> argv = Cmdline(pid);
+    if (!argv.empty() && absl::StrContains(argv[0], "containerd-shim-cloak-v2")) {
+      out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+int CriEnv::Run(const std::vector<std::string>& argv, absl::Duration timeout) {
+  SpawnOptions o;
+  o.stdout_path = o.stderr_path = dir_ + "/run.out";
+  std::filesystem::remove(dir_ + "/run.out");
+  auto p = Subprocess::Spawn(argv, o);
+  if (!p.ok()) return -1;
+  auto exit = p->Wait(timeout);
+  if (!exit.ok()) {
+    p->Stop(absl::Seconds(1));
+    return -1;
+  }
+  return exit->exit_code;
+}
+
+std::string CriEnv::last_output() const { return Slurp(dir_ + "/run.out"); }
+
+std::string CriEnv::ContainerdLogTail(size_t bytes) const {
+  std::string log = Slurp(dir_ + "/containerd.log");
+  return log.substr(log.size() > bytes ? log.size() - bytes : 0);
+}
+
+}  // namespace cloak::cri

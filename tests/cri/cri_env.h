@@ -1,0 +1,121 @@
+// CriEnv: the world a CRI e2e test runs in, started once per test and torn
+// down by pid even when the test fails.
+//
+//   - a private containerd 1.6 (its own root, state and sockets under a temp
+//     dir) with its CRI plugin on, the runtime handlers cloak-dev, cloak-snp
+//     and cloak-tdx (each with its own ConfigPath; snp/tdx cannot boot here),
+//     and its streaming server (Exec, Attach) on 127.0.0.1 and a free port;
+//   - a private docker-registry on 127.0.0.1 (with CNI: on the bridge's
+//     gateway address) with a busybox image and a pause image made from it
+//     by scripts/make-busybox-image;
+//   - optionally CNI: Debian's plugins in /usr/lib/cni and the one network of
+//     e2e/local/cni/10-cloak-bridge.conflist (bridge cloak-cni0, host-local
+//     IPAM whose leases live under this run's dir).
+//
+// Teardown: every pod the test ran (TrackPod) is stopped and removed through
+// CRI, then containerd is stopped, shims and QEMUs started under this run's
+// dir are killed by pid, the registry is stopped, mounts and netns mounts
+// under the dir are unmounted, and a CNI bridge this run created is deleted.
+#ifndef CLOAK_TESTS_CRI_CRI_ENV_H_
+#define CLOAK_TESTS_CRI_CRI_ENV_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "cli/cri/client.h"
+#include "common/process.h"
+#include "common/temp_dir.h"
+#include "k8s/cri/v1/api.pb.h"
+
+namespace cloak::cri {
+
+struct CriEnvOptions {
+  // This build's directory (guest image, shim) and the source tree (scripts,
+  // the CNI conflist).
+  std::string build_dir;
+  std::string source_dir;
+  // Wire containerd's CRI to CNI (the bridge network of e2e/local/cni).
+  bool cni = false;
+  // Guest memory of each pod's VM.
+  int memory_mib = 512;
+};
+
+// The CNI bridge of e2e/local/cni/10-cloak-bridge.conflist.
+inline constexpr char kCniBridge[] = "cloak-cni0";
+// Its gateway: the host's address on the bridge. With CNI the registry
+// listens here, so the host (containerd) and the pods' guests pull with the
+// same reference over the pod network.
+inline constexpr char kCniGateway[] = "10.88.77.1";
+inline constexpr char kCniPluginDir[] = "/usr/lib/cni";
+
+class CriEnv {
+ public:
+  // Why this environment cannot run here ("" when it can): not root, a tool
+  // or the guest image missing. Tests GTEST_SKIP() with it.
+  static std::string MissingPrerequisite(const CriEnvOptions& options);
+
+  static absl::StatusOr<std::unique_ptr<CriEnv>> Start(const CriEnvOptions& options);
+  ~CriEnv();
+  CriEnv(const CriEnv&) = delete;
+  CriEnv& operator=(const CriEnv&) = delete;
+
+  Client& client() { return *client_; }
+  // The run's directory; every path of the run is under it.
+  const std::string& dir() const { return dir_; }
+  // containerd's socket as "unix:///…" (for cloak-cri -r).
+  std::string endpoint() const { return "unix://" + dir_ + "/c.sock"; }
+  const std::string& registry_host() const { return registry_host_; }
+  const std::string& image() const { return image_; }
+  const std::string& pause_image() const { return pause_; }
+  int stream_port() const { return stream_port_; }
+
+  // A pod config: host network without CNI, the pod network with it; its log
+  // directory is <dir>/logs/<name>.
+  runtime::v1::PodSandboxConfig PodConfig(const std::string& name) const;
+  // RunPodSandbox with `handler`, remembered for teardown.
+  absl::StatusOr<std::string> RunPod(const runtime::v1::PodSandboxConfig& config,
+                                     const std::string& handler = "cloak-dev");
+  // Remembers a pod for teardown / forgets one the test removed itself.
+  void TrackPod(const std::string& pod_id);
+  void ForgetPod(const std::string& pod_id);
+
+  // QEMU processes and shims of this run (their command lines name dir()).
+  std::vector<pid_t> QemuPids() const;
+  std::vector<pid_t> ShimPids() const;
+  // QEMU processes whose command line also mentions `needle` (a sandbox id).
+  std::vector<pid_t> QemuPidsMentioning(const std::string& needle) const;
+
+  // Runs argv to completion, its output in <dir>/run.out (see last_output());
+  // its exit code, -1 if it could not run or timed out.
+  int Run(const std::vector<std::string>& argv, absl::Duration timeout = absl::Seconds(120));
+  std::string last_output() const;
+
+  // The tail of containerd's log, for a failed test's output.
+  std::string ContainerdLogTail(size_t bytes = 30000) const;
+
+ private:
+  explicit CriEnv(CriEnvOptions options, TempDir dir);
+  absl::Status StartAll();
+  absl::Status WriteConfigs();
+  void TearDown();
+
+  CriEnvOptions options_;
+  std::optional<TempDir> temp_;
+  std::string dir_, registry_host_, image_, pause_;
+  int registry_port_ = 0, stream_port_ = 0;
+  bool created_bridge_ = false;
+  std::optional<Subprocess> registry_;
+  std::optional<Subprocess> containerd_;
+  std::unique_ptr<Client> client_;
+  std::vector<std::string> pods_;
+};
+
+}  // namespace cloak::cri
+
+#endif  // CLOAK_TESTS_CRI_CRI_ENV_H_
