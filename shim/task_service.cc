@@ -288,6 +288,10 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
     return absl::UnimplementedError("restoring from a checkpoint is not supported by cloak");
   }
   ASSIGN_OR_RETURN(PodInfo pod, ReadPodInfo(req.bundle(), req.id()));
+  // cloak-snapshotter's rootfs for an image only the guest has names it; the
+  // annotations (CRI's image name, io.cloak.image) still come first.
+  const std::string rootfs_image = GuestPullImageFromRootfs(req.rootfs());
+  if (pod.image.empty()) pod.image = rootfs_image;
   const bool cri_sandbox = [&] {
     auto it = pod.annotations.find(std::string(kCriContainerType));
     return it != pod.annotations.end() && it->second == "sandbox";
@@ -373,6 +377,10 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
   create.set_image(image.reference);
   *create.mutable_stdio() = AgentStdio(req.terminal(), req.stdin(), req.stdout(), req.stderr());
   create.set_sandbox_container(cri_sandbox);
+  if (!rootfs_image.empty()) {
+    Log()->info("container={} rootfs holds no host layers (cloak-snapshotter: guest pull of {})",
+                req.id(), rootfs_image);
+  }
   if (image.reference != pod.image) {
     Log()->info("container={} image {} is on the host's loopback: the guest pulls {}", req.id(),
                 pod.image, image.reference);

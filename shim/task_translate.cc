@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/guest_pull_mount.h"
 #include "nlohmann/json.hpp"
 #include "shim/proto/cgroups_metrics.pb.h"
 #include "shim/proto/runtime_options.pb.h"
@@ -146,6 +147,18 @@ GuestImage GuestImageReference(absl::string_view reference) {
   out.reference = absl::StrCat(guest_host, rest);
   out.guest_loopback_registry = guest_host;
   return out;
+}
+
+std::string GuestPullImageFromRootfs(
+    const google::protobuf::RepeatedPtrField<::containerd::types::Mount>& rootfs) {
+  for (const ::containerd::types::Mount& m : rootfs) {
+    for (const std::string& option : m.options()) {
+      if (absl::StartsWith(option, kGuestPullImageOption)) {
+        return option.substr(kGuestPullImageOption.size());
+      }
+    }
+  }
+  return "";
 }
 
 }  // namespace cloak::shim

@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "cloak/agent/v1/agent.pb.h"
+#include "containerd/types/mount.pb.h"
 #include "containerd/types/task_types.pb.h"
 #include "google/protobuf/any.pb.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -71,6 +72,14 @@ struct GuestImage {
   std::string guest_loopback_registry;  // empty unless rewritten
 };
 GuestImage GuestImageReference(absl::string_view reference);
+
+// The image named by cloak-snapshotter's guest-pull rootfs (a mount with
+// the option "cloak.image=<ref>", common/guest_pull_mount.h): such a rootfs
+// is an empty directory, the image exists only for the guest to pull. ""
+// when the rootfs is ordinary host layers (or absent). Cloak never mounts
+// the rootfs either way.
+std::string GuestPullImageFromRootfs(
+    const google::protobuf::RepeatedPtrField<::containerd::types::Mount>& rootfs);
 
 // Where the guest reaches the host's loopback through QEMU user networking.
 inline constexpr absl::string_view kHostLoopbackFromGuest = "10.0.2.2";

@@ -17,7 +17,6 @@
 #include <string>
 #include <vector>
 
-#include <openssl/sha.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -33,6 +32,7 @@
 #include "shim/bundle.h"
 #include "shim/shim_process.h"
 #include "tests/util/host.h"
+#include "tests/util/kbs.h"
 #include "tests/util/registry.h"
 
 #ifndef CLOAK_BUILD_DIR
@@ -559,27 +559,13 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // The image carries a secret marker. Its plaintext exists on the host
   // only until it is encrypted; afterwards the test searches for it.
-  std::string marker = "cloak-secret-marker-";
-  {
-    std::ifstream urandom("/dev/urandom", std::ios::binary);
-    char raw[16];
-    urandom.read(raw, sizeof(raw));
-    marker += absl::BytesToHexString(absl::string_view(raw, sizeof(raw)));
-  }
+  const std::string marker = testutil::RandomMarker("cloak-secret-marker-");
   std::ofstream(d_ + "/marker.txt") << marker << "\n";
   r = Run({kSource + "/scripts/make-busybox-image", d_ + "/oci-secret", "e2e", d_ + "/marker.txt"},
           absl::Seconds(60));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  // Files under `dirs` holding the marker, plain or gzip-compressed (a
-  // leaked layer blob or an unpacked rootfs).
   auto files_with_marker = [&](const std::vector<std::string>& dirs) {
-    std::vector<std::string> argv = {
-        "env", "MARKER=" + marker, "sh", "-c",
-        "find \"$@\" -type f -size -64M 2>/dev/null | while read -r f; do "
-        "zcat -f \"$f\" 2>/dev/null | grep -qF \"$MARKER\" && echo \"$f\"; done; true",
-        "find-marker"};
-    argv.insert(argv.end(), dirs.begin(), dirs.end());
-    return Run(argv, absl::Seconds(300)).output;
+    return testutil::FilesHoldingMarker(marker, dirs);
   };
   // The search finds the plaintext image where it is.
   ASSERT_THAT(files_with_marker({d_ + "/oci-secret"}), HasSubstr("/blobs/sha256/"));
@@ -608,32 +594,18 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   };
   // A TEST chain for the simulated SNP security processor, which this dev
   // KBS (and only it) trusts.
-  std::vector<std::string> kbs_args = {kbs, "serve", "--state-dir", kbs_state, "--listen",
-                                       "127.0.0.1:0", "--insecure-http", "--port-file",
-                                       d_ + "/kbs.port"};
+  std::vector<std::string> kbs_args;
 #ifdef CLOAK_SIMSP_BINARY
   r = Run({CLOAK_SIMSP_BINARY, "init-chain", "--dir", d_ + "/chain", "--rsa-bits", "2048"},
           absl::Seconds(120));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  kbs_args.insert(kbs_args.end(), {"--snp-certs-dir", d_ + "/chain"});
+  kbs_args = {"--snp-certs-dir", d_ + "/chain"};
 #endif
-  SpawnOptions ko;
-  ko.stdout_path = ko.stderr_path = d_ + "/kbs.log";
-  auto kbs_proc = Subprocess::Spawn(kbs_args, ko);
+  auto kbs_proc = testutil::StartDevKbs(kbs, kbs_state, d_, kbs_args);
   ASSERT_TRUE(kbs_proc.ok()) << kbs_proc.status();
-  for (int i = 0; i < 100 && Slurp(d_ + "/kbs.port").empty(); ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  const std::string kbs_port(absl::StripAsciiWhitespace(Slurp(d_ + "/kbs.port")));
-  ASSERT_FALSE(kbs_port.empty()) << Slurp(d_ + "/kbs.log");
-
-  const std::string initdata = absl::StrCat(
-      "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\nkbs_url = \"http://10.0.2.2:",
-      kbs_port, "\"\nimage_keys = [\"default/image-key/e2e\"]\n");
-  unsigned char md[SHA384_DIGEST_LENGTH];
-  SHA384(reinterpret_cast<const unsigned char*>(initdata.data()), initdata.size(), md);
-  const std::string digest_hex =
-      absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), sizeof(md)));
+  const testutil::DevInitData dev = testutil::DevInitDataFor(kbs_proc->port, "default/image-key/e2e");
+  const std::string& initdata = dev.document;
+  const std::string& digest_hex = dev.sha384_hex;
   const std::string initdata_annotation =
       "io.cloak.initdata=" + absl::Base64Escape(initdata);
 

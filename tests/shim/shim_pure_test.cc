@@ -396,5 +396,25 @@ TEST(InitDataTest, RefusesBadValuesNamingTheAnnotation) {
   }
 }
 
+// cloak-snapshotter's rootfs for a guest-pulled image names the image;
+// overlay and plain bind rootfs name none.
+TEST(TranslateTest, GuestPullImageFromRootfs) {
+  google::protobuf::RepeatedPtrField<::containerd::types::Mount> rootfs;
+  EXPECT_EQ(GuestPullImageFromRootfs(rootfs), "");
+  auto* overlay = rootfs.Add();
+  overlay->set_type("overlay");
+  overlay->add_options("lowerdir=/a:/b");
+  overlay->add_options("upperdir=/c");
+  EXPECT_EQ(GuestPullImageFromRootfs(rootfs), "");
+  rootfs.Clear();
+  auto* bind = rootfs.Add();
+  bind->set_type("bind");
+  bind->set_source("/var/lib/cloak-snapshotter/snapshots/7/fs");
+  bind->add_options("rbind");
+  bind->add_options("rw");
+  bind->add_options("cloak.image=127.0.0.1:5000/app@sha256:0123");
+  EXPECT_EQ(GuestPullImageFromRootfs(rootfs), "127.0.0.1:5000/app@sha256:0123");
+}
+
 }  // namespace
 }  // namespace cloak::shim

@@ -16,10 +16,12 @@
 #include <fstream>
 #include <iterator>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/process.h"
+#include "common/temp_dir.h"
 
 namespace cloak::testutil {
 namespace {
@@ -159,6 +161,50 @@ int Shell(const std::string& command, std::string* output) {
   const int status = ::pclose(p);
   if (output != nullptr) *output = std::move(out);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout) {
+  CommandResult r;
+  absl::StatusOr<TempDir> dir = TempDir::Create("cloak-run-");
+  if (!dir.ok()) {
+    r.output = dir.status().ToString();
+    return r;
+  }
+  SpawnOptions o;
+  o.stdout_path = o.stderr_path = dir->Join("out");
+  const absl::Time start = absl::Now();
+  absl::StatusOr<Subprocess> p = Subprocess::Spawn(argv, o);
+  if (!p.ok()) {
+    r.output = p.status().ToString();
+    return r;
+  }
+  absl::StatusOr<ExitInfo> exit = p->Wait(timeout);
+  if (exit.ok()) {
+    r.exit_code = exit->exit_code;
+  } else {
+    p->Stop(absl::Seconds(1));
+  }
+  r.took = absl::Now() - start;
+  r.output = Slurp(dir->Join("out"));
+  if (!exit.ok()) r.output += "\n(" + exit.status().ToString() + ")";
+  return r;
+}
+
+std::string RandomMarker(const std::string& prefix) {
+  std::ifstream urandom("/dev/urandom", std::ios::binary);
+  char raw[16] = {};
+  urandom.read(raw, sizeof(raw));
+  return prefix + absl::BytesToHexString(std::string(raw, sizeof(raw)));
+}
+
+std::string FilesHoldingMarker(const std::string& marker, const std::vector<std::string>& dirs) {
+  std::vector<std::string> argv = {
+      "env", "MARKER=" + marker, "sh", "-c",
+      "find \"$@\" -type f -size -64M 2>/dev/null | while read -r f; do "
+      "zcat -f \"$f\" 2>/dev/null | grep -qF \"$MARKER\" && echo \"$f\"; done; true",
+      "find-marker"};
+  argv.insert(argv.end(), dirs.begin(), dirs.end());
+  return RunCommand(argv, absl::Seconds(300)).output;
 }
 
 }  // namespace cloak::testutil

@@ -39,6 +39,22 @@ long PssKib(const std::vector<pid_t>& pids);
 // its stdout and stderr together in `output` when given.
 int Shell(const std::string& command, std::string* output = nullptr);
 
+struct CommandResult {
+  int exit_code = -1;  // -1: could not start, or still running at the deadline (then killed)
+  std::string output;  // stdout and stderr together
+  absl::Duration took;
+};
+// Runs argv (looked up in PATH) to completion or `timeout`.
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         absl::Duration timeout = absl::Seconds(120));
+
+// "<prefix><32 random hex digits>", a string no file holds by chance.
+std::string RandomMarker(const std::string& prefix);
+// Regular files below `dirs` (under 64 MiB) whose bytes, plain or
+// gunzipped, hold `marker`: one path per line, "" for none. Finds a leaked
+// layer blob as well as an unpacked file.
+std::string FilesHoldingMarker(const std::string& marker, const std::vector<std::string>& dirs);
+
 }  // namespace cloak::testutil
 
 #endif  // CLOAK_TESTS_UTIL_HOST_H_
