@@ -60,17 +60,22 @@ int BridgePortCount(const char* name) {
   return n;
 }
 
-// The conflist of the repo with host-local's leases moved under `ipam_dir`.
-absl::StatusOr<std::string> ConflistWithDataDir(const std::string& path,
-                                                const std::string& ipam_dir) {
+// The conflist of the repo for one run: its bridge, its subnet, and
+// host-local's leases under `ipam_dir`.
+absl::StatusOr<std::string> ConflistForRun(const std::string& path, const std::string& ipam_dir,
+                                           const std::string& bridge, const std::string& prefix) {
   nlohmann::json conf = nlohmann::json::parse(Slurp(path), nullptr, /*allow_exceptions=*/false);
   if (conf.is_discarded() || !conf.contains("plugins") || !conf["plugins"].is_array()) {
     return absl::FailedPreconditionError(
         absl::StrCat("CNI conflist ", path, " is not a JSON conflist with a plugins array"));
   }
   for (auto& plugin : conf["plugins"]) {
+    if (!plugin.is_object()) continue;
+    if (plugin.value("type", "") == "bridge") plugin["bridge"] = bridge;
     if (plugin.contains("ipam") && plugin["ipam"].value("type", "") == "host-local") {
       plugin["ipam"]["dataDir"] = ipam_dir;
+      plugin["ipam"]["ranges"] = nlohmann::json::array(
+          {nlohmann::json::array({{{"subnet", prefix + "0/24"}, {"gateway", prefix + "1"}}})});
     }
   }
   return conf.dump(2);
@@ -135,18 +140,29 @@ absl::Status CriEnv::StartAll() {
     // The bridge the CNI plugin would make, made first so the registry can
     // listen on its gateway address: the pods' guests pull over the pod
     // network like any pod reaching a cluster registry.
-    created_bridge_ = !LinkExists(kCniBridge);
+    // A /24 no address or route of this machine is in yet.
+    std::string routes;
+    testutil::Shell("ip -4 -o route show; ip -4 -o addr show", &routes);
+    for (int i = 0, n = static_cast<int>(::getpid() % 250); i < 250; ++i, n = (n + 1) % 250) {
+      const std::string prefix = absl::StrCat("10.89.", n + 1, ".");
+      if (!absl::StrContains(routes, prefix)) {
+        cni_prefix_ = prefix;
+        cni_bridge_ = absl::StrCat("ckcni", n + 1);
+        break;
+      }
+    }
+    if (cni_prefix_.empty()) return absl::ResourceExhaustedError("no free /24 in 10.89.0.0/16");
+    created_bridge_ = !LinkExists(cni_bridge_.c_str());
     if (created_bridge_ &&
-        Run({"ip", "link", "add", kCniBridge, "type", "bridge"}, absl::Seconds(10)) != 0) {
-      return absl::InternalError("create bridge " + std::string(kCniBridge) + ": " + last_output());
+        Run({"ip", "link", "add", cni_bridge_, "type", "bridge"}, absl::Seconds(10)) != 0) {
+      return absl::InternalError("create bridge " + cni_bridge_ + ": " + last_output());
     }
-    (void)Run({"ip", "addr", "replace", absl::StrCat(kCniGateway, "/24"), "dev", kCniBridge},
+    (void)Run({"ip", "addr", "replace", cni_gateway() + "/24", "dev", cni_bridge_},
               absl::Seconds(10));
-    if (Run({"ip", "link", "set", kCniBridge, "up"}, absl::Seconds(10)) != 0) {
-      return absl::InternalError("bring up bridge " + std::string(kCniBridge) + ": " +
-                                 last_output());
+    if (Run({"ip", "link", "set", cni_bridge_, "up"}, absl::Seconds(10)) != 0) {
+      return absl::InternalError("bring up bridge " + cni_bridge_ + ": " + last_output());
     }
-    registry_address = kCniGateway;
+    registry_address = cni_gateway();
   }
   auto registry = testutil::StartLocalRegistry(dir_, registry_port_, registry_address);
   if (!registry.ok()) return registry.status();
@@ -237,7 +253,8 @@ absl::Status CriEnv::WriteConfigs() {
   std::filesystem::create_directories(cni_conf);
   if (options_.cni) {
     cni_bin = kCniPluginDir;
-    auto conflist = ConflistWithDataDir(options_.source_dir + "/" + kConflist, dir_ + "/cni/ipam");
+    auto conflist = ConflistForRun(options_.source_dir + "/" + kConflist, dir_ + "/cni/ipam",
+                                   cni_bridge_, cni_prefix_);
     if (!conflist.ok()) return conflist.status();
     std::ofstream(cni_conf + "/10-cloak-bridge.conflist") << *conflist;
   }
@@ -292,8 +309,9 @@ void CriEnv::TearDown() {
   testutil::UnmountUnder(dir_);
   // Only a bridge this run made, and only once no pod of another run on this
   // machine is plugged into it.
-  if (created_bridge_ && LinkExists(kCniBridge) && BridgePortCount(kCniBridge) == 0) {
-    (void)Run({"ip", "link", "delete", kCniBridge}, absl::Seconds(10));
+  if (created_bridge_ && LinkExists(cni_bridge_.c_str()) &&
+      BridgePortCount(cni_bridge_.c_str()) == 0) {
+    (void)Run({"ip", "link", "delete", cni_bridge_}, absl::Seconds(10));
   }
 }
 

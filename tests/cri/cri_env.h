@@ -9,7 +9,8 @@
 //     gateway address) with a busybox image and a pause image made from it
 //     by scripts/make-busybox-image;
 //   - optionally CNI: Debian's plugins in /usr/lib/cni and the one network of
-//     e2e/local/cni/10-cloak-bridge.conflist (bridge cloak-cni0, host-local
+//     e2e/local/cni/10-cloak-bridge.conflist, given this run's own bridge and
+//     subnet (see cni_bridge()) (host-local
 //     IPAM whose leases live under this run's dir).
 //
 // Teardown: every pod the test ran (TrackPod) is stopped and removed through
@@ -65,12 +66,6 @@ struct CriEnvOptions {
   std::string shim_dir = "";
 };
 
-// The CNI bridge of e2e/local/cni/10-cloak-bridge.conflist.
-inline constexpr char kCniBridge[] = "cloak-cni0";
-// Its gateway: the host's address on the bridge. With CNI the registry
-// listens here, so the host (containerd) and the pods' guests pull with the
-// same reference over the pod network.
-inline constexpr char kCniGateway[] = "10.88.77.1";
 inline constexpr char kCniPluginDir[] = "/usr/lib/cni";
 
 // This build's cloak-cri binary.
@@ -96,6 +91,13 @@ class CriEnv {
   const std::string& image() const { return image_; }
   const std::string& pause_image() const { return pause_; }
   int stream_port() const { return stream_port_; }
+  // With CNI: the run's bridge, its pod addresses' prefix ("10.89.N.") and
+  // its gateway (the host's address on the bridge, "10.89.N.1"). The
+  // registry listens on the gateway, so containerd on the host and the
+  // pods' guests pull with the same reference over the pod network.
+  const std::string& cni_bridge() const { return cni_bridge_; }
+  const std::string& cni_prefix() const { return cni_prefix_; }
+  std::string cni_gateway() const { return cni_prefix_ + "1"; }
 
   // A pod config: host network without CNI, the pod network with it; its log
   // directory is <dir>/logs/<name>.
@@ -131,6 +133,10 @@ class CriEnv {
   std::optional<TempDir> temp_;
   std::string dir_, registry_host_, image_, pause_;
   int registry_port_ = 0, stream_port_ = 0;
+  // With CNI: this run's own bridge and /24 (10.89.N.0/24, N free on this
+  // machine when the run starts), so runs at the same time never share a
+  // bridge or hand out the same pod address.
+  std::string cni_bridge_, cni_prefix_;
   bool created_bridge_ = false;
   std::optional<Subprocess> registry_;
   std::optional<Subprocess> containerd_;

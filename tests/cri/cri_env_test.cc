@@ -1,6 +1,6 @@
-// CriEnv itself: with CNI on, a pod gets its address from the bridge network
-// of e2e/local/cni (10.88.77.0/24) and teardown leaves no lease, bridge or
-// netns mount behind. Root only; skips, saying why, when a prerequisite is
+// CriEnv itself: with CNI on, a pod gets its address from the run's own
+// bridge network (e2e/local/cni's conflist with the run's bridge and /24)
+// and teardown leaves no lease, bridge or netns mount behind. Root only; skips, saying why, when a prerequisite is
 // missing.
 #include "tests/cri/cri_env.h"
 
@@ -23,28 +23,25 @@ TEST(CriEnvTest, CniPodGetsAnAddressOfTheBridgeNetworkAndTeardownReleasesIt) {
   if (std::string missing = CriEnv::MissingPrerequisite(options); !missing.empty()) {
     GTEST_SKIP() << missing;
   }
-  const bool bridge_before = ::if_nametoindex(kCniBridge) != 0;
-  std::string dir;
+  std::string dir, bridge;
   {
     auto env = CriEnv::Start(options);
     ASSERT_TRUE(env.ok()) << env.status();
     dir = (*env)->dir();
+    bridge = (*env)->cni_bridge();
     auto pod = (*env)->RunPod((*env)->PodConfig("cni"));
     ASSERT_TRUE(pod.ok()) << pod.status() << "\n" << (*env)->ContainerdLogTail();
     auto status = (*env)->client().PodSandboxStatus(*pod);
     ASSERT_TRUE(status.ok()) << status.status();
-    EXPECT_TRUE(absl::StartsWith(status->network().ip(), "10.88.77."))
+    EXPECT_TRUE(absl::StartsWith(status->network().ip(), (*env)->cni_prefix()))
         << "pod IP \"" << status->network().ip() << "\"";
-    EXPECT_NE(::if_nametoindex(kCniBridge), 0u) << "the bridge plugin made " << kCniBridge;
+    EXPECT_NE(::if_nametoindex(bridge.c_str()), 0u) << bridge;
     EXPECT_TRUE(std::filesystem::exists(dir + "/cni/ipam/cloak-bridge"))
         << "host-local keeps its leases under the run's dir";
   }
-  // Teardown: the run's dir is gone with its leases; the bridge too unless
-  // it was there before.
+  // Teardown: the run's dir is gone with its leases, and its bridge.
   EXPECT_FALSE(std::filesystem::exists(dir));
-  if (!bridge_before) {
-    EXPECT_EQ(::if_nametoindex(kCniBridge), 0u);
-  }
+  EXPECT_EQ(::if_nametoindex(bridge.c_str()), 0u) << bridge << " left";
   EXPECT_FALSE(absl::StrContains(testutil::Slurp("/proc/self/mounts"), dir));
 }
 

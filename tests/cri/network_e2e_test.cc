@@ -84,7 +84,7 @@ TEST_F(CriNetworkE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {
   auto sandbox = client_->PodSandboxStatus(*pod_id);
   ASSERT_TRUE(sandbox.ok()) << sandbox.status();
   const std::string ip = sandbox->network().ip();
-  ASSERT_TRUE(absl::StartsWith(ip, "10.88.77.")) << "pod IP \"" << ip << "\"";
+  ASSERT_TRUE(absl::StartsWith(ip, env_->cni_prefix())) << "pod IP \"" << ip << "\"";
   ASSERT_EQ(env_->QemuPids().size(), 1u);
   // The pod's shim socket, named as containerd names it (its address, the
   // k8s.io namespace, the sandbox id).
@@ -119,7 +119,7 @@ TEST_F(CriNetworkE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {
   // The guest holds the pod's address and route (netlink, from the pod's
   // namespace) and the pod's resolv.conf.
   EXPECT_THAT(Exec(*side, "ip -o addr show"), HasSubstr(ip + "/24"));
-  EXPECT_THAT(Exec(*side, "ip route"), HasSubstr("default via 10.88.77.1"));
+  EXPECT_THAT(Exec(*side, "ip route"), HasSubstr("default via " + env_->cni_gateway()));
   EXPECT_THAT(Exec(*side, "cat /etc/resolv.conf"), HasSubstr("nameserver"));
   // The pod reaches what the pod network reaches: the registry on the
   // bridge's gateway.
@@ -166,8 +166,8 @@ TEST_F(CriNetworkE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {
   EXPECT_THAT(mounts, Not(HasSubstr(*pod_id)));
   EXPECT_FALSE(std::filesystem::exists(netns)) << netns;
   std::string bridged;
-  Shell(absl::StrCat("ip -o link show master ", kCniBridge), &bridged);
-  EXPECT_EQ(bridged, "") << "veths left on " << kCniBridge;
+  Shell(absl::StrCat("ip -o link show master ", env_->cni_bridge()), &bridged);
+  EXPECT_EQ(bridged, "") << "veths left on " << env_->cni_bridge();
   std::string links;
   Shell("ip -o link show", &links);
   EXPECT_THAT(links, Not(HasSubstr("tap0_cloak")));
