@@ -245,17 +245,24 @@ class SnapshotterEnv : public ::testing::Test {
   // containerd's keys are its own names; the snapshotter's are containerd's
   // backend names "<ns>/<n>/<key>" or, for guest-pull layers,
   // "cloak/<n>/<chainID>": both end in the containerd key.
+  // containerd removes a snapshot from its own records at once and from the
+  // snapshotter in its garbage collection, which runs in the background
+  // shortly after: the two may differ for a moment, so this waits (up to
+  // 20 s) for them to agree before it compares.
   void ExpectStatesAgree() {
-    std::map<std::string, Row> ctr = CtrSnapshots();
-    std::multiset<std::string> ours;
     std::map<std::string, std::string> kinds = {{"1", "View"}, {"2", "Active"}, {"3", "Committed"}};
-    std::set<std::string> ctr_rows;
-    for (const auto& [key, row] : ctr) ctr_rows.insert(key + " " + row.kind);
-    std::set<std::string> our_rows;
-    for (const nlohmann::json& s : OwnState()) {
-      const std::string name = s["name"];
-      const std::string key = name.substr(name.find('/', name.find('/') + 1) + 1);
-      our_rows.insert(key + " " + kinds[std::to_string(s["kind"].get<int>())]);
+    std::set<std::string> ctr_rows, our_rows;
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      if (attempt > 0) absl::SleepFor(absl::Milliseconds(200));
+      ctr_rows.clear();
+      our_rows.clear();
+      for (const auto& [key, row] : CtrSnapshots()) ctr_rows.insert(key + " " + row.kind);
+      for (const nlohmann::json& s : OwnState()) {
+        const std::string name = s["name"];
+        const std::string key = name.substr(name.find('/', name.find('/') + 1) + 1);
+        our_rows.insert(key + " " + kinds[std::to_string(s["kind"].get<int>())]);
+      }
+      if (ctr_rows == our_rows) break;
     }
     EXPECT_EQ(ctr_rows, our_rows) << "ctr snapshots ls and " << d_ << "/snap-root/metadata.json";
   }
