@@ -76,6 +76,16 @@ inline constexpr char kCniPluginDir[] = "/usr/lib/cni";
 // This build's cloak-cri binary.
 std::string CloakCriBinary();
 
+// An image CriEnv::PushImage makes: the host's busybox in one layer
+// (scripts/make-busybox-image).
+struct ImageOptions {
+  // Copied into the image as /marker (empty: none).
+  std::string marker_file = "";
+  // An RSA public key (PEM) the layer is encrypted to with skopeo (`jwe:`);
+  // empty: not encrypted.
+  std::string encryption_pubkey = "";
+};
+
 class CriEnv {
  public:
   // Why this environment cannot run here ("" when it can): not root, a tool
@@ -92,10 +102,17 @@ class CriEnv {
   const std::string& dir() const { return dir_; }
   // containerd's socket as "unix:///…" (for cloak-cri -r).
   std::string endpoint() const { return "unix://" + dir_ + "/c.sock"; }
+  // containerd's socket path.
+  std::string socket() const { return dir_ + "/c.sock"; }
   const std::string& registry_host() const { return registry_host_; }
   const std::string& image() const { return image_; }
   const std::string& pause_image() const { return pause_; }
   int stream_port() const { return stream_port_; }
+
+  // Builds an image (see ImageOptions) and pushes it to this run's registry
+  // as `ref` (registry_host()/name:tag). The image's layout is removed once
+  // pushed, so its plaintext is left only where `options.marker_file` is.
+  absl::Status PushImage(const std::string& ref, const ImageOptions& options = {});
 
   // A pod config: host network without CNI, the pod network with it; its log
   // directory is <dir>/logs/<name>.
@@ -125,12 +142,17 @@ class CriEnv {
   explicit CriEnv(CriEnvOptions options, TempDir dir);
   absl::Status StartAll();
   absl::Status WriteConfigs();
+  // skopeo copy of `source` (a transport:reference) to docker://`ref`,
+  // retried while the registry comes up; `extra` goes before the names.
+  absl::Status Copy(const std::string& source, const std::string& ref,
+                    const std::vector<std::string>& extra = {});
   void TearDown();
 
   CriEnvOptions options_;
   std::optional<TempDir> temp_;
   std::string dir_, registry_host_, image_, pause_;
   int registry_port_ = 0, stream_port_ = 0;
+  int images_ = 0;
   bool created_bridge_ = false;
   std::optional<Subprocess> registry_;
   std::optional<Subprocess> containerd_;
