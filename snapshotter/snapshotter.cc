@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -158,6 +159,13 @@ absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Create(
   if (options.root.empty() || options.root[0] != '/') {
     return absl::InvalidArgumentError(
         absl::StrCat("root \"", options.root, "\" must be an absolute path"));
+  }
+  // Its parents as `mkdir -p` makes them (a root under a scratch tree, or a
+  // node without /var/lib yet); the root itself private.
+  std::error_code parents;
+  std::filesystem::create_directories(std::filesystem::path(options.root).parent_path(), parents);
+  if (parents) {
+    return ErrnoError(parents.value(), "create the parent directories of root ", options.root);
   }
   if (::mkdir(options.root.c_str(), 0700) != 0 && errno != EEXIST) {
     return ErrnoError(errno, "create root ", options.root);

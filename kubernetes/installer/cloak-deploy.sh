@@ -44,6 +44,7 @@
 #   --no-label             do not label the node
 #   --node NAME            node to label (default $NODE_NAME)
 #   --containerd-socket P  containerd's socket, to wait for after a restart
+#                          and for cloak-snapshotter to read images from
 #                          (/run/containerd/containerd.sock)
 #   --containerd-wait S    seconds to wait for it to answer (120)
 set -euo pipefail
@@ -147,6 +148,8 @@ tdx_firmware=${tdx_firmware:-$prefix/share/TDVF.fd}
 
 readonly backup_dir="$config_dir/backup"
 readonly unit=/etc/systemd/system/cloak-snapshotter.service
+readonly snapshotter_root=/var/lib/cloak-snapshotter
+readonly snapshotter_socket=/run/cloak-snapshotter/snapshotter.sock
 readonly bin_link_dir=/usr/local/bin
 
 # Runs a command among the host's programs: through nsenter into PID 1's
@@ -332,7 +335,14 @@ install_snapshotter() {
   if ! payload_has bin/cloak-snapshotter; then
     die "the payload has no bin/cloak-snapshotter: build it, or pass --no-snapshotter"
   fi
-  sed "s|@PREFIX@|$(named "$prefix")|g" "$payload/kubernetes/installer/cloak-snapshotter.service" |
+  # Its state and socket as the host names them (under a scratch root, its
+  # paths there); containerd's socket as given (the snapshotter reads image
+  # manifests from containerd's content store).
+  sed -e "s|@PREFIX@|$(named "$prefix")|g" \
+      -e "s|@ROOT@|$(named "$snapshotter_root")|g" \
+      -e "s|@ADDRESS@|$(named "$snapshotter_socket")|g" \
+      -e "s|@CONTAINERD_ADDRESS@|$containerd_socket|g" \
+      "$payload/kubernetes/installer/cloak-snapshotter.service" |
     put_text "$(on_host "$unit")" 0644
   if ((restart)); then
     host systemctl daemon-reload
@@ -371,7 +381,9 @@ configure_containerd() {
   local args=(containerd-config --config "$config_arg"
               --handlers "$handlers" --shim-config-dir "$(named "$config_dir")"
               --containerd-version "$containerd_version")
-  if ! ((snapshotter)); then
+  if ((snapshotter)); then
+    args+=(--snapshotter-address "$(named "$snapshotter_socket")")
+  else
     args+=(--no-snapshotter)
   fi
   backup_once "$containerd_config"
@@ -476,7 +488,7 @@ do_uninstall() {
     fi
   fi
   if ((purge)); then
-    rm -rf "$(on_host /var/lib/cloak-snapshotter)"
+    rm -rf "$(on_host "$snapshotter_root")"
   fi
   local c h
   c=$(on_host "$config_dir")

@@ -177,16 +177,7 @@ absl::Status CriEnv::StartAll() {
     return absl::InternalError("scripts/make-busybox-image failed: " + last_output());
   }
   for (const std::string& ref : {image_, pause_}) {
-    int rc = -1;
-    for (int i = 0; i < 50 && rc != 0; ++i) {
-      rc = Run({"skopeo", "copy", "--dest-tls-verify=false", "oci:" + dir_ + "/oci:e2e",
-                "docker://" + ref});
-      if (rc != 0) absl::SleepFor(absl::Milliseconds(200));
-    }
-    if (rc != 0) {
-      return absl::InternalError(absl::StrCat("skopeo copy to ", ref, " (registry log in ", dir_,
-                                              "/registry.log): ", last_output()));
-    }
+    if (absl::Status s = Copy("oci:" + dir_ + "/oci:e2e", ref); !s.ok()) return s;
   }
 
   if (absl::Status s = WriteConfigs(); !s.ok()) return s;
@@ -228,6 +219,40 @@ absl::Status CriEnv::StartAll() {
     return absl::Status(version.code(), absl::StrCat(version.message(), "\n", ContainerdLogTail()));
   }
   return absl::OkStatus();
+}
+
+absl::Status CriEnv::Copy(const std::string& source, const std::string& ref,
+                          const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {"skopeo", "copy", "--dest-tls-verify=false"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back(source);
+  argv.push_back("docker://" + ref);
+  int rc = -1;
+  for (int i = 0; i < 50 && rc != 0; ++i) {
+    rc = Run(argv);
+    if (rc != 0) absl::SleepFor(absl::Milliseconds(200));
+  }
+  if (rc != 0) {
+    return absl::InternalError(absl::StrCat("skopeo copy to ", ref, " (registry log in ", dir_,
+                                            "/registry.log): ", last_output()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CriEnv::PushImage(const std::string& ref, const ImageOptions& options) {
+  const std::string layout = absl::StrCat(dir_, "/oci-", ++images_);
+  if (Run({options_.source_dir + "/scripts/make-busybox-image", layout, "t",
+           options.marker_file}) != 0) {
+    return absl::InternalError("scripts/make-busybox-image failed: " + last_output());
+  }
+  std::vector<std::string> extra;
+  if (!options.encryption_pubkey.empty()) {
+    extra = {"--encryption-key", "jwe:" + options.encryption_pubkey};
+  }
+  absl::Status copied = Copy("oci:" + layout + ":t", ref, extra);
+  std::error_code ec;
+  std::filesystem::remove_all(layout, ec);
+  return copied;
 }
 
 absl::Status CriEnv::WriteConfigs() {

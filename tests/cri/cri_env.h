@@ -71,6 +71,16 @@ inline constexpr char kCniPluginDir[] = "/usr/lib/cni";
 // This build's cloak-cri binary.
 std::string CloakCriBinary();
 
+// An image CriEnv::PushImage makes: the host's busybox in one layer
+// (scripts/make-busybox-image).
+struct ImageOptions {
+  // Copied into the image as /marker (empty: none).
+  std::string marker_file = "";
+  // An RSA public key (PEM) the layer is encrypted to with skopeo (`jwe:`);
+  // empty: not encrypted.
+  std::string encryption_pubkey = "";
+};
+
 class CriEnv {
  public:
   // Why this environment cannot run here ("" when it can): not root, a tool
@@ -87,6 +97,8 @@ class CriEnv {
   const std::string& dir() const { return dir_; }
   // containerd's socket as "unix:///…" (for cloak-cri -r).
   std::string endpoint() const { return "unix://" + dir_ + "/c.sock"; }
+  // containerd's socket path.
+  std::string socket() const { return dir_ + "/c.sock"; }
   const std::string& registry_host() const { return registry_host_; }
   const std::string& image() const { return image_; }
   const std::string& pause_image() const { return pause_; }
@@ -98,6 +110,11 @@ class CriEnv {
   const std::string& cni_bridge() const { return cni_bridge_; }
   const std::string& cni_prefix() const { return cni_prefix_; }
   std::string cni_gateway() const { return cni_prefix_ + "1"; }
+
+  // Builds an image (see ImageOptions) and pushes it to this run's registry
+  // as `ref` (registry_host()/name:tag). The image's layout is removed once
+  // pushed, so its plaintext is left only where `options.marker_file` is.
+  absl::Status PushImage(const std::string& ref, const ImageOptions& options = {});
 
   // A pod config: host network without CNI, the pod network with it; its log
   // directory is <dir>/logs/<name>.
@@ -127,6 +144,10 @@ class CriEnv {
   explicit CriEnv(CriEnvOptions options, TempDir dir);
   absl::Status StartAll();
   absl::Status WriteConfigs();
+  // skopeo copy of `source` (a transport:reference) to docker://`ref`,
+  // retried while the registry comes up; `extra` goes before the names.
+  absl::Status Copy(const std::string& source, const std::string& ref,
+                    const std::vector<std::string>& extra = {});
   void TearDown();
 
   CriEnvOptions options_;
@@ -137,6 +158,7 @@ class CriEnv {
   // machine when the run starts), so runs at the same time never share a
   // bridge or hand out the same pod address.
   std::string cni_bridge_, cni_prefix_;
+  int images_ = 0;
   bool created_bridge_ = false;
   std::optional<Subprocess> registry_;
   std::optional<Subprocess> containerd_;

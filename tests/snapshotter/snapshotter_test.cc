@@ -292,6 +292,21 @@ TEST_F(SnapshotterTest, ModeAllRecordsEveryCriLayer) {
   EXPECT_TRUE(snap_->Prepare("default", "k", "", {{std::string(kLabelTargetRef), "x"}}).ok());
 }
 
+TEST_F(SnapshotterTest, RootIsMadeWithItsParentsAndIsPrivate) {
+  root_ = dir_->Join("var/lib/cloak-snapshotter");
+  Open();
+  struct stat st {};
+  ASSERT_EQ(::stat(root_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  // A parent that is a file: the error names the root.
+  std::ofstream(dir_->Join("file")) << "x";
+  SnapshotterOptions options;
+  options.root = dir_->Join("file/root");
+  auto s = Snapshotter::Create(options, std::make_unique<FakeContent>(&content_));
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr(options.root));
+}
+
 TEST_F(SnapshotterTest, StateSurvivesARestartAndCrashLeftoversAreCleaned) {
   HostLayer("c1", "", "a");
   EXPECT_EQ(snap_->Prepare("k8s.io", "e", "c1", Layer("sha256:c2", "sha256:l1")).status().code(),
