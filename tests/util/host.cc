@@ -6,11 +6,9 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +16,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/process.h"
@@ -152,15 +151,9 @@ long PssKib(const std::vector<pid_t>& pids) {
 }
 
 int Shell(const std::string& command, std::string* output) {
-  FILE* p = ::popen(("( " + command + " ) 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = ::pclose(p);
-  if (output != nullptr) *output = std::move(out);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  CommandResult r = RunCommand({"sh", "-c", command});
+  if (output != nullptr) *output = std::move(r.output);
+  return r.exit_code;
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout) {
@@ -170,23 +163,13 @@ CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration ti
     r.output = dir.status().ToString();
     return r;
   }
-  SpawnOptions o;
-  o.stdout_path = o.stderr_path = dir->Join("out");
   const absl::Time start = absl::Now();
-  absl::StatusOr<Subprocess> p = Subprocess::Spawn(argv, o);
-  if (!p.ok()) {
-    r.output = p.status().ToString();
-    return r;
-  }
-  absl::StatusOr<ExitInfo> exit = p->Wait(timeout);
-  if (exit.ok()) {
-    r.exit_code = exit->exit_code;
-  } else {
-    p->Stop(absl::Seconds(1));
-  }
+  r.exit_code = RunToFile(argv, dir->Join("out"), timeout);
   r.took = absl::Now() - start;
   r.output = Slurp(dir->Join("out"));
-  if (!exit.ok()) r.output += "\n(" + exit.status().ToString() + ")";
+  if (r.exit_code < 0) {
+    r.output += absl::StrCat("\n(did not start, or ran over ", absl::FormatDuration(timeout), ")");
+  }
   return r;
 }
 
