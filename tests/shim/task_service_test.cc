@@ -3,11 +3,14 @@
 #include "shim/task_service.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -17,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/fd.h"
 #include "common/temp_dir.h"
 #include "common/ttrpc/client.h"
 #include "common/ttrpc/server.h"
@@ -105,31 +109,37 @@ class CaptureSink final : public EventSink {
   std::vector<Event> events_;
 };
 
-// Reads a fifo until EOF on a thread.
+// Reads a fifo until EOF on a thread: the client's end of a process's
+// output.
+//
+// The read end is open when the constructor returns, before the test hands
+// the path to Create or Exec. The shim opens its end O_RDWR and closes it
+// once the process's output is drained; a reader that only opened after
+// that (a blocking open on a thread that had not run yet, as happens on a
+// loaded machine) would find neither the bytes, which go with the last open
+// end, nor a writer to end its open, and WaitEof would time out with "".
+// O_NONBLOCK keeps the open from waiting for a writer; the thread then
+// polls, and Linux reports POLLHUP on a fifo only after a writer came and
+// went, so a read of 0 bytes is the shim's EOF and never an early one.
 class FifoReader {
  public:
   explicit FifoReader(std::string path) : path_(std::move(path)) {
     ::mkfifo(path_.c_str(), 0600);
-    thread_ = std::thread([this] {
-      int fd = ::open(path_.c_str(), O_RDONLY);
-      if (fd < 0) return;
-      char buf[65536];
-      ssize_t n;
-      while ((n = ::read(fd, buf, sizeof(buf))) > 0) {
-        absl::MutexLock l(&mu_);
-        data_.append(buf, static_cast<size_t>(n));
-      }
-      ::close(fd);
-      eof_.Notify();
-    });
+    fd_.Reset(::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    int stop[2] = {-1, -1};
+    if (::pipe2(stop, O_CLOEXEC) == 0) {
+      stop_read_.Reset(stop[0]);
+      stop_write_.Reset(stop[1]);
+    }
+    if (!fd_ || !stop_read_) {
+      ADD_FAILURE() << "cannot open the fifo " << path_ << " for reading: " << strerror(errno);
+      return;
+    }
+    thread_ = std::thread([this] { ReadUntilEof(); });
   }
   ~FifoReader() {
-    if (!eof_.HasBeenNotified()) {
-      // Unblock a reader still waiting for a writer.
-      int fd = ::open(path_.c_str(), O_WRONLY | O_NONBLOCK);
-      if (fd >= 0) ::close(fd);
-    }
-    thread_.join();
+    if (stop_write_) ::close(stop_write_.Release());  // ends a poll still waiting
+    if (thread_.joinable()) thread_.join();
   }
   const std::string& path() const { return path_; }
   // The whole output once the writer closed (EOF).
@@ -141,7 +151,33 @@ class FifoReader {
   bool eof() const { return eof_.HasBeenNotified(); }
 
  private:
+  void ReadUntilEof() {
+    char buf[65536];
+    while (true) {
+      pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {stop_read_.get(), POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if (fds[1].revents != 0) return;  // the reader is going away
+      if (fds[0].revents == 0) continue;
+      ssize_t n = ::read(fd_.get(), buf, sizeof(buf));
+      if (n > 0) {
+        absl::MutexLock l(&mu_);
+        data_.append(buf, static_cast<size_t>(n));
+      } else if (n == 0) {
+        eof_.Notify();
+        return;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        return;
+      }
+    }
+  }
+
   std::string path_;
+  UniqueFd fd_;
+  UniqueFd stop_read_;
+  UniqueFd stop_write_;
   absl::Mutex mu_;
   std::string data_;
   absl::Notification eof_;
