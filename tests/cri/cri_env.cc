@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <utility>
@@ -15,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
+#include "shim/bundle.h"
 #include "tests/util/host.h"
 #include "tests/util/registry.h"
 
@@ -318,17 +320,31 @@ absl::Status CriEnv::WriteConfigs() {
 void CriEnv::TearDown() {
   // Best effort through CRI first, so containerd unmounts what it mounted
   // and CNI releases the pods' addresses.
+  // Every pod containerd knows, not only the tracked ones. Each removed
+  // pod's shim then exits by itself and removes its socket; a shim killed
+  // below cannot, so its socket is removed here afterwards.
+  std::vector<std::string> all = pods_;
   if (client_) {
-    for (const std::string& pod : pods_) {
+    if (auto listed = client_->ListPodSandbox(); listed.ok()) {
+      for (const v1::PodSandbox& p : *listed) {
+        if (std::find(all.begin(), all.end(), p.id()) == all.end()) all.push_back(p.id());
+      }
+    }
+    for (const std::string& pod : all) {
       (void)client_->StopPodSandbox(pod);
       (void)client_->RemovePodSandbox(pod);
     }
+    for (int i = 0; i < 100 && !ShimPids().empty(); ++i) absl::SleepFor(absl::Milliseconds(100));
   }
   pods_.clear();
   client_.reset();
   containerd_.reset();  // SIGTERM, then SIGKILL
   // Shims and VMs containerd started: found by our unique paths.
   testutil::KillMentioning(dir_);
+  for (const std::string& pod : all) {
+    std::error_code ec;
+    std::filesystem::remove(shim::SocketPath(dir_ + "/c.sock", "k8s.io", pod), ec);
+  }
   registry_.reset();
   // Mounts under our root and state (snapshots, sandbox shm, pod netns).
   testutil::UnmountUnder(dir_);
