@@ -21,6 +21,7 @@
 #include "common/simsp/crypto.h"
 #include "common/simsp/protocol.h"
 #include "common/temp_dir.h"
+#include "kbs/tests/http_client.h"
 #include "kbs/tests/kbs_client.h"
 
 namespace cloak::simsp {
@@ -28,6 +29,8 @@ namespace {
 
 using ::testing::HasSubstr;
 using kbs::testing::AuthRequest;
+using kbs::testing::Client;
+using kbs::testing::Reply;
 using kbs::testing::MakeTeeKey;
 using kbs::testing::TeeKey;
 
@@ -41,62 +44,6 @@ constexpr char kManifest[] = R"({
 constexpr char kCmdline[] = "console=ttyS0 quiet panic=-1 cloak.sandbox=s1";
 constexpr char kInitData[] = "algorithm = \"sha256\"\nversion = \"0.1.0\"\n\n[data]\n\"policy.rego\" = \"\"\n";
 
-struct Reply {
-  long status = 0;
-  std::string body;
-  std::string error;
-  std::string Detail() const {
-    auto j = nlohmann::json::parse(body, nullptr, false);
-    return j.is_object() ? j.value("detail", "") : "";
-  }
-};
-
-// One libcurl handle with its own cookie jar (one "guest").
-class Client {
- public:
-  explicit Client(std::string base) : base_(std::move(base)), curl_(curl_easy_init()) {
-    curl_easy_setopt(curl_, CURLOPT_COOKIEFILE, "");
-  }
-  ~Client() { curl_easy_cleanup(curl_); }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
-
-  Reply Post(const std::string& path, const std::string& body) { return Do(path, &body); }
-  Reply Get(const std::string& path) { return Do(path, nullptr); }
-
- private:
-  static size_t Write(char* data, size_t size, size_t n, void* out) {
-    static_cast<std::string*>(out)->append(data, size * n);
-    return size * n;
-  }
-  Reply Do(const std::string& path, const std::string* body) {
-    Reply reply;
-    std::string url = base_ + path;
-    curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &Client::Write);
-    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &reply.body);
-    curl_easy_setopt(curl_, CURLOPT_TIMEOUT, 20L);
-    curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
-    if (body != nullptr) {
-      curl_easy_setopt(curl_, CURLOPT_POST, 1L);
-      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body->c_str());
-      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
-    } else {
-      curl_easy_setopt(curl_, CURLOPT_HTTPGET, 1L);
-    }
-    CURLcode rc = curl_easy_perform(curl_);
-    curl_slist_free_all(headers);
-    if (rc != CURLE_OK) {
-      reply.error = curl_easy_strerror(rc);
-      return reply;
-    }
-    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &reply.status);
-    return reply;
-  }
-  std::string base_;
-  CURL* curl_;
-};
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path);
