@@ -28,6 +28,13 @@ local_env_cleanup() {
     ctr_ task delete "$c" >/dev/null 2>&1 || true
     ctr_ container rm "$c" >/dev/null 2>&1 || true
   done
+  # A shim exits by itself once its containers are deleted and removes its
+  # socket in /run/containerd/s; give it that time before anything is killed
+  # (a killed shim leaves its socket behind).
+  for _ in $(seq 50); do
+    pgrep -f "containerd-shim-cloak-v2.*$work" >/dev/null || break
+    sleep 0.1
+  done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
