@@ -64,13 +64,17 @@ void Delete(const ShimFlags& flags, const std::string& bundle) {
         ReadFileToString(absl::StrCat(bundle, "/", kBundleStateDirFile), 4096);
     if (state.ok()) CleanSandboxState(std::string(absl::StripAsciiWhitespace(*state)));
   }
-  // A socket nobody serves any more.
-  absl::StatusOr<std::string> address = ReadFileToString(bundle + "/address", 4096);
-  if (address.ok()) {
-    const std::string path = SocketPathFromAddress(absl::StripAsciiWhitespace(*address));
-    pid_t shim = ReadPidFile(bundle + "/shim.pid");
-    const bool daemon_alive = shim > 1 && ProcessMatches(shim, kShimBinaryName, "");
-    if (!daemon_alive && is_sandbox && path.rfind(ShimSocketDir(), 0) == 0) ::unlink(path.c_str());
+  // A socket nobody serves any more: the one the bundle's address file
+  // names, else (that file may be gone already) the one containerd's naming
+  // gives this sandbox.
+  pid_t shim = ReadPidFile(bundle + "/shim.pid");
+  const bool daemon_alive = shim > 1 && ProcessMatches(shim, kShimBinaryName, "");
+  if (!daemon_alive && is_sandbox) {
+    absl::StatusOr<std::string> address = ReadFileToString(bundle + "/address", 4096);
+    const std::string path =
+        address.ok() ? SocketPathFromAddress(absl::StripAsciiWhitespace(*address))
+                     : SocketPath(flags.address, flags.namespace_name, flags.id, ShimSocketDir());
+    if (path.rfind(ShimSocketDir(), 0) == 0) ::unlink(path.c_str());
   }
   const std::string rootfs = bundle + "/rootfs";
   if (::umount2(rootfs.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {

@@ -497,6 +497,9 @@ TEST_F(ShimE2eTest, KilledShimIsCleanedUpByDelete) {
   EXPECT_TRUE(PidsMentioning(d_ + "/run").empty());
   std::error_code ec;
   EXPECT_TRUE(!Exists(d_ + "/run/e2e-s")) << "the sandbox state dir was left behind";
+  // The dead shim could not remove its socket; delete did.
+  const std::string socket = SocketPath(d_ + "/c.sock", "cloake2e", "e2e-s", ShimSocketDir());
+  EXPECT_FALSE(Exists(socket)) << "the killed shim's socket was left behind: " << socket;
 }
 
 TEST_F(ShimE2eTest, BadInputFailsWithAClearErrorAndLeavesNothing) {
