@@ -1,8 +1,10 @@
 # shellcheck shell=bash
 # Sourced by the scenarios in e2e/local/crictl/. Each scenario takes the DIR
 # of a running e2e/local/up and drives its CRI with crictl, or with cloak-cri
-# when CRI_CLIENT=cloak-cri (same subcommands, same JSON configs). With
-# crictl absent a scenario prints "skipped: crictl not installed" and exits 0.
+# when CRI_CLIENT=cloak-cri: the same invocations (crictl's), the same JSON
+# configs. crictl is $CRICTL, else crictl on PATH, else the one in the tools
+# directory beside the checkout (scripts/lib/crictl.sh); with none found a
+# scenario prints "skipped: crictl not found" and exits 77.
 #
 # Sets: $dir, $endpoint, $image, $registry, $work (a scratch dir under DIR,
 # removed at exit) and the function cri; fail and pass report the result.
@@ -12,6 +14,7 @@
 dir=$(cd "$1" && pwd)
 scenario=$(basename "$0")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../../.." && pwd)
 
 # shellcheck disable=SC2034  # used by the scenarios
 endpoint=$(sed -n 's/^CLOAK_CRI_ENDPOINT=//p' "$dir/env")
@@ -21,15 +24,22 @@ registry=$(sed -n 's/^CLOAK_REGISTRY=//p' "$dir/env")
 client=${CRI_CLIENT:-crictl}
 case $client in
   crictl)
-    if ! command -v crictl >/dev/null; then
-      echo "$scenario: skipped: crictl not installed"
-      exit 0
+    # shellcheck source=scripts/lib/crictl.sh
+    source "$repo/scripts/lib/crictl.sh"
+    rc=0
+    crictl=$(find_crictl "$repo") || rc=$?
+    if [[ $rc -eq 2 ]]; then exit 2; fi
+    if [[ $rc -ne 0 ]]; then
+      echo "$scenario: skipped: crictl not found (looked at $(crictl_search_path "$repo"))"
+      exit 77
     fi
-    cri() { crictl -r "$endpoint" -i "$endpoint" -t 240s "$@"; }
+    # -t: crictl's deadline for connecting and for each RPC (its default,
+    # 2s, is too short for RunPodSandbox, which boots a VM).
+    cri() { "$crictl" -r "$endpoint" -i "$endpoint" -t 240s "$@"; }
     ;;
   cloak-cri)
     cloak_cri=${CLOAK_CRI:-$(sed -n 's/^CLOAK_CRI=//p' "$dir/env")}
-    cri() { "$cloak_cri" -r "$endpoint" --timeout 240 "$@"; }
+    cri() { "$cloak_cri" -r "$endpoint" -i "$endpoint" -t 240s "$@"; }
     ;;
   *)
     echo "$scenario: CRI_CLIENT must be crictl or cloak-cri, not $client" >&2
@@ -79,10 +89,10 @@ start_ctr() {
   echo "$ctr"
 }
 
-# exec_sync CTR -- CMD...: ExecSync (crictl exec -s, cloak-cri exec-sync).
-exec_sync() {
-  if [[ $client == cloak-cri ]]; then cri exec-sync "$@"; else cri exec -s "$@"; fi
-}
+# exec_sync CTR CMD...: ExecSync; prints the command's stdout and stderr
+# and returns its exit code. No "--" before CMD: crictl passes one on as the
+# command's first word (so does cloak-cri, docs/cri.md).
+exec_sync() { cri exec -s "$@"; }
 
 # remove_pod POD: StopPodSandbox + RemovePodSandbox.
 remove_pod() {
