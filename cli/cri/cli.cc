@@ -8,13 +8,19 @@
 
 #include <fstream>
 #include <iostream>
+#include <cstdlib>
+#include <functional>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <vector>
 
-#include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cli/cri/args.h"
 #include "cli/cri/client.h"
+#include "cli/cri/format.h"
 #include "cli/cri/stream.h"
 
 namespace cloak::cri {
@@ -41,15 +47,6 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-std::string ToJson(const google::protobuf::Message& msg) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.add_whitespace = true;
-  opts.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(msg, &json, opts);
-  return json;
 }
 
 int Fail(const absl::Status& s, int code) {
@@ -98,6 +95,168 @@ int Stream(const absl::StatusOr<std::string>& url, bool interactive, bool tty, b
   return *code;
 }
 
+struct CommandSpec {
+  std::string name;
+  std::string args_usage;  // e.g. "CONTAINER-ID COMMAND [ARG...]"
+  std::string summary;
+  std::vector<FlagSpec> flags;
+  size_t min_args = 0;
+  size_t max_args = 0;  // kMany: no limit
+};
+constexpr size_t kMany = static_cast<size_t>(-1);
+
+const std::vector<FlagSpec>& GlobalFlags() {
+  static const auto* flags = new std::vector<FlagSpec>{
+      {"runtime-endpoint", 'r', true, "value",
+       "CRI socket, unix:///path or /path (default: $CONTAINER_RUNTIME_ENDPOINT, else "
+       "unix:///run/containerd/containerd.sock)"},
+      {"image-endpoint", 'i', true, "value",
+       "CRI image service socket (default: $IMAGE_SERVICE_ENDPOINT, else the runtime endpoint)"},
+      {"timeout", 't', true, "value",
+       "deadline to connect and of each call, e.g. 2s, 240s (a bare number is seconds; "
+       "default: 4m0s, RunPodSandbox boots a VM)"},
+  };
+  return *flags;
+}
+
+const std::vector<FlagSpec> kOutputFlag = {
+    {"output", 'o', true, "value", "Output format, One of: json|table (default: \"table\")"}};
+
+const std::vector<CommandSpec>& Commands() {
+  static const auto* commands = new std::vector<CommandSpec>{
+      {"attach", "CONTAINER-ID", "Attach to a running container",
+       {{"stdin", 'i', false, "", "Keep STDIN open"},
+        {"tty", 't', false, "", "Allocate a pseudo-TTY"}},
+       1, 1},
+      {"create", "POD container-config.json pod-config.json", "Create a new container", {}, 3, 3},
+      {"exec", "CONTAINER-ID COMMAND [ARG...]", "Run a command in a running container",
+       {{"interactive", 'i', false, "", "Keep STDIN open"},
+        {"sync", 's', false, "", "Run the command synchronously"},
+        {"timeout", 0, true, "value", "Timeout in seconds (default: 0)"},
+        {"tty", 't', false, "", "Allocate a pseudo-TTY"}},
+       2, kMany},
+      {"version", "", "Display runtime version information", {}, 0, 0},
+      {"inspect", "CONTAINER-ID [CONTAINER-ID...]", "Display the status of one or more containers",
+       {{"output", 'o', true, "value", "Output format, One of: json (default: \"json\")"},
+        {"quiet", 'q', false, "", "Do not show verbose information"}},
+       1, kMany},
+      {"inspectp", "POD-ID [POD-ID...]", "Display the status of one or more pods",
+       {{"output", 'o', true, "value", "Output format, One of: json (default: \"json\")"},
+        {"quiet", 'q', false, "", "Do not show verbose information"}},
+       1, kMany},
+      {"ps", "", "List containers",
+       {{"all", 'a', false, "", "Show all containers"},
+        {"id", 0, true, "value", "Filter by container id"},
+        {"name", 0, true, "value", "filter by container name regular expression pattern"},
+        {"no-trunc", 0, false, "", "Show output without truncating the ID"},
+        kOutputFlag[0],
+        {"pod", 'p', true, "value", "Filter by pod id"},
+        {"quiet", 'q', false, "", "Only display container IDs"},
+        {"state", 's', true, "value", "Filter by container state"}},
+       0, 0},
+      {"pull", "NAME[:TAG|@DIGEST]", "Pull an image from a registry", {}, 1, 1},
+      {"runp", "pod-config.json", "Run a new pod",
+       {{"runtime", 'r', true, "value",
+         "Runtime handler to use. Available options are defined by the container runtime."}},
+       1, 1},
+      {"rm", "CONTAINER-ID [CONTAINER-ID...]", "Remove one or more containers",
+       {{"force", 'f', false, "", "Force removal of the container, disregarding if running"}},
+       1, kMany},
+      {"rmp", "POD-ID [POD-ID...]", "Remove one or more pods",
+       {{"force", 'f', false, "", "Force removal of the pod sandbox, disregarding if running"}},
+       1, kMany},
+      {"pods", "", "List pods",
+       {{"id", 0, true, "value", "filter by pod id"},
+        {"name", 0, true, "value", "filter by pod name regular expression pattern"},
+        {"namespace", 0, true, "value", "filter by pod namespace regular expression pattern"},
+        {"no-trunc", 0, false, "", "Show output without truncating the ID"},
+        kOutputFlag[0],
+        {"quiet", 'q', false, "", "list only pod IDs"},
+        {"state", 's', true, "value", "filter by pod state"}},
+       0, 0},
+      {"start", "CONTAINER-ID [CONTAINER-ID...]", "Start one or more created containers", {}, 1,
+       kMany},
+      {"stop", "CONTAINER-ID [CONTAINER-ID...]", "Stop one or more running containers",
+       {{"timeout", 't', true, "value",
+         "Seconds to wait to kill the container after a graceful stop is requested (default: 0)"}},
+       1, kMany},
+      {"stopp", "POD-ID [POD-ID...]", "Stop one or more running pods", {}, 1, kMany},
+  };
+  return *commands;
+}
+
+const CommandSpec* FindCommand(const std::string& name) {
+  for (const CommandSpec& c : Commands()) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+std::string MainHelp() {
+  std::string out =
+      "NAME:\n   cloak-cri - a CRI v1 client that takes crictl's command lines (docs/cri.md)\n\n"
+      "USAGE:\n   cloak-cri [global options] command [command options] [arguments...]\n\n"
+      "COMMANDS:\n";
+  for (const CommandSpec& c : Commands()) {
+    absl::StrAppend(&out, "   ", c.name, std::string(12 - c.name.size(), ' '), c.summary, "\n");
+  }
+  absl::StrAppend(&out, "\nGLOBAL OPTIONS:\n", FlagsHelp(GlobalFlags()));
+  return out;
+}
+
+std::string CommandHelp(const CommandSpec& c) {
+  return absl::StrCat("NAME:\n   cloak-cri ", c.name, " - ", c.summary, "\n\nUSAGE:\n   cloak-cri ",
+                      c.name, " [command options] ", c.args_usage, "\n\nOPTIONS:\n",
+                      FlagsHelp(c.flags));
+}
+
+// A ContainerState / PodSandboxState from crictl's --state words.
+absl::StatusOr<v1::ContainerState> ContainerStateFlag(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (s == "created") return v1::CONTAINER_CREATED;
+  if (s == "running") return v1::CONTAINER_RUNNING;
+  if (s == "exited") return v1::CONTAINER_EXITED;
+  if (s == "unknown") return v1::CONTAINER_UNKNOWN;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--state should be one of created, running, exited or unknown, not \"", s, "\""));
+}
+
+absl::StatusOr<v1::PodSandboxState> PodStateFlag(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (s == "ready" || s == "sandboxready") return v1::SANDBOX_READY;
+  if (s == "notready" || s == "sandboxnotready") return v1::SANDBOX_NOTREADY;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--state should be ready or notready, not \"", s, "\""));
+}
+
+absl::StatusOr<std::regex> NameFilter(const std::string& pattern, const char* flag) {
+  try {
+    return std::regex(pattern, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " ", pattern, " is not a regular expression: ", e.what()));
+  }
+}
+
+// -o: table (the default for lists), json; yaml and templates are crictl's
+// alone.
+absl::Status CheckOutput(const std::string& output, bool table_ok) {
+  if (output == "json" || (table_ok && output == "table")) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unsupported output format \"", output, "\": cloak-cri prints ",
+      table_ok ? "table or json" : "json", " (crictl also prints yaml and go-template)"));
+}
+
+absl::StatusOr<int64_t> Int64Flag(const ParsedFlags& f, const std::string& name) {
+  int64_t v = 0;
+  const std::string text = f.Get(name, "0");
+  if (!absl::SimpleAtoi(text, &v)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid value \"", text, "\" for flag -", name, ": parse error"));
+  }
+  return v;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::PodSandboxConfig> ParsePodSandboxConfig(const std::string& json) {
@@ -108,140 +267,238 @@ absl::StatusOr<v1::ContainerConfig> ParseContainerConfig(const std::string& json
   return ParseJson<v1::ContainerConfig>(json, "container config");
 }
 
-int RunCriCli(int argc, char** argv) {
-  CLI::App app{"cloak-cri: a small CRI v1 client (RuntimeService / ImageService)"};
-  app.require_subcommand(1);
-  ClientOptions options;
-  int timeout_s = static_cast<int>(absl::ToInt64Seconds(kDefaultTimeout));
-  app.add_option("-r,--runtime-endpoint", options.endpoint, "CRI socket (unix:///path or /path)")
-      ->capture_default_str();
-  app.add_option("--timeout", timeout_s, "deadline of one RPC, seconds")->capture_default_str();
-
-  auto* version = app.add_subcommand("version", "runtime name and versions");
-  std::string pod_json, ctr_json, handler, id, image;
-  auto* runp = app.add_subcommand("runp", "RunPodSandbox from POD.json; prints the pod id");
-  runp->add_option("pod", pod_json, "pod sandbox config (JSON)")->required();
-  runp->add_option("--runtime", handler, "runtime handler (e.g. cloak-dev)");
-  auto* create = app.add_subcommand("create", "CreateContainer; prints the container id");
-  create->add_option("pod-id", id, "pod sandbox id")->required();
-  create->add_option("container", ctr_json, "container config (JSON)")->required();
-  create->add_option("pod", pod_json, "pod sandbox config (JSON) the pod was run with")
-      ->required();
-  auto* start = app.add_subcommand("start", "StartContainer");
-  start->add_option("container-id", id)->required();
-  auto* ps = app.add_subcommand("ps", "ListContainers (id, state, name, pod)");
-  ps->add_option("-p,--pod", id, "only this pod's containers");
-  auto* pods = app.add_subcommand("pods", "ListPodSandbox (id, state, name, namespace, handler)");
-  auto* inspectp = app.add_subcommand("inspectp", "PodSandboxStatus (state, IP) as JSON");
-  inspectp->add_option("pod-id", id)->required();
-  auto* inspect = app.add_subcommand("inspect", "ContainerStatus (state, exit code, log path)");
-  inspect->add_option("container-id", id)->required();
-  int64_t exec_timeout = 0;
-  std::vector<std::string> cmd;
-  auto* exec = app.add_subcommand("exec-sync", "ExecSync: prints stdout/stderr, exits with the "
-                                               "command's exit code");
-  exec->add_option("--exec-timeout", exec_timeout, "seconds; 0 means none");
-  exec->add_option("container-id", id)->required();
-  exec->add_option("cmd", cmd, "command and arguments (after --)")->required();
-  bool interactive = false, tty = false;
-  auto* exec_stream = app.add_subcommand(
-      "exec", "Exec over the runtime's streaming server; exits with the command's exit code");
-  exec_stream->add_flag("-i,--interactive", interactive, "send this process's stdin");
-  exec_stream->add_flag("-t,--tty", tty, "run the command in a TTY (stderr joins stdout)");
-  exec_stream->add_option("container-id", id)->required();
-  exec_stream->add_option("cmd", cmd, "command and arguments (after --)")->required();
-  auto* attach = app.add_subcommand("attach", "Attach to a container's stdio (its config must "
-                                              "have stdin: true for -i)");
-  attach->add_flag("-i,--interactive", interactive, "send this process's stdin; at its end the "
-                                                    "session closes");
-  attach->add_flag("-t,--tty", tty, "the container runs in a TTY (tty: true in its config)");
-  attach->add_option("container-id", id)->required();
-  auto* stop = app.add_subcommand("stop", "StopContainer");
-  int64_t grace = 10;
-  stop->add_option("container-id", id)->required();
-  stop->add_option("--grace", grace, "seconds before SIGKILL");
-  auto* rm = app.add_subcommand("rm", "RemoveContainer");
-  rm->add_option("container-id", id)->required();
-  auto* stopp = app.add_subcommand("stopp", "StopPodSandbox");
-  stopp->add_option("pod-id", id)->required();
-  auto* rmp = app.add_subcommand("rmp", "RemovePodSandbox");
-  rmp->add_option("pod-id", id)->required();
-  auto* pull = app.add_subcommand("pull", "PullImage; prints the image ref");
-  pull->add_option("image", image)->required();
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args) {
+  CommandLine out;
+  if (const char* e = std::getenv("CONTAINER_RUNTIME_ENDPOINT"); e != nullptr && *e != '\0') {
+    out.options.endpoint = e;
   }
-  options.timeout = absl::Seconds(timeout_s);
-  auto client = Client::Create(options);
-  if (!client.ok()) return Fail(client.status(), 2);
-  Client& c = **client;
+  if (const char* e = std::getenv("IMAGE_SERVICE_ENDPOINT"); e != nullptr && *e != '\0') {
+    out.image_endpoint = e;
+  }
+  auto global = ParseFlags(GlobalFlags(), args);
+  if (!global.ok()) return global.status();
+  if (global->Has("runtime-endpoint")) out.options.endpoint = global->Get("runtime-endpoint");
+  if (global->Has("image-endpoint")) out.image_endpoint = global->Get("image-endpoint");
+  if (global->Has("timeout")) {
+    auto t = ParseTimeout(global->Get("timeout"));
+    if (!t.ok()) return t.status();
+    // crictl: 0 or less is the default.
+    if (*t > absl::ZeroDuration()) out.options.timeout = *t;
+  }
+  if (global->args.empty() || global->help) {
+    out.help = true;
+    return out;
+  }
+  out.command = global->args[0];
+  const CommandSpec* spec = FindCommand(out.command);
+  if (spec == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("No help topic for '", out.command, "' (cloak-cri --help lists the commands)"));
+  }
+  auto flags = ParseFlags(spec->flags, std::vector<std::string>(global->args.begin() + 1,
+                                                                global->args.end()));
+  if (!flags.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flags.status().message(), " (cloak-cri ", out.command, " --help lists its options)"));
+  }
+  out.flags = *std::move(flags);
+  if (out.flags.help) return out;
+  const size_t n = out.flags.args.size();
+  if (n < spec->min_args || n > spec->max_args) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "usage: cloak-cri ", out.command, " [command options] ", spec->args_usage,
+        spec->args_usage.empty() ? "(no arguments)" : "", "; got ", n, " argument",
+        n == 1 ? "" : "s", " (flags go before the arguments, as with crictl)"));
+  }
+  return out;
+}
 
-  auto load_pod = [&]() -> absl::StatusOr<v1::PodSandboxConfig> {
-    auto text = ReadFile(pod_json);
+int RunCriCli(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto line = ParseCommandLine(args);
+  if (!line.ok()) {
+    return Fail(line.status(), line.status().code() == absl::StatusCode::kNotFound ? 3 : 1);
+  }
+  if (line->help) {
+    std::cout << MainHelp();
+    return 0;
+  }
+  const std::string& cmd = line->command;
+  const ParsedFlags& f = line->flags;
+  const std::vector<std::string>& a = f.args;
+  if (f.help) {
+    std::cout << CommandHelp(*FindCommand(cmd));
+    return 0;
+  }
+
+  auto client = Client::Create(line->options);
+  if (!client.ok()) return Fail(client.status(), 1);
+  Client& c = **client;
+  // Images through -i when it names another socket.
+  std::unique_ptr<Client> image_client_owner;
+  Client* image_client = &c;
+  if (!line->image_endpoint.empty() &&
+      NormalizeEndpoint(line->image_endpoint) != NormalizeEndpoint(line->options.endpoint)) {
+    ClientOptions io = line->options;
+    io.endpoint = line->image_endpoint;
+    auto ic = Client::Create(io);
+    if (!ic.ok()) return Fail(ic.status(), 1);
+    image_client_owner = *std::move(ic);
+    image_client = image_client_owner.get();
+  }
+
+  auto load_pod = [&](const std::string& path) -> absl::StatusOr<v1::PodSandboxConfig> {
+    auto text = ReadFile(path);
     if (!text.ok()) return text.status();
     return ParsePodSandboxConfig(*text);
   };
 
-  if (*version) {
+  if (cmd == "version") {
     auto v = c.Version();
     if (!v.ok()) return Fail(v.status(), 1);
     std::cout << "Version:  " << v->version() << "\nRuntimeName:  " << v->runtime_name()
               << "\nRuntimeVersion:  " << v->runtime_version()
               << "\nRuntimeApiVersion:  " << v->runtime_api_version() << "\n";
-  } else if (*runp) {
-    auto pod = load_pod();
-    if (!pod.ok()) return Fail(pod.status(), 2);
-    auto pod_id = c.RunPodSandbox(*pod, handler);
+  } else if (cmd == "runp") {
+    auto pod = load_pod(a[0]);
+    if (!pod.ok()) return Fail(pod.status(), 1);
+    auto pod_id = c.RunPodSandbox(*pod, f.Get("runtime"));
     if (!pod_id.ok()) return Fail(pod_id.status(), 1);
     std::cout << *pod_id << "\n";
-  } else if (*create) {
-    auto pod = load_pod();
-    if (!pod.ok()) return Fail(pod.status(), 2);
-    auto text = ReadFile(ctr_json);
-    if (!text.ok()) return Fail(text.status(), 2);
+  } else if (cmd == "create") {
+    auto pod = load_pod(a[2]);
+    if (!pod.ok()) return Fail(pod.status(), 1);
+    auto text = ReadFile(a[1]);
+    if (!text.ok()) return Fail(text.status(), 1);
     auto ctr = ParseContainerConfig(*text);
-    if (!ctr.ok()) return Fail(ctr.status(), 2);
-    auto cid = c.CreateContainer(id, *ctr, *pod);
+    if (!ctr.ok()) return Fail(ctr.status(), 1);
+    auto cid = c.CreateContainer(a[0], *ctr, *pod);
     if (!cid.ok()) return Fail(cid.status(), 1);
     std::cout << *cid << "\n";
-  } else if (*start) {
-    if (auto s = c.StartContainer(id); !s.ok()) return Fail(s, 1);
-  } else if (*ps) {
-    auto list = c.ListContainers(id);
-    if (!list.ok()) return Fail(list.status(), 1);
-    for (const v1::Container& k : *list) {
-      std::cout << k.id() << "\t" << v1::ContainerState_Name(k.state()) << "\t"
-                << k.metadata().name() << "\t" << k.pod_sandbox_id() << "\n";
+  } else if (cmd == "start") {
+    for (const std::string& id : a) {
+      if (auto s = c.StartContainer(id); !s.ok()) return Fail(s, 1);
+      std::cout << id << "\n";
     }
-  } else if (*pods) {
-    auto list = c.ListPodSandbox();
-    if (!list.ok()) return Fail(list.status(), 1);
-    for (const v1::PodSandbox& p : *list) {
-      std::cout << p.id() << "\t" << v1::PodSandboxState_Name(p.state()) << "\t"
-                << p.metadata().name() << "\t" << p.metadata().namespace_() << "\t"
-                << p.runtime_handler() << "\n";
+  } else if (cmd == "stop") {
+    auto grace = Int64Flag(f, "timeout");
+    if (!grace.ok()) return Fail(grace.status(), 1);
+    for (const std::string& id : a) {
+      if (auto s = c.StopContainer(id, *grace); !s.ok()) return Fail(s, 1);
+      std::cout << id << "\n";
     }
-  } else if (*inspectp) {
-    auto st = c.PodSandboxStatus(id);
-    if (!st.ok()) return Fail(st.status(), 1);
-    std::cout << ToJson(*st);
-  } else if (*inspect) {
-    auto st = c.ContainerStatus(id);
-    if (!st.ok()) return Fail(st.status(), 1);
-    std::cout << ToJson(*st);
-  } else if (*exec) {
-    auto r = c.ExecSync(id, cmd, exec_timeout);
-    if (!r.ok()) return Fail(r.status(), 1);
-    std::cout << r->stdout();
-    std::cerr << r->stderr();
-    return r->exit_code();
-  } else if (*exec_stream) {
+  } else if (cmd == "rm") {
+    for (const std::string& id : a) {
+      if (f.Bool("force")) {
+        if (auto s = c.StopContainer(id, 0); !s.ok()) return Fail(s, 1);
+      }
+      if (auto s = c.RemoveContainer(id); !s.ok()) return Fail(s, 1);
+      std::cout << id << "\n";
+    }
+  } else if (cmd == "stopp") {
+    for (const std::string& id : a) {
+      if (auto s = c.StopPodSandbox(id); !s.ok()) return Fail(s, 1);
+      std::cout << "Stopped sandbox " << id << "\n";
+    }
+  } else if (cmd == "rmp") {
+    for (const std::string& id : a) {
+      if (f.Bool("force")) {
+        if (auto s = c.StopPodSandbox(id); !s.ok()) return Fail(s, 1);
+      }
+      if (auto s = c.RemovePodSandbox(id); !s.ok()) return Fail(s, 1);
+      std::cout << "Removed sandbox " << id << "\n";
+    }
+  } else if (cmd == "ps") {
+    const std::string output = f.Get("output", "table");
+    if (auto s = CheckOutput(output, true); !s.ok()) return Fail(s, 1);
+    v1::ContainerFilter filter;
+    filter.set_id(f.Get("id"));
+    filter.set_pod_sandbox_id(f.Get("pod"));
+    if (f.Has("state")) {
+      auto st = ContainerStateFlag(f.Get("state"));
+      if (!st.ok()) return Fail(st.status(), 1);
+      filter.mutable_state()->set_state(*st);
+    } else if (!f.Bool("all")) {
+      filter.mutable_state()->set_state(v1::CONTAINER_RUNNING);  // crictl's default
+    }
+    auto list = c.ListContainers(filter);
+    if (!list.ok()) return Fail(list.status(), 1);
+    if (f.Has("name")) {
+      auto re = NameFilter(f.Get("name"), "name");
+      if (!re.ok()) return Fail(re.status(), 1);
+      std::erase_if(*list, [&](const v1::Container& k) {
+        return !std::regex_search(k.metadata().name(), *re);
+      });
+    }
+    if (f.Bool("quiet")) {
+      for (const v1::Container& k : *list) std::cout << k.id() << "\n";
+    } else if (output == "json") {
+      v1::ListContainersResponse resp;
+      for (const v1::Container& k : *list) *resp.add_containers() = k;
+      std::cout << MessageJson(resp) << "\n";
+    } else {
+      std::cout << ContainersTable(*list, absl::Now(), f.Bool("no-trunc"));
+    }
+  } else if (cmd == "pods") {
+    const std::string output = f.Get("output", "table");
+    if (auto s = CheckOutput(output, true); !s.ok()) return Fail(s, 1);
+    v1::PodSandboxFilter filter;
+    filter.set_id(f.Get("id"));
+    if (f.Has("state")) {
+      auto st = PodStateFlag(f.Get("state"));
+      if (!st.ok()) return Fail(st.status(), 1);
+      filter.mutable_state()->set_state(*st);
+    }
+    auto list = c.ListPodSandbox(filter);
+    if (!list.ok()) return Fail(list.status(), 1);
+    for (const char* flag : {"name", "namespace"}) {
+      if (!f.Has(flag)) continue;
+      auto re = NameFilter(f.Get(flag), flag);
+      if (!re.ok()) return Fail(re.status(), 1);
+      const bool by_name = std::string(flag) == "name";
+      std::erase_if(*list, [&](const v1::PodSandbox& p) {
+        return !std::regex_search(by_name ? p.metadata().name() : p.metadata().namespace_(), *re);
+      });
+    }
+    if (f.Bool("quiet")) {
+      for (const v1::PodSandbox& p : *list) std::cout << p.id() << "\n";
+    } else if (output == "json") {
+      v1::ListPodSandboxResponse resp;
+      for (const v1::PodSandbox& p : *list) *resp.add_items() = p;
+      std::cout << MessageJson(resp) << "\n";
+    } else {
+      std::cout << PodsTable(*list, absl::Now(), f.Bool("no-trunc"));
+    }
+  } else if (cmd == "inspect" || cmd == "inspectp") {
+    if (auto s = CheckOutput(f.Get("output", "json"), false); !s.ok()) return Fail(s, 1);
+    const bool verbose = !f.Bool("quiet");
+    for (const std::string& id : a) {
+      if (cmd == "inspect") {
+        auto r = c.InspectContainer(id, verbose);
+        if (!r.ok()) return Fail(r.status(), 1);
+        std::cout << StatusJson(r->status(), {r->info().begin(), r->info().end()}) << "\n";
+      } else {
+        auto r = c.InspectPod(id, verbose);
+        if (!r.ok()) return Fail(r.status(), 1);
+        std::cout << StatusJson(r->status(), {r->info().begin(), r->info().end()}) << "\n";
+      }
+    }
+  } else if (cmd == "exec") {
+    const std::string& id = a[0];
+    const std::vector<std::string> command(a.begin() + 1, a.end());
+    auto exec_timeout = Int64Flag(f, "timeout");
+    if (!exec_timeout.ok()) return Fail(exec_timeout.status(), 1);
+    if (f.Bool("sync")) {
+      auto r = c.ExecSync(id, command, *exec_timeout);
+      if (!r.ok()) return Fail(r.status(), 1);
+      std::cout << r->stdout();
+      std::cerr << r->stderr();
+      return r->exit_code();
+    }
+    const bool interactive = f.Bool("interactive"), tty = f.Bool("tty");
     v1::ExecRequest req;
     req.set_container_id(id);
-    for (const std::string& arg : cmd) req.add_cmd(arg);
+    for (const std::string& word : command) req.add_cmd(word);
     // With a TTY, containerd (1.6) treats the end of stdin as a detach and
     // closes the output: a TTY session without -i still opens stdin (and
     // sends nothing on it) so the output is not cut at once.
@@ -250,9 +507,10 @@ int RunCriCli(int argc, char** argv) {
     req.set_stdout(true);
     req.set_stderr(!tty);  // a TTY has one output stream
     return Stream(c.Exec(req), interactive, tty, /*attach=*/false);
-  } else if (*attach) {
+  } else if (cmd == "attach") {
+    const bool tty = f.Bool("tty");
     v1::AttachRequest req;
-    req.set_container_id(id);
+    req.set_container_id(a[0]);
     // stdin is always opened (nothing is sent on it without -i): containerd
     // (1.6) detaches an attach whose stdin ends, and a stream it was not
     // given ends at once. Harmless for a container without stdin.
@@ -260,19 +518,11 @@ int RunCriCli(int argc, char** argv) {
     req.set_tty(tty);
     req.set_stdout(true);
     req.set_stderr(!tty);
-    return Stream(c.Attach(req), interactive, tty, /*attach=*/true);
-  } else if (*stop) {
-    if (auto s = c.StopContainer(id, grace); !s.ok()) return Fail(s, 1);
-  } else if (*rm) {
-    if (auto s = c.RemoveContainer(id); !s.ok()) return Fail(s, 1);
-  } else if (*stopp) {
-    if (auto s = c.StopPodSandbox(id); !s.ok()) return Fail(s, 1);
-  } else if (*rmp) {
-    if (auto s = c.RemovePodSandbox(id); !s.ok()) return Fail(s, 1);
-  } else if (*pull) {
-    auto ref = c.PullImage(image);
+    return Stream(c.Attach(req), f.Bool("stdin"), tty, /*attach=*/true);
+  } else if (cmd == "pull") {
+    auto ref = image_client->PullImage(a[0]);
     if (!ref.ok()) return Fail(ref.status(), 1);
-    std::cout << *ref << "\n";
+    std::cout << "Image is up to date for " << *ref << "\n";
   }
   return 0;
 }

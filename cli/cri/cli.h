@@ -1,12 +1,17 @@
-// cloak-cri's command line (docs/cri.md): a crictl-like subset over
-// cloak::cri::Client. Pod and container configs are JSON in crictl's format
-// (the CRI messages' protobuf JSON; snake_case or lowerCamel field names).
+// cloak-cri's command line (docs/cri.md): crictl's command lines for the
+// subcommands the two share (args.h: how flags and arguments are read;
+// format.h: what is printed), over cloak::cri::Client. Pod and container
+// configs are JSON in crictl's format (the CRI messages' protobuf JSON;
+// snake_case or lowerCamel field names).
 #ifndef CLOAK_CLI_CRI_CLI_H_
 #define CLOAK_CLI_CRI_CLI_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "cli/cri/args.h"
+#include "cli/cri/client.h"
 #include "k8s/cri/v1/api.pb.h"
 
 namespace cloak::cri {
@@ -16,8 +21,23 @@ namespace cloak::cri {
 absl::StatusOr<runtime::v1::PodSandboxConfig> ParsePodSandboxConfig(const std::string& json);
 absl::StatusOr<runtime::v1::ContainerConfig> ParseContainerConfig(const std::string& json);
 
-// Exit codes: 0 success; 1 a CRI call failed; 2 bad usage or unreadable
-// config; for exec-sync, the command's own exit code when it ran.
+// A command line read the way crictl reads it: global flags (-r, -i, -t),
+// the command, its flags, its arguments (verbatim from the first one on).
+struct CommandLine {
+  ClientOptions options;       // -r (or $CONTAINER_RUNTIME_ENDPOINT), -t
+  std::string image_endpoint;  // -i (or $IMAGE_SERVICE_ENDPOINT); empty: the runtime's
+  std::string command;         // empty with help
+  ParsedFlags flags;           // the command's flags and arguments
+  bool help = false;           // no command, or --help before it
+};
+
+// `args` excludes the program name. NotFound for an unknown command;
+// InvalidArgument for a bad flag or the wrong number of arguments.
+absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args);
+
+// Exit codes, as crictl's: 0 success; 1 a CRI call failed, bad usage or an
+// unreadable config; 3 an unknown command; `exec` (with or without -s)
+// exits with the command's own exit code when it ran.
 int RunCriCli(int argc, char** argv);
 
 }  // namespace cloak::cri

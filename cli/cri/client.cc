@@ -150,17 +150,27 @@ absl::Status Client::RemovePodSandbox(const std::string& pod_id) {
 }
 
 absl::StatusOr<v1::PodSandboxStatus> Client::PodSandboxStatus(const std::string& pod_id) {
+  auto resp = InspectPod(pod_id, /*verbose=*/false);
+  if (!resp.ok()) return resp.status();
+  return resp->status();
+}
+
+absl::StatusOr<v1::PodSandboxStatusResponse> Client::InspectPod(const std::string& pod_id,
+                                                                bool verbose) {
   v1::PodSandboxStatusRequest req;
   req.set_pod_sandbox_id(pod_id);
+  req.set_verbose(verbose);
   v1::PodSandboxStatusResponse resp;
   absl::Status s = impl_->Call(impl_->runtime.get(), &v1::RuntimeService::Stub::PodSandboxStatus,
                                "PodSandboxStatus", absl::StrCat("pod ", pod_id), req, &resp);
   if (!s.ok()) return s;
-  return resp.status();
+  return resp;
 }
 
-absl::StatusOr<std::vector<v1::PodSandbox>> Client::ListPodSandbox() {
+absl::StatusOr<std::vector<v1::PodSandbox>> Client::ListPodSandbox(
+    const v1::PodSandboxFilter& filter) {
   v1::ListPodSandboxRequest req;
+  if (filter.ByteSizeLong() != 0) *req.mutable_filter() = filter;
   v1::ListPodSandboxResponse resp;
   absl::Status s = impl_->Call(impl_->runtime.get(), &v1::RuntimeService::Stub::ListPodSandbox,
                                "ListPodSandbox", "", req, &resp);
@@ -215,20 +225,36 @@ absl::Status Client::RemoveContainer(const std::string& container_id) {
 }
 
 absl::StatusOr<v1::ContainerStatus> Client::ContainerStatus(const std::string& container_id) {
+  auto resp = InspectContainer(container_id, /*verbose=*/false);
+  if (!resp.ok()) return resp.status();
+  return resp->status();
+}
+
+absl::StatusOr<v1::ContainerStatusResponse> Client::InspectContainer(
+    const std::string& container_id, bool verbose) {
   v1::ContainerStatusRequest req;
   req.set_container_id(container_id);
+  req.set_verbose(verbose);
   v1::ContainerStatusResponse resp;
   absl::Status s =
       impl_->Call(impl_->runtime.get(), &v1::RuntimeService::Stub::ContainerStatus,
                   "ContainerStatus", absl::StrCat("container ", container_id), req, &resp);
   if (!s.ok()) return s;
-  return resp.status();
+  return resp;
 }
 
 absl::StatusOr<std::vector<v1::Container>> Client::ListContainers(const std::string& pod_id) {
+  v1::ContainerFilter filter;
+  if (!pod_id.empty()) filter.set_pod_sandbox_id(pod_id);
+  return ListContainers(filter);
+}
+
+absl::StatusOr<std::vector<v1::Container>> Client::ListContainers(
+    const v1::ContainerFilter& filter) {
   v1::ListContainersRequest req;
-  if (!pod_id.empty()) req.mutable_filter()->set_pod_sandbox_id(pod_id);
+  if (filter.ByteSizeLong() != 0) *req.mutable_filter() = filter;
   v1::ListContainersResponse resp;
+  const std::string& pod_id = filter.pod_sandbox_id();
   absl::Status s = impl_->Call(impl_->runtime.get(), &v1::RuntimeService::Stub::ListContainers,
                                "ListContainers", pod_id.empty() ? "" : absl::StrCat("of pod ", pod_id),
                                req, &resp);

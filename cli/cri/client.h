@@ -54,7 +54,11 @@ class Client final {
   absl::Status StopPodSandbox(const std::string& pod_id);
   absl::Status RemovePodSandbox(const std::string& pod_id);
   absl::StatusOr<runtime::v1::PodSandboxStatus> PodSandboxStatus(const std::string& pod_id);
-  absl::StatusOr<std::vector<runtime::v1::PodSandbox>> ListPodSandbox();
+  absl::StatusOr<std::vector<runtime::v1::PodSandbox>> ListPodSandbox(
+      const runtime::v1::PodSandboxFilter& filter = {});
+  // PodSandboxStatus with its info map (verbose: the runtime's details).
+  absl::StatusOr<runtime::v1::PodSandboxStatusResponse> InspectPod(const std::string& pod_id,
+                                                                   bool verbose);
 
   // Returns the container id.
   absl::StatusOr<std::string> CreateContainer(const std::string& pod_id,
@@ -66,6 +70,11 @@ class Client final {
   absl::StatusOr<runtime::v1::ContainerStatus> ContainerStatus(const std::string& container_id);
   // An empty pod_id lists the containers of every pod.
   absl::StatusOr<std::vector<runtime::v1::Container>> ListContainers(const std::string& pod_id);
+  absl::StatusOr<std::vector<runtime::v1::Container>> ListContainers(
+      const runtime::v1::ContainerFilter& filter);
+  // ContainerStatus with its info map (verbose: the runtime's details).
+  absl::StatusOr<runtime::v1::ContainerStatusResponse> InspectContainer(
+      const std::string& container_id, bool verbose);
   // A non-zero exit code of `cmd` is a result, not an error.
   absl::StatusOr<runtime::v1::ExecSyncResponse> ExecSync(const std::string& container_id,
                                                           const std::vector<std::string>& cmd,

@@ -29,6 +29,7 @@ namespace {
 namespace v1 = ::runtime::v1;
 using ::cloak::testutil::PssKib;
 using ::cloak::testutil::Slurp;
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
@@ -99,9 +100,10 @@ TEST_F(CriE2eTest, HostNetworkPodRunsLogsExecsAndCleansUp) {
 
   // The same through the cloak-cri binary.
   const std::string endpoint = env_->endpoint();
-  ASSERT_EQ(Run({kCriBinary, "-r", endpoint, "ps", "--pod", pod_id_}), 0) << env_->last_output();
-  EXPECT_THAT(env_->last_output(), HasSubstr(*ctr_id + "\tCONTAINER_RUNNING\thello"));
-  EXPECT_EQ(Run({kCriBinary, "-r", endpoint, "exec-sync", *ctr_id, "--", "sh", "-c",
+  ASSERT_EQ(Run({kCriBinary, "-r", endpoint, "ps", "--no-trunc", "--pod", pod_id_}), 0)
+      << env_->last_output();
+  EXPECT_THAT(env_->last_output(), ContainsRegex(*ctr_id + " +[0-9a-f]+ +.* ago +Running +hello "));
+  EXPECT_EQ(Run({kCriBinary, "-r", endpoint, "exec", "-s", *ctr_id, "sh", "-c",
                  "echo via-cli; exit 5"}),
             5);
   EXPECT_THAT(env_->last_output(), HasSubstr("via-cli"));

@@ -129,15 +129,15 @@ TEST_F(CriPodE2eTest, ExecStreamsStdinOutputAndExitCode) {
   // The same through cloak-cri, stdin from a pipe; a command that succeeds.
   EXPECT_EQ(env_->Run({"sh", "-c",
                        absl::StrCat("echo via-pipe | ", kCriBinary, " -r ", env_->endpoint(),
-                                    " exec -i ", ctr, " -- sh -c 'read x; echo cli-$x'")}),
+                                    " exec -i ", ctr, " sh -c 'read x; echo cli-$x'")}),
             0)
       << env_->last_output();
   EXPECT_THAT(env_->last_output(), HasSubstr("cli-via-pipe"));
   EXPECT_EQ(
-      env_->Run({kCriBinary, "-r", env_->endpoint(), "exec", ctr, "--", "sh", "-c", "exit 9"}), 9)
+      env_->Run({kCriBinary, "-r", env_->endpoint(), "exec", ctr, "sh", "-c", "exit 9"}), 9)
       << env_->last_output();
   // A TTY: one output stream, carriage returns from the terminal.
-  EXPECT_EQ(env_->Run({kCriBinary, "-r", env_->endpoint(), "exec", "-t", ctr, "--", "sh", "-c",
+  EXPECT_EQ(env_->Run({kCriBinary, "-r", env_->endpoint(), "exec", "-t", ctr, "sh", "-c",
                        "tty >/dev/null && echo in-a-tty"}),
             0)
       << env_->last_output();
