@@ -58,6 +58,7 @@ struct ServeFlags {
   std::string snp_min_tcb;
   std::string tdx_root_ca;
   bool tdx_allow_unverified = false;
+  bool allow_unpinned_root = false;
   std::string nonce_ttl = "60s";
   std::string token_ttl = "5m";
   std::string port_file;
@@ -84,6 +85,7 @@ int RunServe(const ServeFlags& flags) {
   config.verifier.snp_certs_dir = flags.snp_certs_dir;
   config.verifier.tdx_root_ca_file = flags.tdx_root_ca;
   config.verifier.tdx_allow_unverified = flags.tdx_allow_unverified;
+  config.verifier.allow_unpinned_root = flags.allow_unpinned_root;
   if (!flags.snp_min_tcb.empty()) {
     auto tcb = ParseSnpTcb(flags.snp_min_tcb);
     if (!tcb.ok()) return Fail(tcb.status());
@@ -95,6 +97,10 @@ int RunServe(const ServeFlags& flags) {
   if (!token_ttl.ok()) return Fail(token_ttl.status());
   config.nonce_ttl = *nonce_ttl;
   config.token_ttl = *token_ttl;
+  if (config.verifier.allow_unpinned_root) {
+    Logger("kbs")->warn("--allow-unpinned-root: evidence chaining to a root other than AMD's "
+                        "pinned ARKs or Intel's SGX Root CA is accepted; claims name the root");
+  }
   if (config.verifier.tdx_allow_unverified) {
     Logger("kbs")->warn("--tdx-allow-unverified: TDX quotes are accepted without a signature "
                         "check (development only)");
@@ -223,6 +229,9 @@ int RunKbsCli(int argc, char** argv) {
                         "Intel SGX Root CA certificate for TDX quote chains");
   serve_cmd->add_flag("--tdx-allow-unverified", serve.tdx_allow_unverified,
                       "Accept TDX quotes without a signature check (development only)");
+  serve_cmd->add_flag("--allow-unpinned-root", serve.allow_unpinned_root,
+                      "Trust an ARK / Intel root that is not the vendor's pinned one (claims "
+                      "name it)");
   serve_cmd->add_option("--nonce-ttl", serve.nonce_ttl, "Nonce lifetime")->capture_default_str();
   serve_cmd->add_option("--token-ttl", serve.token_ttl, "Attestation token lifetime")
       ->capture_default_str();

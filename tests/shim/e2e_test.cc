@@ -637,7 +637,7 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   EXPECT_THAT(r.output, HasSubstr("decrypted-in-guest"));
 
   // Refused: the policy does not allow dev (sample) evidence.
-  set_policy(R"({"allowed_tees":["snp","tdx"]})");
+  set_policy(R"({"allowed_tees":["snp","tdx"],"allow_any_launch":true})");
   r = run_encrypted("enc-nosample", true);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("sample"));
@@ -663,8 +663,17 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   const std::string sp_config =
       WriteConfig("simsp", "", absl::StrCat("[tee]\nsimulated_snp_chain = \"", d_, "/chain\"\n"));
   const std::string host_data_hex = digest_hex.substr(0, 64);
+  // The SP's TEST chain is never taken for real SNP: without allow_simulated
+  // the KBS refuses its evidence, naming why.
   set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"init_data_digests":[")", host_data_hex,
                           R"("]})"));
+  r = run_encrypted("enc-snp-nosim", true, sp_config);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output + Slurp(d_ + "/kbs.log"), HasSubstr("allow_simulated"));
+  EXPECT_THAT(r.output, Not(HasSubstr("decrypted-in-guest")));
+
+  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"allow_simulated":true,)",
+                          R"("init_data_digests":[")", host_data_hex, R"("]})"));
   r = run_encrypted("enc-snp", true, sp_config);
   EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- kbs log ---\n" << Slurp(d_ + "/kbs.log");
   EXPECT_THAT(r.output, HasSubstr("decrypted-in-guest"));
@@ -678,15 +687,16 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   ASSERT_EQ(measurement.size(), 96u) << "no measurement in the shim's log";
 
   // The policy pins that measurement: released again.
-  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"reference_values":{"measurement":[")",
-                          measurement, R"("]}})"));
+  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"allow_simulated":true,)",
+                          R"("reference_values":{"measurement":[")", measurement, R"("]}})"));
   r = run_encrypted("enc-snp-pinned", true, sp_config);
   EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- kbs log ---\n" << Slurp(d_ + "/kbs.log");
   EXPECT_THAT(r.output, HasSubstr("decrypted-in-guest"));
 
   // A different reference measurement: refused, and no container runs.
-  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"reference_values":{"measurement":[")",
-                          std::string(96, '0'), R"("]}})"));
+  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"allow_simulated":true,)",
+                          R"("reference_values":{"measurement":[")", std::string(96, '0'),
+                          R"("]}})"));
   r = run_encrypted("enc-snp-wrong", true, sp_config);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("measurement"));

@@ -89,8 +89,11 @@ TEST_F(VerifyTest, AcceptedWithMatchingReferenceValues) {
   EXPECT_EQ(claims->measurements["measurement"], HexEncode(measurement_));
   EXPECT_EQ(claims->init_data_digest, HexEncode(host_data_));
   EXPECT_EQ(claims->report_data, report_data_);
-  EXPECT_THAT(claims->detail, HasSubstr("SEV-SNP Milan report v3, VCEK chain verified"));
+  EXPECT_THAT(claims->detail, HasSubstr("SEV-SNP Milan report v3, SIMULATED SP chain verified"));
   EXPECT_THAT(claims->detail, HasSubstr("bl=4 tee=0 snp=22 ucode=213"));
+  // The TEST chain is recognised as the simulated SP's, never as AMD's.
+  EXPECT_TRUE(claims->simulated);
+  EXPECT_THAT(claims->trust_anchor, HasSubstr("SIMULATED SP test root"));
 }
 
 TEST_F(VerifyTest, ReportLayoutIsWhatTheParserReads) {
