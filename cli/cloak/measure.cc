@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "common/tee/measure/dev_firmware.h"
 #include "common/tee/measure/hash.h"
 #include "common/tee/measure/snp.h"
 #include "common/tee/measure/tdx.h"
@@ -41,9 +42,18 @@ absl::StatusOr<uint64_t> ParseHex(const std::string& text, absl::string_view wha
 
 absl::StatusOr<nlohmann::json> MeasureSnp(const SnpMeasureFlags& flags) {
   m::SnpLaunchInput input;
-  ASSIGN_OR_RETURN(input.firmware, Slurp(flags.ovmf, "firmware (--ovmf)"));
-  nlohmann::json inputs = {{"ovmf", flags.ovmf},
-                           {"ovmf_sha256", m::HexLower(m::Sha256(input.firmware))}};
+  if (flags.dev_firmware == !flags.ovmf.empty()) {
+    return absl::InvalidArgumentError(
+        "give the firmware with --ovmf, or --dev-firmware for a simulated (dev) launch");
+  }
+  if (flags.dev_firmware) {
+    input.firmware = m::DevSevFirmware();
+  } else {
+    ASSIGN_OR_RETURN(input.firmware, Slurp(flags.ovmf, "firmware (--ovmf)"));
+  }
+  nlohmann::json inputs = {
+      {"ovmf", flags.dev_firmware ? std::string("(synthetic dev firmware)") : flags.ovmf},
+      {"ovmf_sha256", m::HexLower(m::Sha256(input.firmware))}};
   if (flags.kernel.has_value()) {
     ASSIGN_OR_RETURN(std::string kernel, Slurp(*flags.kernel, "kernel (--kernel)"));
     std::optional<std::string> initrd;
@@ -118,7 +128,10 @@ void AddMeasureCommand(CLI::App& app, MeasureCommand& cmd) {
   cmd.snp = cmd.measure->add_subcommand(
       "snp", "SEV-SNP launch digest (as sev-snp-measure computes it; QEMU direct boot)");
   cmd.snp->add_flag("--json", cmd.json, "print reference values as JSON");
-  cmd.snp->add_option("--ovmf", s.ovmf, "OVMF firmware (AmdSev build for direct boot)")->required();
+  cmd.snp->add_option("--ovmf", s.ovmf, "OVMF firmware (AmdSev build for direct boot)");
+  cmd.snp->add_flag("--dev-firmware", s.dev_firmware,
+                    "measure over Cloak's synthetic firmware descriptor (the simulated SP's "
+                    "value for a dev runtime class)");
   cmd.snp->add_option("--kernel", s.kernel, "kernel (QEMU -kernel, kernel-hashes=on)");
   cmd.snp->add_option("--initrd", s.initrd, "initrd (QEMU -initrd)");
   cmd.snp->add_option("--append", s.append, "kernel command line (QEMU -append)");

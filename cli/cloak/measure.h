@@ -20,6 +20,9 @@ namespace cloak::cli {
 
 struct SnpMeasureFlags {
   std::string ovmf;
+  // Measure over Cloak's synthetic firmware descriptor instead of --ovmf:
+  // the value the simulated SP reports (docs/simulated-snp.md).
+  bool dev_firmware = false;
   std::optional<std::string> kernel;
   std::optional<std::string> initrd;
   std::optional<std::string> append;

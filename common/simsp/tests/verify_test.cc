@@ -41,8 +41,11 @@ class VerifyTest : public ::testing::Test {
     auto chain = GenerateDevChain(dir_->Join("a"), FastChain());
     ASSERT_TRUE(chain.ok()) << chain.status();
     chain_ = *std::move(chain);
-    measurement_ = *SimulatedMeasurement(std::string(32, 'k'), std::string(32, 'i'),
-                                         Sha256("console=ttyS0"));
+    measurement_ = *SimulatedMeasurement({.firmware = "",
+                                          .kernel_sha256 = std::string(32, 'k'),
+                                          .initrd_sha256 = std::string(32, 'i'),
+                                          .cmdline = "console=ttyS0",
+                                          .vcpus = 1});
     host_data_ = Sha256("init-data document");
     report_data_ = std::string(48, '\x5a') + std::string(16, '\0');
   }
@@ -138,8 +141,11 @@ TEST_F(VerifyTest, CertificatesSayTheyAreNotAmd) {
 
 TEST_F(VerifyTest, WrongMeasurementIsRefused) {
   ReportFields f = Fields();
-  f.measurement = *SimulatedMeasurement(std::string(32, 'k'), std::string(32, 'i'),
-                                        Sha256("console=ttyS0 init=/bin/sh"));
+  f.measurement = *SimulatedMeasurement({.firmware = "",
+                                          .kernel_sha256 = std::string(32, 'k'),
+                                         .initrd_sha256 = std::string(32, 'i'),
+                                         .cmdline = "console=ttyS0 init=/bin/sh",
+                                         .vcpus = 1});
   auto claims = Verify(f);
   EXPECT_TRUE(absl::IsPermissionDenied(claims.status())) << claims.status();
   EXPECT_THAT(claims.status().message(),

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/tee/measure/dev_firmware.h"
 #include "common/tee/measure/hash.h"
 #include "common/tee/measure/snp.h"
 #include "gtest/gtest.h"
@@ -146,6 +147,41 @@ TEST(SnpMeasure, RefusesBadInputsWithReasons) {
   EXPECT_FALSE(SnpVcpuSignature("Skylake").ok());
   EXPECT_FALSE(ParseSnpVmmType("xen").ok());
   EXPECT_EQ(*SnpVcpuSignature("EPYC-v4"), 0x800f12u);
+}
+
+}  // namespace
+}  // namespace cloak::tee::measure
+
+namespace cloak::tee::measure {
+namespace {
+
+TEST(SnpMeasure, DevFirmwareGoesThroughTheRealMaths) {
+  const std::string& fw = DevSevFirmware();
+  ASSERT_EQ(fw.size(), 3u * 4096);
+  auto parsed = ParseSevFirmware(fw);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->gpa, 0x100000000ull - fw.size());
+  EXPECT_EQ(parsed->sev_es_reset_eip, 0xFFFFD100u);
+  ASSERT_TRUE(parsed->hashes_table_gpa.has_value());
+  EXPECT_EQ(*parsed->hashes_table_gpa, 0x805C00u);
+  ASSERT_EQ(parsed->sections.size(), 4u);
+  EXPECT_EQ(parsed->sections[3].type, SevSectionType::kSnpKernelHashes);
+
+  SnpLaunchInput in;
+  in.firmware = fw;
+  in.kernel_hashes = KernelHashesFromContents("kernel", "initrd", "console=hvc0");
+  in.vcpus = 2;
+  in.vcpu_signature = *SnpVcpuSignature("EPYC-v4");
+  auto a = ComputeSnpLaunchDigest(in);
+  ASSERT_TRUE(a.ok()) << a.status();
+  in.vcpus = 1;
+  EXPECT_NE(*ComputeSnpLaunchDigest(in), *a);
+  in.vcpus = 2;
+  in.kernel_hashes = KernelHashesFromContents("kernel", "initrd", "console=hvc0 ");
+  EXPECT_NE(*ComputeSnpLaunchDigest(in), *a);
+  // Deterministic: the same bytes every time (the SP and `cloak measure`
+  // agree).
+  EXPECT_EQ(Sha256(DevSevFirmware()), Sha256(fw));
 }
 
 }  // namespace
