@@ -162,6 +162,33 @@ int RunAdmin(const std::string& command, const std::string& state_dir, const std
     std::printf("stored resource %s (%zu bytes)\n", path->ToString().c_str(), data.size());
     return 0;
   }
+  if (command == "import-reference-values") {
+    nlohmann::json doc = nlohmann::json::parse(data, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(file, ": not valid JSON")));
+    }
+    std::optional<ResourcePath> path;
+    if (target != "default") {
+      auto parsed = ParseResourcePath(target);
+      if (!parsed.ok()) return Fail(parsed.status());
+      path = *parsed;
+    }
+    // The policy in force for the target, if it has its own (or the default).
+    std::optional<ResourcePolicy> current;
+    auto existing = store->GetPolicy(path.value_or(ResourcePath{"-", "-", "-"}));
+    if (existing.ok()) {
+      current = *std::move(existing);
+    } else if (!absl::IsNotFound(existing.status())) {
+      return Fail(existing.status());
+    }
+    auto merged = MergeReferenceValues(current ? &*current : nullptr, doc);
+    if (!merged.ok()) return Fail(merged.status());
+    absl::Status set = store->SetPolicy(path ? &*path : nullptr, merged->ToJson().dump());
+    if (!set.ok()) return Fail(set);
+    std::printf("imported reference values into the key-release policy of %s:\n%s\n",
+                target.c_str(), merged->ToJson().dump(2).c_str());
+    return 0;
+  }
   // set-policy
   if (target == "default") {
     absl::Status set = store->SetPolicy(nullptr, data);
@@ -243,12 +270,17 @@ int RunKbsCli(int argc, char** argv) {
   admin->require_subcommand(1);
   std::string state_dir, target, file;
   std::string command;
-  for (const char* name : {"put-resource", "set-policy", "show-policy"}) {
-    const char* help = std::string(name) == "put-resource"
-                           ? "Store a resource: put-resource <repo/type/tag> --file F"
-                       : std::string(name) == "set-policy"
-                           ? "Set a key-release policy: set-policy <repo/type/tag|default> --file F"
-                           : "Print the policy in force for <repo/type/tag>";
+  for (const char* name :
+       {"put-resource", "set-policy", "show-policy", "import-reference-values"}) {
+    const std::string n = name;
+    const char* help =
+        n == "put-resource" ? "Store a resource: put-resource <repo/type/tag> --file F"
+        : n == "set-policy"
+            ? "Set a key-release policy: set-policy <repo/type/tag|default> --file F"
+        : n == "import-reference-values"
+            ? "Add `cloak measure --json` / the guest-image build's reference values to a "
+              "policy: import-reference-values <repo/type/tag|default> --file F"
+            : "Print the policy in force for <repo/type/tag>";
     CLI::App* sub = admin->add_subcommand(name, help);
     sub->add_option("--state-dir", state_dir, "KBS state directory")->required();
     sub->add_option("target", target, "repo/type/tag (or default for set-policy)")->required();

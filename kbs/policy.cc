@@ -257,4 +257,71 @@ PolicyDecision EvaluatePolicy(const ResourcePolicy& policy, const Claims& claims
                              claims.trust_anchor, claims.trust_anchor.empty() ? "" : ")")};
 }
 
+absl::StatusOr<ResourcePolicy> MergeReferenceValues(const ResourcePolicy* current,
+                                                    const nlohmann::json& doc) {
+  std::vector<std::pair<std::string, nlohmann::json>> entries;
+  if (doc.is_array()) {
+    for (const auto& e : doc) entries.emplace_back("", e);
+  } else if (doc.is_object() && doc.contains("classes")) {
+    const nlohmann::json& classes = doc["classes"];
+    if (classes.is_object()) {
+      for (const auto& [name, e] : classes.items()) entries.emplace_back(name, e);
+    } else if (classes.is_array()) {
+      for (const auto& e : classes) entries.emplace_back("", e);
+    } else {
+      return absl::InvalidArgumentError("reference values: \"classes\" must be an object or a list");
+    }
+  } else if (doc.is_object()) {
+    entries.emplace_back("", doc);
+  } else {
+    return absl::InvalidArgumentError("reference values: want a JSON object or list");
+  }
+  if (entries.empty()) return absl::InvalidArgumentError("reference values: no entries");
+
+  nlohmann::json merged = current != nullptr
+                              ? current->ToJson()
+                              : nlohmann::json{{"allowed_tees", nlohmann::json::array()}};
+  for (const auto& [name, e] : entries) {
+    const std::string what = name.empty() ? "entry" : absl::StrCat("class ", name);
+    if (!e.is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat("reference values: ", what, " is not an object"));
+    }
+    if (auto missing = e.find("missing"); missing != e.end() && !missing->is_null()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "reference values: ", what, " was not computed (missing: ", missing->dump(),
+          "); compute it on a node that has that input with `cloak measure` and import that"));
+    }
+    auto tee = e.find("tee");
+    auto values = e.find("reference_values");
+    if (tee == e.end() || !tee->is_string() || values == e.end() || !values->is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "reference values: ", what, " wants \"tee\" and a \"reference_values\" object"));
+    }
+    const std::string t = tee->get<std::string>();
+    if (t != kTeeSnp && t != kTeeTdx) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("reference values: ", what, " has tee \"", t, "\" (want snp or tdx)"));
+    }
+    auto& tees = merged["allowed_tees"];
+    if (std::find(tees.begin(), tees.end(), t) == tees.end()) tees.push_back(t);
+    for (const auto& [key, list] : values->items()) {
+      if (!list.is_array()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "reference values: ", what, ": reference_values.", key, " must be a list"));
+      }
+      auto& target = merged["reference_values"][key];
+      if (target.is_null()) target = nlohmann::json::array();
+      for (const auto& v : list) {
+        if (!v.is_string()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "reference values: ", what, ": reference_values.", key, " must hold strings"));
+        }
+        const std::string hex = absl::AsciiStrToLower(v.get<std::string>());
+        if (std::find(target.begin(), target.end(), hex) == target.end()) target.push_back(hex);
+      }
+    }
+  }
+  return ParseResourcePolicy(merged.dump());
+}
+
 }  // namespace cloak::kbs

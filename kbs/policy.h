@@ -73,6 +73,17 @@ struct PolicyDecision {
 
 PolicyDecision EvaluatePolicy(const ResourcePolicy& policy, const Claims& claims);
 
+// Adds reference values to a policy (`cloak-kbs admin
+// import-reference-values`, docs/kbs.md). `doc` is what `cloak measure …
+// --json` prints ({"tee", "reference_values": {name: [hex]}}), a list of
+// those, or {"classes": {<runtime class>: <entry>}} as the guest-image build
+// writes; an entry with "missing" (an input the build machine lacked) is
+// refused with its reason. Each entry's TEE joins allowed_tees and its values
+// are appended to the policy's lists (without duplicates). `current` unset:
+// a new policy. Returns the merged policy, validated as set-policy would.
+absl::StatusOr<ResourcePolicy> MergeReferenceValues(const ResourcePolicy* current,
+                                                    const nlohmann::json& doc);
+
 }  // namespace cloak::kbs
 
 #endif  // CLOAK_KBS_POLICY_H_

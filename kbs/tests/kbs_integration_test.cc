@@ -302,6 +302,19 @@ TEST_F(KbsIntegrationTest, RefusesPlainHttpBeyondLoopbackAndBadFlags) {
                    log),
             1);
   EXPECT_THAT(ReadAll(log), HasSubstr("allow_any_launch"));
+  // Reference values as `cloak measure snp --json` prints them go into the
+  // policy through import-reference-values.
+  std::ofstream(dir_->Join("rv.json"))
+      << R"({"tee":"snp","reference_values":{"measurement":[")" << std::string(96, 'c')
+      << R"("]},"inputs":{}})";
+  EXPECT_EQ(RunKbs({"admin", "import-reference-values", "--state-dir", state_,
+                    "default/key/imported", "--file", dir_->Join("rv.json")},
+                   log),
+            0)
+      << ReadAll(log);
+  EXPECT_EQ(RunKbs({"admin", "show-policy", "--state-dir", state_, "default/key/imported"}, log),
+            0);
+  EXPECT_THAT(ReadAll(log), HasSubstr(std::string(96, 'c')));
   EXPECT_EQ(RunKbs({"admin", "put-resource", "--state-dir", state_, "../x/y", "--file",
                     dir_->Join("k1")},
                    log),

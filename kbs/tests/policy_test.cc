@@ -203,6 +203,48 @@ TEST(PolicyTest, RoundTripsThroughJson) {
   EXPECT_EQ(again->reference.measurements.at("measurement")[0], "ab");
 }
 
+TEST(PolicyTest, ImportsReferenceValuesFromCloakMeasure) {
+  // What `cloak measure snp --json` prints.
+  auto doc = nlohmann::json::parse(R"({"tee": "snp", "reference_values": {"measurement": ["AB12"]},
+                                       "inputs": {"vcpus": 1}})");
+  auto fresh = MergeReferenceValues(nullptr, doc);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->allowed_tees, std::vector<std::string>{"snp"});
+  EXPECT_EQ(fresh->reference.measurements.at("measurement"), std::vector<std::string>{"ab12"});
+  EXPECT_FALSE(fresh->allow_any_launch);
+
+  // Merged into an existing policy: its settings stay, values accumulate.
+  auto current = ParseResourcePolicy(
+      R"({"allowed_tees": ["sample"], "init_data_digests": ["cd"], "allow_debug": true})");
+  ASSERT_TRUE(current.ok());
+  auto classes = nlohmann::json::parse(R"({"classes": {
+      "cloak-snp": {"tee": "snp", "reference_values": {"measurement": ["ab12", "ef"]}},
+      "cloak-tdx": {"tee": "tdx", "reference_values": {"mrtd": ["01"], "rtmr1": ["02"]}}}})");
+  auto merged = MergeReferenceValues(&*current, classes);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(merged->allowed_tees, (std::vector<std::string>{"sample", "snp", "tdx"}));
+  EXPECT_EQ(merged->reference.measurements.at("measurement"),
+            (std::vector<std::string>{"ab12", "ef"}));
+  EXPECT_EQ(merged->reference.measurements.at("rtmr1"), std::vector<std::string>{"02"});
+  EXPECT_TRUE(merged->reference.allow_debug);
+  EXPECT_EQ(merged->reference.init_data_digests, std::vector<std::string>{"cd"});
+
+  // An entry the build could not compute names what it lacked.
+  auto missing = MergeReferenceValues(nullptr, nlohmann::json::parse(
+      R"({"classes": {"cloak-snp": {"tee": "snp", "missing": "OVMF AmdSev firmware"}}})"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("OVMF AmdSev firmware"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("cloak measure"));
+  EXPECT_FALSE(MergeReferenceValues(nullptr, nlohmann::json::parse(R"({"tee": "sgx",
+      "reference_values": {}})")).ok());
+  // Values that pin nothing for the TEE are refused like set-policy would.
+  EXPECT_THAT(MergeReferenceValues(nullptr, nlohmann::json::parse(
+                  R"({"tee": "tdx", "reference_values": {"measurement": ["ab"]}})"))
+                  .status()
+                  .message(),
+              HasSubstr("allow_any_launch"));
+}
+
 TEST(ResourcePathTest, AcceptsOnlySafePaths) {
   auto p = ParseResourcePath("default/key/image-1.key");
   ASSERT_TRUE(p.ok());
