@@ -80,8 +80,9 @@ absl::StatusOr<std::shared_ptr<SimulatedSpHost>> SimulatedSpHost::Start(
   });
   Logger("shim")->warn(
       "simulated SNP security processor on {} (DEVELOPMENT ONLY: TEST chain {}), "
-      "measurement {}",
-      socket_path, chain_dir, state->measurement_hex);
+      "measurement {} cmdline \"{}\" vcpus {} firmware {}",
+      socket_path, chain_dir, state->measurement_hex, cmdline, launch.vcpus,
+      firmware.empty() ? std::string("(synthetic dev firmware)") : firmware);
   return std::shared_ptr<SimulatedSpHost>(new SimulatedSpHost(std::move(state)));
 }
 
