@@ -58,6 +58,7 @@ struct ServeFlags {
   std::string snp_min_tcb;
   std::string tdx_root_ca;
   bool tdx_allow_unverified = false;
+  bool allow_unpinned_root = false;
   std::string nonce_ttl = "60s";
   std::string token_ttl = "5m";
   std::string port_file;
@@ -84,6 +85,7 @@ int RunServe(const ServeFlags& flags) {
   config.verifier.snp_certs_dir = flags.snp_certs_dir;
   config.verifier.tdx_root_ca_file = flags.tdx_root_ca;
   config.verifier.tdx_allow_unverified = flags.tdx_allow_unverified;
+  config.verifier.allow_unpinned_root = flags.allow_unpinned_root;
   if (!flags.snp_min_tcb.empty()) {
     auto tcb = ParseSnpTcb(flags.snp_min_tcb);
     if (!tcb.ok()) return Fail(tcb.status());
@@ -95,6 +97,10 @@ int RunServe(const ServeFlags& flags) {
   if (!token_ttl.ok()) return Fail(token_ttl.status());
   config.nonce_ttl = *nonce_ttl;
   config.token_ttl = *token_ttl;
+  if (config.verifier.allow_unpinned_root) {
+    Logger("kbs")->warn("--allow-unpinned-root: evidence chaining to a root other than AMD's "
+                        "pinned ARKs or Intel's SGX Root CA is accepted; claims name the root");
+  }
   if (config.verifier.tdx_allow_unverified) {
     Logger("kbs")->warn("--tdx-allow-unverified: TDX quotes are accepted without a signature "
                         "check (development only)");
@@ -154,6 +160,33 @@ int RunAdmin(const std::string& command, const std::string& state_dir, const std
     absl::Status put = store->PutResource(*path, data);
     if (!put.ok()) return Fail(put);
     std::printf("stored resource %s (%zu bytes)\n", path->ToString().c_str(), data.size());
+    return 0;
+  }
+  if (command == "import-reference-values") {
+    nlohmann::json doc = nlohmann::json::parse(data, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(file, ": not valid JSON")));
+    }
+    std::optional<ResourcePath> path;
+    if (target != "default") {
+      auto parsed = ParseResourcePath(target);
+      if (!parsed.ok()) return Fail(parsed.status());
+      path = *parsed;
+    }
+    // The policy in force for the target, if it has its own (or the default).
+    std::optional<ResourcePolicy> current;
+    auto existing = store->GetPolicy(path.value_or(ResourcePath{"-", "-", "-"}));
+    if (existing.ok()) {
+      current = *std::move(existing);
+    } else if (!absl::IsNotFound(existing.status())) {
+      return Fail(existing.status());
+    }
+    auto merged = MergeReferenceValues(current ? &*current : nullptr, doc);
+    if (!merged.ok()) return Fail(merged.status());
+    absl::Status set = store->SetPolicy(path ? &*path : nullptr, merged->ToJson().dump());
+    if (!set.ok()) return Fail(set);
+    std::printf("imported reference values into the key-release policy of %s:\n%s\n",
+                target.c_str(), merged->ToJson().dump(2).c_str());
     return 0;
   }
   // set-policy
@@ -223,6 +256,9 @@ int RunKbsCli(int argc, char** argv) {
                         "Intel SGX Root CA certificate for TDX quote chains");
   serve_cmd->add_flag("--tdx-allow-unverified", serve.tdx_allow_unverified,
                       "Accept TDX quotes without a signature check (development only)");
+  serve_cmd->add_flag("--allow-unpinned-root", serve.allow_unpinned_root,
+                      "Trust an ARK / Intel root that is not the vendor's pinned one (claims "
+                      "name it)");
   serve_cmd->add_option("--nonce-ttl", serve.nonce_ttl, "Nonce lifetime")->capture_default_str();
   serve_cmd->add_option("--token-ttl", serve.token_ttl, "Attestation token lifetime")
       ->capture_default_str();
@@ -234,12 +270,17 @@ int RunKbsCli(int argc, char** argv) {
   admin->require_subcommand(1);
   std::string state_dir, target, file;
   std::string command;
-  for (const char* name : {"put-resource", "set-policy", "show-policy"}) {
-    const char* help = std::string(name) == "put-resource"
-                           ? "Store a resource: put-resource <repo/type/tag> --file F"
-                       : std::string(name) == "set-policy"
-                           ? "Set a key-release policy: set-policy <repo/type/tag|default> --file F"
-                           : "Print the policy in force for <repo/type/tag>";
+  for (const char* name :
+       {"put-resource", "set-policy", "show-policy", "import-reference-values"}) {
+    const std::string n = name;
+    const char* help =
+        n == "put-resource" ? "Store a resource: put-resource <repo/type/tag> --file F"
+        : n == "set-policy"
+            ? "Set a key-release policy: set-policy <repo/type/tag|default> --file F"
+        : n == "import-reference-values"
+            ? "Add `cloak measure --json` / the guest-image build's reference values to a "
+              "policy: import-reference-values <repo/type/tag|default> --file F"
+            : "Print the policy in force for <repo/type/tag>";
     CLI::App* sub = admin->add_subcommand(name, help);
     sub->add_option("--state-dir", state_dir, "KBS state directory")->required();
     sub->add_option("target", target, "repo/type/tag (or default for set-policy)")->required();

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "absl/strings/escaping.h"
@@ -34,13 +35,6 @@ absl::StatusOr<std::string> FileSha256(const std::string& path) {
   return std::string(reinterpret_cast<char*>(md), len);
 }
 
-std::string Sha256(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return std::string(reinterpret_cast<char*>(md), len);
-}
-
 }  // namespace
 
 struct SimulatedSpHost::State {
@@ -52,13 +46,23 @@ struct SimulatedSpHost::State {
 
 absl::StatusOr<std::shared_ptr<SimulatedSpHost>> SimulatedSpHost::Start(
     const std::string& chain_dir, const std::string& socket_path, const std::string& kernel,
-    const std::string& initrd, const std::string& cmdline, const std::string& host_data) {
+    const std::string& initrd, const std::string& cmdline, int vcpus,
+    const std::string& firmware, const std::string& host_data) {
   absl::StatusOr<simsp::DevChain> chain = simsp::LoadDevChain(chain_dir);
   if (!chain.ok()) return Annotate(chain.status(), "tee.simulated_snp_chain");
   ASSIGN_OR_RETURN(std::string kernel_sha, FileSha256(kernel));
   ASSIGN_OR_RETURN(std::string initrd_sha, FileSha256(initrd));
-  ASSIGN_OR_RETURN(std::string measurement,
-                   simsp::SimulatedMeasurement(kernel_sha, initrd_sha, Sha256(cmdline)));
+  simsp::SimulatedLaunch launch;
+  if (!firmware.empty()) {
+    std::ifstream in(firmware, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read firmware ", firmware, " to measure it"));
+    launch.firmware.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  launch.kernel_sha256 = kernel_sha;
+  launch.initrd_sha256 = initrd_sha;
+  launch.cmdline = cmdline;
+  launch.vcpus = vcpus > 0 ? static_cast<uint32_t>(vcpus) : 1;
+  ASSIGN_OR_RETURN(std::string measurement, simsp::SimulatedMeasurement(launch));
   simsp::SimulatedSpOptions options;
   options.measurement = measurement;
   options.host_data = host_data;
@@ -76,8 +80,9 @@ absl::StatusOr<std::shared_ptr<SimulatedSpHost>> SimulatedSpHost::Start(
   });
   Logger("shim")->warn(
       "simulated SNP security processor on {} (DEVELOPMENT ONLY: TEST chain {}), "
-      "measurement {}",
-      socket_path, chain_dir, state->measurement_hex);
+      "measurement {} cmdline \"{}\" vcpus {} firmware {}",
+      socket_path, chain_dir, state->measurement_hex, cmdline, launch.vcpus,
+      firmware.empty() ? std::string("(synthetic dev firmware)") : firmware);
   return std::shared_ptr<SimulatedSpHost>(new SimulatedSpHost(std::move(state)));
 }
 

@@ -18,12 +18,15 @@ namespace cloak::shim {
 
 class SimulatedSpHost {
  public:
-  // Loads the chain in `chain_dir`, computes the measurement from the files
-  // and `cmdline`, listens on `socket_path` and serves in a thread.
-  // `host_data` is 32 bytes or empty (zeros).
+  // Loads the chain in `chain_dir`, computes the measurement (the SEV-SNP
+  // launch digest, docs/simulated-snp.md) from the files, `cmdline`, `vcpus`
+  // and `firmware` (empty: the synthetic descriptor), listens on
+  // `socket_path` and serves in a thread. `host_data` is 32 bytes or empty
+  // (zeros).
   static absl::StatusOr<std::shared_ptr<SimulatedSpHost>> Start(
       const std::string& chain_dir, const std::string& socket_path, const std::string& kernel,
-      const std::string& initrd, const std::string& cmdline, const std::string& host_data);
+      const std::string& initrd, const std::string& cmdline, int vcpus,
+      const std::string& firmware, const std::string& host_data);
   // Stops serving and joins the thread.
   ~SimulatedSpHost();
   SimulatedSpHost(const SimulatedSpHost&) = delete;

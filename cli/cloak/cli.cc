@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/cloak/containerd_config.h"
 #include "cli/cloak/host_check.h"
+#include "cli/cloak/measure.h"
 #include "common/fd.h"
 #include "common/process.h"
 #include "common/status_macros.h"
@@ -150,7 +151,8 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view text
 }
 
 int RunCloakCli(int argc, char** argv) {
-  CLI::App app{"cloak: check a host for Cloak and configure containerd for it"};
+  CLI::App app{
+      "cloak: check a host for Cloak, configure containerd for it, compute launch measurements"};
   app.require_subcommand(1);
 
   CheckOptions check_options;
@@ -193,6 +195,9 @@ int RunCloakCli(int argc, char** argv) {
   ccmd->add_flag("--remove", cc.remove, "take out what an earlier run added");
   ccmd->add_flag("--dry-run", cc.dry_run, "print the result instead of writing the file");
 
+  MeasureCommand measure;
+  AddMeasureCommand(app, measure);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -200,6 +205,7 @@ int RunCloakCli(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   if (check->parsed()) return RunCheck(check_options, json);
+  if (measure.measure->parsed()) return RunMeasure(measure);
   if (ccmd->parsed()) {
     absl::Status s = RunContainerdConfig(cc);
     return s.ok() ? 0 : Fail("containerd-config", s);

@@ -64,9 +64,14 @@ int RunInitChain(const InitFlags& flags) {
   return 0;
 }
 
-absl::StatusOr<std::string> Measure(const std::string& manifest, const std::string& cmdline) {
+absl::StatusOr<std::string> Measure(const std::string& manifest, const std::string& cmdline,
+                                    uint32_t vcpus, const std::string& ovmf) {
   ASSIGN_OR_RETURN(ImageDigests image, ReadManifest(manifest));
-  return MeasurementFromManifest(image, cmdline);
+  std::string firmware;
+  if (!ovmf.empty()) {
+    ASSIGN_OR_RETURN(firmware, ReadFile(ovmf));
+  }
+  return MeasurementFromManifest(image, cmdline, vcpus, firmware);
 }
 
 struct ServeFlags {
@@ -74,6 +79,8 @@ struct ServeFlags {
   std::string socket;
   std::string manifest;
   std::string cmdline;
+  uint32_t vcpus = 1;
+  std::string ovmf;
   std::string measurement_hex;
   std::string host_data_hex;
   std::string policy = "0x30000";
@@ -91,7 +98,7 @@ int RunServe(const ServeFlags& flags) {
     if (!m.ok()) return Fail(m.status());
     options.measurement = *m;
   } else if (!flags.manifest.empty()) {
-    auto m = Measure(flags.manifest, flags.cmdline);
+    auto m = Measure(flags.manifest, flags.cmdline, flags.vcpus, flags.ovmf);
     if (!m.ok()) return Fail(m.status());
     options.measurement = *m;
   } else {
@@ -183,12 +190,16 @@ int RunSimspCli(int argc, char** argv) {
   init_cmd->add_option("--rsa-bits", init.rsa_bits, "ARK/ASK RSA key size")->capture_default_str();
   init_cmd->add_flag("--force", init.force, "Replace a chain already in --dir");
 
-  std::string manifest, cmdline;
+  std::string manifest, cmdline, measure_ovmf;
+  uint32_t measure_vcpus = 1;
   CLI::App* measure_cmd =
       app.add_subcommand("measure", "Print the simulated launch measurement (hex) of an image");
   measure_cmd->add_option("--manifest", manifest, "Guest image manifest.json")->required();
   measure_cmd->add_option("--cmdline", cmdline,
                           "Final kernel command line (default: the manifest's)");
+  measure_cmd->add_option("--vcpus", measure_vcpus, "vCPUs of the VM")->capture_default_str();
+  measure_cmd->add_option("--ovmf", measure_ovmf,
+                          "Firmware the VM boots (default: the synthetic descriptor)");
 
   ServeFlags serve;
   CLI::App* serve_cmd = app.add_subcommand("serve", "Answer report requests on a unix socket");
@@ -197,6 +208,9 @@ int RunSimspCli(int argc, char** argv) {
   serve_cmd->add_option("--manifest", serve.manifest, "Guest image manifest.json");
   serve_cmd->add_option("--cmdline", serve.cmdline,
                         "Final kernel command line (default: the manifest's)");
+  serve_cmd->add_option("--vcpus", serve.vcpus, "vCPUs of the VM")->capture_default_str();
+  serve_cmd->add_option("--ovmf", serve.ovmf,
+                        "Firmware the VM boots (default: the synthetic descriptor)");
   serve_cmd->add_option("--measurement-hex", serve.measurement_hex,
                         "48-byte measurement instead of --manifest");
   serve_cmd->add_option("--host-data-hex", serve.host_data_hex,
@@ -223,7 +237,7 @@ int RunSimspCli(int argc, char** argv) {
   }
   if (init_cmd->parsed()) return RunInitChain(init);
   if (measure_cmd->parsed()) {
-    auto m = Measure(manifest, cmdline);
+    auto m = Measure(manifest, cmdline, measure_vcpus, measure_ovmf);
     if (!m.ok()) return Fail(m.status());
     std::cout << HexEncode(*m) << "\n";
     return 0;

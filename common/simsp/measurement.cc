@@ -3,6 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/simsp/crypto.h"
 #include "common/status_macros.h"
+#include "common/tee/measure/dev_firmware.h"
+#include "common/tee/measure/snp.h"
 #include "nlohmann/json.hpp"
 
 namespace cloak::simsp {
@@ -29,21 +31,27 @@ const nlohmann::json* Find(const nlohmann::json& j, const char* key) {
 
 }  // namespace
 
-absl::StatusOr<std::string> SimulatedMeasurement(absl::string_view kernel_sha256,
-                                                 absl::string_view initrd_sha256,
-                                                 absl::string_view cmdline_sha256) {
-  for (auto [digest, what] : {std::pair{kernel_sha256, "kernel"},
-                              std::pair{initrd_sha256, "initrd"},
-                              std::pair{cmdline_sha256, "cmdline"}}) {
-    if (digest.size() != 32) {
+absl::StatusOr<std::string> SimulatedMeasurement(const SimulatedLaunch& launch) {
+  for (auto [digest, what] : {std::pair{&launch.kernel_sha256, "kernel"},
+                              std::pair{&launch.initrd_sha256, "initrd"}}) {
+    if (digest->size() != 32) {
       return absl::InvalidArgumentError(absl::StrCat(
-          what, " digest must be a raw 32-byte SHA-256, got ", digest.size(), " bytes"));
+          what, " digest must be a raw 32-byte SHA-256, got ", digest->size(), " bytes"));
     }
   }
-  std::string input(kMeasurementLabel);
-  input += '\0';
-  absl::StrAppend(&input, kernel_sha256, initrd_sha256, cmdline_sha256);
-  return Sha384(input);
+  namespace m = cloak::tee::measure;
+  m::SnpLaunchInput input;
+  input.firmware = launch.firmware.empty() ? m::DevSevFirmware() : launch.firmware;
+  std::string cmdline = launch.cmdline;
+  cmdline += '\0';  // QEMU hashes the command line with its NUL
+  input.kernel_hashes = m::SnpKernelHashes{.kernel_sha256 = launch.kernel_sha256,
+                                           .initrd_sha256 = launch.initrd_sha256,
+                                           .cmdline_sha256 = Sha256(cmdline)};
+  input.vcpus = launch.vcpus;
+  ASSIGN_OR_RETURN(input.vcpu_signature, m::SnpVcpuSignature(kSimulatedVcpuType));
+  input.guest_features = kSimulatedGuestFeatures;
+  input.vmm = m::SnpVmmType::kQemu;
+  return m::ComputeSnpLaunchDigest(input);
 }
 
 absl::StatusOr<ImageDigests> ParseManifest(absl::string_view manifest_json) {
@@ -77,10 +85,15 @@ absl::StatusOr<ImageDigests> ReadManifest(const std::string& path) {
 }
 
 absl::StatusOr<std::string> MeasurementFromManifest(const ImageDigests& image,
-                                                    absl::string_view final_cmdline) {
-  std::string cmdline_digest =
-      final_cmdline.empty() ? image.cmdline_sha256 : Sha256(final_cmdline);
-  return SimulatedMeasurement(image.kernel_sha256, image.initrd_sha256, cmdline_digest);
+                                                    absl::string_view final_cmdline,
+                                                    uint32_t vcpus, const std::string& firmware) {
+  SimulatedLaunch launch;
+  launch.firmware = firmware;
+  launch.kernel_sha256 = image.kernel_sha256;
+  launch.initrd_sha256 = image.initrd_sha256;
+  launch.cmdline = final_cmdline.empty() ? image.cmdline : std::string(final_cmdline);
+  launch.vcpus = vcpus;
+  return SimulatedMeasurement(launch);
 }
 
 }  // namespace cloak::simsp

@@ -1,17 +1,15 @@
-// The simulated SP's launch measurement (docs/simulated-snp.md). A real SNP
-// MEASUREMENT is the PSP's digest of the launch pages (FACTS §F7: OVMF,
-// VMSAs, the kernel-hashes table); without a PSP we define our own 48-byte
-// value over what a direct-boot kernel-hashes table commits to:
-//
-//   SHA-384( "cloak-simsp-measurement-v1" || 0x00 ||
-//            SHA-256(kernel) || SHA-256(initrd) || SHA-256(final cmdline) )
-//
-// with the cmdline hashed as its bytes, without a trailing NUL. It moves
-// when the kernel, the initrd or any kernel parameter changes, so a KBS
-// policy pinning it still refuses a guest booted from another image.
+// The simulated SP's launch measurement (docs/simulated-snp.md): the real
+// SEV-SNP launch digest (common/tee/measure/snp.h, docs/measurement.md)
+// computed over what the VM actually launches — the kernel, initrd and final
+// command line in the kernel-hashes table, one VMSA per vCPU (vCPU type
+// EPYC-v4, guest features 0x1, QEMU) — and over the firmware file when one
+// is configured, else over Cloak's synthetic firmware descriptor
+// (common/tee/measure/dev_firmware.h). `cloak measure snp --dev-firmware`
+// prints the same value, so a dev KBS policy pins a computed value.
 #ifndef CLOAK_COMMON_SIMSP_MEASUREMENT_H_
 #define CLOAK_COMMON_SIMSP_MEASUREMENT_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -19,12 +17,19 @@
 
 namespace cloak::simsp {
 
-inline constexpr char kMeasurementLabel[] = "cloak-simsp-measurement-v1";
+inline constexpr char kSimulatedVcpuType[] = "EPYC-v4";
+inline constexpr uint64_t kSimulatedGuestFeatures = 0x1;
 
-// Each argument is a raw 32-byte SHA-256; InvalidArgument otherwise.
-absl::StatusOr<std::string> SimulatedMeasurement(absl::string_view kernel_sha256,
-                                                 absl::string_view initrd_sha256,
-                                                 absl::string_view cmdline_sha256);
+struct SimulatedLaunch {
+  std::string firmware;       // the image's bytes; empty: the synthetic descriptor
+  std::string kernel_sha256;  // 32 raw bytes
+  std::string initrd_sha256;  // 32 raw bytes
+  std::string cmdline;        // the final command line (-append)
+  uint32_t vcpus = 1;
+};
+
+// InvalidArgument when a digest is not 32 bytes or the vCPU count is 0.
+absl::StatusOr<std::string> SimulatedMeasurement(const SimulatedLaunch& launch);
 
 // What the measurement is computed from, as read from the guest image's
 // manifest.json (docs/guest-image.md): "vmlinuz"."sha256",
@@ -40,10 +45,13 @@ absl::StatusOr<ImageDigests> ReadManifest(const std::string& path);
 
 // The measurement of a guest booted from the manifest's kernel and initrd
 // with `final_cmdline` (the shim appends parameters to the image's own
-// command line, so the digest is taken over what QEMU really gets). An
-// empty `final_cmdline` means the manifest's own command line.
+// command line, so the digest is taken over what QEMU really gets) and
+// `vcpus`, over `firmware` (empty: the synthetic descriptor). An empty
+// `final_cmdline` means the manifest's own command line.
 absl::StatusOr<std::string> MeasurementFromManifest(const ImageDigests& image,
-                                                    absl::string_view final_cmdline);
+                                                    absl::string_view final_cmdline,
+                                                    uint32_t vcpus = 1,
+                                                    const std::string& firmware = "");
 
 }  // namespace cloak::simsp
 

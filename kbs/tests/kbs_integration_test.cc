@@ -99,7 +99,7 @@ class KbsIntegrationTest : public ::testing::Test {
     state_ = dir_->Join("state");
     std::ofstream(dir_->Join("k1")) << "image-key-1";
     std::ofstream(dir_->Join("allow-sample.json")) << R"({"allowed_tees": ["sample"]})";
-    std::ofstream(dir_->Join("deny-sample.json")) << R"({"allowed_tees": ["snp", "tdx"]})";
+    std::ofstream(dir_->Join("deny-sample.json")) << R"({"allowed_tees": ["snp", "tdx"], "allow_any_launch": true})";
     std::string log = dir_->Join("admin.log");
     for (const char* r : {"default/key/k1", "default/key/hw-only"}) {
       ASSERT_EQ(RunKbs({"admin", "put-resource", "--state-dir", state_, r, "--file",
@@ -295,6 +295,26 @@ TEST_F(KbsIntegrationTest, RefusesPlainHttpBeyondLoopbackAndBadFlags) {
                    log),
             1);
   EXPECT_THAT(ReadAll(log), HasSubstr("policy: not valid JSON"));
+  // An SNP policy that pins no launch is refused (the KBS fails closed).
+  std::ofstream(dir_->Join("unpinned.json")) << R"({"allowed_tees": ["snp"]})";
+  EXPECT_EQ(RunKbs({"admin", "set-policy", "--state-dir", state_, "default/key/k1", "--file",
+                    dir_->Join("unpinned.json")},
+                   log),
+            1);
+  EXPECT_THAT(ReadAll(log), HasSubstr("allow_any_launch"));
+  // Reference values as `cloak measure snp --json` prints them go into the
+  // policy through import-reference-values.
+  std::ofstream(dir_->Join("rv.json"))
+      << R"({"tee":"snp","reference_values":{"measurement":[")" << std::string(96, 'c')
+      << R"("]},"inputs":{}})";
+  EXPECT_EQ(RunKbs({"admin", "import-reference-values", "--state-dir", state_,
+                    "default/key/imported", "--file", dir_->Join("rv.json")},
+                   log),
+            0)
+      << ReadAll(log);
+  EXPECT_EQ(RunKbs({"admin", "show-policy", "--state-dir", state_, "default/key/imported"}, log),
+            0);
+  EXPECT_THAT(ReadAll(log), HasSubstr(std::string(96, 'c')));
   EXPECT_EQ(RunKbs({"admin", "put-resource", "--state-dir", state_, "../x/y", "--file",
                     dir_->Join("k1")},
                    log),

@@ -2,6 +2,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "kbs/policy.h"
 #include "kbs/store.h"
 
@@ -14,6 +16,10 @@ Claims SnpClaims() {
   Claims c;
   c.tee = "snp";
   c.signature_verified = true;
+  c.vmpl = 0;
+  c.snp_policy = 0x30000;  // SMT allowed, reserved bit 17
+  c.product = "Milan";
+  c.tcb = {{"bootloader", 3}, {"tee", 0}, {"snp", 8}, {"microcode", 115}};
   c.measurements = {{"measurement", std::string(96, 'a')}, {"host_data", std::string(64, 'b')}};
   c.init_data_digest = std::string(64, 'b');
   return c;
@@ -26,8 +32,10 @@ Claims SampleClaims() {
   return c;
 }
 
+constexpr char kAnyLaunch[] = R"({"allow_any_launch": true})";
+
 TEST(PolicyTest, DefaultsAllowVerifiedSnpAndTdxOnly) {
-  auto policy = ParseResourcePolicy("{}");
+  auto policy = ParseResourcePolicy(kAnyLaunch);
   ASSERT_TRUE(policy.ok());
   EXPECT_TRUE(EvaluatePolicy(*policy, SnpClaims()).allowed);
   PolicyDecision sample = EvaluatePolicy(*policy, SampleClaims());
@@ -45,11 +53,11 @@ TEST(PolicyTest, SampleOnlyWhenExplicitlyAllowed) {
 TEST(PolicyTest, DebugIsForbiddenUnlessAllowed) {
   Claims debug = SnpClaims();
   debug.debug = true;
-  auto policy = ParseResourcePolicy("{}");
+  auto policy = ParseResourcePolicy(kAnyLaunch);
   PolicyDecision d = EvaluatePolicy(*policy, debug);
   EXPECT_FALSE(d.allowed);
   EXPECT_THAT(d.reason, HasSubstr("debug"));
-  policy = ParseResourcePolicy(R"({"allow_debug": true})");
+  policy = ParseResourcePolicy(R"({"allow_debug": true, "allow_any_launch": true})");
   EXPECT_TRUE(EvaluatePolicy(*policy, debug).allowed);
 }
 
@@ -57,11 +65,11 @@ TEST(PolicyTest, UnverifiedEvidenceNeedsAllowUnverified) {
   Claims tdx;
   tdx.tee = "tdx";
   tdx.signature_verified = false;
-  auto policy = ParseResourcePolicy("{}");
+  auto policy = ParseResourcePolicy(kAnyLaunch);
   PolicyDecision d = EvaluatePolicy(*policy, tdx);
   EXPECT_FALSE(d.allowed);
   EXPECT_THAT(d.reason, HasSubstr("allow_unverified"));
-  policy = ParseResourcePolicy(R"({"allow_unverified": true})");
+  policy = ParseResourcePolicy(R"({"allow_unverified": true, "allow_any_launch": true})");
   EXPECT_TRUE(EvaluatePolicy(*policy, tdx).allowed);
 }
 
@@ -81,7 +89,8 @@ TEST(PolicyTest, MeasurementsAndInitDataMustMatch) {
   d = EvaluatePolicy(*policy, other);
   EXPECT_FALSE(d.allowed);
   EXPECT_THAT(d.reason, HasSubstr("init-data digest eeee"));
-  auto mrtd = ParseResourcePolicy(R"({"reference_values": {"mrtd": ["00"]}})");
+  auto mrtd = ParseResourcePolicy(
+      R"({"reference_values": {"mrtd": ["00"]}, "allow_any_launch": true})");
   d = EvaluatePolicy(*mrtd, SnpClaims());
   EXPECT_THAT(d.reason, HasSubstr("has no such measurement"));
 }
@@ -101,15 +110,139 @@ TEST(PolicyTest, RefusesMalformedPolicies) {
               HasSubstr("list of strings"));
 }
 
+TEST(PolicyTest, SnpOrTdxPolicyMustPinTheLaunch) {
+  for (const char* unpinned : {"{}", R"({"allowed_tees": ["snp"]})",
+                               R"({"allowed_tees": ["tdx"], "reference_values": {"measurement": ["ab"]}})",
+                               R"({"allowed_tees": ["snp"], "reference_values": {"mrtd": ["ab"]}})"}) {
+    auto p = ParseResourcePolicy(unpinned);
+    ASSERT_FALSE(p.ok()) << unpinned;
+    EXPECT_THAT(p.status().message(), HasSubstr("allow_any_launch")) << unpinned;
+    EXPECT_THAT(p.status().message(), HasSubstr("cloak measure")) << unpinned;
+  }
+  for (const char* pinned :
+       {R"({"allowed_tees": ["snp"], "reference_values": {"measurement": ["ab"]}})",
+        R"({"allowed_tees": ["tdx"], "reference_values": {"mrtd": ["ab"]}})",
+        R"({"allowed_tees": ["snp", "tdx"], "init_data_digests": ["ab"]})",
+        R"({"allowed_tees": ["sample"]})", R"({"allow_any_launch": true})"}) {
+    EXPECT_TRUE(ParseResourcePolicy(pinned).ok()) << pinned;
+  }
+  // The store refuses to keep an unpinned policy.
+  auto dir = std::filesystem::temp_directory_path() / "kbs-policy-test-store";
+  std::filesystem::remove_all(dir);
+  auto store = ResourceStore::Open(dir.string());
+  ASSERT_TRUE(store.ok());
+  EXPECT_FALSE(store->SetPolicy(nullptr, R"({"allowed_tees": ["snp"]})").ok());
+  EXPECT_TRUE(store->SetPolicy(nullptr, R"({"allowed_tees": ["snp"], "allow_any_launch": true})").ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(PolicyTest, SimulatedEvidenceNeedsAllowSimulated) {
+  Claims sim = SnpClaims();
+  sim.simulated = true;
+  sim.trust_anchor = "SIMULATED SP test root sha256:00";
+  auto policy = ParseResourcePolicy(kAnyLaunch);
+  PolicyDecision d = EvaluatePolicy(*policy, sim);
+  EXPECT_FALSE(d.allowed);
+  EXPECT_THAT(d.reason, HasSubstr("SIMULATED"));
+  EXPECT_THAT(d.reason, HasSubstr("allow_simulated"));
+  policy = ParseResourcePolicy(R"({"allow_any_launch": true, "allow_simulated": true})");
+  EXPECT_TRUE(EvaluatePolicy(*policy, sim).allowed);
+}
+
+TEST(PolicyTest, SnpVmplPolicyBitsAndMinimumTcb) {
+  auto policy = ParseResourcePolicy(kAnyLaunch);
+  Claims c = SnpClaims();
+  c.vmpl = 1;
+  PolicyDecision d = EvaluatePolicy(*policy, c);
+  EXPECT_FALSE(d.allowed);
+  EXPECT_THAT(d.reason, HasSubstr("VMPL 1"));
+  policy = ParseResourcePolicy(R"({"allow_any_launch": true, "snp_vmpl": 1})");
+  EXPECT_TRUE(EvaluatePolicy(*policy, c).allowed);
+
+  // Default: the migration agent must not be allowed.
+  c = SnpClaims();
+  c.snp_policy = 0x30000 | kSnpPolicyMigrateMaBit;
+  d = EvaluatePolicy(*ParseResourcePolicy(kAnyLaunch), c);
+  EXPECT_FALSE(d.allowed);
+  EXPECT_THAT(d.reason, HasSubstr("migrate_ma set"));
+  // SMT and single socket on request.
+  c = SnpClaims();
+  policy = ParseResourcePolicy(R"({"allow_any_launch": true, "snp_policy": {"smt": false}})");
+  EXPECT_THAT(EvaluatePolicy(*policy, c).reason, HasSubstr("smt set"));
+  policy = ParseResourcePolicy(
+      R"({"allow_any_launch": true, "snp_policy": {"single_socket": true}})");
+  EXPECT_THAT(EvaluatePolicy(*policy, c).reason, HasSubstr("single_socket clear"));
+  c.snp_policy = 0x30000 | kSnpPolicySingleSocketBit;
+  EXPECT_TRUE(EvaluatePolicy(*policy, c).allowed);
+
+  c = SnpClaims();
+  policy = ParseResourcePolicy(
+      R"({"allow_any_launch": true, "snp_min_tcb": {"Milan": {"snp": 9, "microcode": 100}}})");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  d = EvaluatePolicy(*policy, c);
+  EXPECT_FALSE(d.allowed);
+  EXPECT_THAT(d.reason, HasSubstr("snp 8 is below this policy's minimum 9"));
+  policy = ParseResourcePolicy(
+      R"({"allow_any_launch": true, "snp_min_tcb": {"genoa": {"snp": 99}, "milan": {"snp": 8}}})");
+  EXPECT_TRUE(EvaluatePolicy(*policy, c).allowed);
+  EXPECT_FALSE(ParseResourcePolicy(R"({"snp_min_tcb": {"rome": {}}, "allow_any_launch": true})").ok());
+  EXPECT_FALSE(ParseResourcePolicy(R"({"snp_policy": {"debug": true}, "allow_any_launch": true})").ok());
+  EXPECT_FALSE(ParseResourcePolicy(R"({"snp_vmpl": 4, "allow_any_launch": true})").ok());
+}
+
 TEST(PolicyTest, RoundTripsThroughJson) {
   auto policy = ParseResourcePolicy(
       R"({"allowed_tees": ["sample", "snp"], "allow_debug": true, "allow_unverified": true,
-          "reference_values": {"measurement": ["AB"]}, "init_data_digests": ["cd"]})");
+          "reference_values": {"measurement": ["AB"]}, "init_data_digests": ["cd"],
+          "allow_simulated": true, "snp_vmpl": 2, "snp_min_tcb": {"turin": {"fmc": 1}},
+          "snp_policy": {"smt": false}})");
   ASSERT_TRUE(policy.ok());
   auto again = ParseResourcePolicy(policy->ToJson().dump());
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->ToJson(), policy->ToJson());
   EXPECT_EQ(again->reference.measurements.at("measurement")[0], "ab");
+}
+
+TEST(PolicyTest, ImportsReferenceValuesFromCloakMeasure) {
+  // What `cloak measure snp --json` prints.
+  auto doc = nlohmann::json::parse(R"({"tee": "snp", "reference_values": {"measurement": ["AB12"]},
+                                       "inputs": {"vcpus": 1}})");
+  auto fresh = MergeReferenceValues(nullptr, doc);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->allowed_tees, std::vector<std::string>{"snp"});
+  EXPECT_EQ(fresh->reference.measurements.at("measurement"), std::vector<std::string>{"ab12"});
+  EXPECT_FALSE(fresh->allow_any_launch);
+
+  // Merged into an existing policy: its settings stay, values accumulate.
+  auto current = ParseResourcePolicy(
+      R"({"allowed_tees": ["sample"], "init_data_digests": ["cd"], "allow_debug": true})");
+  ASSERT_TRUE(current.ok());
+  auto classes = nlohmann::json::parse(R"({"classes": {
+      "cloak-snp": {"tee": "snp", "reference_values": {"measurement": ["ab12", "ef"]}},
+      "cloak-tdx": {"tee": "tdx", "reference_values": {"mrtd": ["01"], "rtmr1": ["02"]}}}})");
+  auto merged = MergeReferenceValues(&*current, classes);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(merged->allowed_tees, (std::vector<std::string>{"sample", "snp", "tdx"}));
+  EXPECT_EQ(merged->reference.measurements.at("measurement"),
+            (std::vector<std::string>{"ab12", "ef"}));
+  EXPECT_EQ(merged->reference.measurements.at("rtmr1"), std::vector<std::string>{"02"});
+  EXPECT_TRUE(merged->reference.allow_debug);
+  EXPECT_EQ(merged->reference.init_data_digests, std::vector<std::string>{"cd"});
+
+  // An entry the build could not compute names what it lacked.
+  auto missing = MergeReferenceValues(nullptr, nlohmann::json::parse(
+      R"({"classes": {"cloak-snp": {"tee": "snp", "missing": "OVMF AmdSev firmware"}}})"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("OVMF AmdSev firmware"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("cloak measure"));
+  EXPECT_FALSE(MergeReferenceValues(nullptr, nlohmann::json::parse(R"({"tee": "sgx",
+      "reference_values": {}})")).ok());
+  // Values that pin nothing for the TEE are refused like set-policy would.
+  EXPECT_THAT(MergeReferenceValues(nullptr, nlohmann::json::parse(
+                  R"({"tee": "tdx", "reference_values": {"measurement": ["ab"]}})"))
+                  .status()
+                  .message(),
+              HasSubstr("allow_any_launch"));
 }
 
 TEST(ResourcePathTest, AcceptsOnlySafePaths) {

@@ -38,7 +38,7 @@ class ServiceTest : public ::testing::Test {
     ASSERT_TRUE(store->PutResource(*ParseResourcePath("default/key/k1"), "secret-key-1").ok());
     ASSERT_TRUE(store->PutResource(*ParseResourcePath("default/key/k2"), "secret-key-2").ok());
     ASSERT_TRUE(SetPolicy(*store, "default/key/k1", kAllowSample).ok());
-    ASSERT_TRUE(SetPolicy(*store, "default/key/k2", "{}").ok());
+    ASSERT_TRUE(SetPolicy(*store, "default/key/k2", R"({"allow_any_launch": true})").ok());
     auto service = KbsService::Create(config_, [this] { return now_; });
     ASSERT_TRUE(service.ok()) << service.status();
     service_ = *std::move(service);

@@ -6,10 +6,12 @@
 #include <fstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "common/temp_dir.h"
 #include "kbs/tests/test_util.h"
 #include "kbs/verify/snp.h"
 #include "kbs/verify/tdx.h"
+#include "kbs/verify/trust_anchors.h"
 #include "kbs/verify/verifier.h"
 
 namespace cloak::kbs {
@@ -80,6 +82,43 @@ TEST_F(SnpTest, AcceptsTheRealReport) {
   EXPECT_EQ(claims->measurements.at("measurement"), kMilanMeasurement);
   EXPECT_EQ(claims->init_data_digest, "");  // host_data is all zero
   EXPECT_THAT(claims->detail, HasSubstr("Milan"));
+  EXPECT_EQ(claims->trust_anchor, absl::StrCat("AMD ARK-Milan (pinned) sha256:", kAmdArkMilanSha256));
+  EXPECT_FALSE(claims->simulated);
+  EXPECT_EQ(claims->vmpl, 0u);
+  EXPECT_EQ(claims->snp_policy, 0x30000u);
+  EXPECT_EQ(claims->product, "Milan");
+  EXPECT_EQ(claims->tcb.size(), 4u);
+  // Claims travel in the attestation token: the new fields survive.
+  auto again = Claims::FromJson(claims->ToJson());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->trust_anchor, claims->trust_anchor);
+  EXPECT_EQ(again->snp_policy, claims->snp_policy);
+  EXPECT_EQ(again->tcb, claims->tcb);
+}
+
+TEST(TrustAnchorsTest, PinnedFingerprintsAreThoseOfTheVendorCertificates) {
+  REQUIRE_TESTDATA();
+  for (auto [file, pinned] : {std::pair{"snp/milan_ark.pem", kAmdArkMilanSha256},
+                              std::pair{"snp/genoa_ark.pem", kAmdArkGenoaSha256},
+                              std::pair{"snp/turin_ark.pem", kAmdArkTurinSha256}}) {
+    auto cert = ParseCertificate(Slurp(file), file);
+    ASSERT_TRUE(cert.ok()) << cert.status();
+    EXPECT_EQ(CertificateSha256(cert->get()), pinned) << file;
+    auto v = ClassifyRoot(cert->get(), "x", pinned, true, false);
+    ASSERT_TRUE(v.ok());
+    EXPECT_EQ(v->kind, RootKind::kPinned);
+  }
+  // Another root: refused unless explicitly allowed, then named.
+  auto milan = ParseCertificate(Slurp("snp/milan_ark.pem"), "ark");
+  auto refused = ClassifyRoot(milan->get(), "AMD ARK-Genoa", kAmdArkGenoaSha256, true, false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.status().message(), HasSubstr("--allow-unpinned-root"));
+  auto allowed = ClassifyRoot(milan->get(), "AMD ARK-Genoa", kAmdArkGenoaSha256, true, true);
+  ASSERT_TRUE(allowed.ok());
+  EXPECT_EQ(allowed->kind, RootKind::kUnpinned);
+  EXPECT_THAT(allowed->description, HasSubstr(absl::StrCat("UNPINNED root \"ARK-Milan\" sha256:",
+                                                           kAmdArkMilanSha256)));
 }
 
 TEST_F(SnpTest, ChainVerifiesAndNamesTheProduct) {
@@ -372,6 +411,10 @@ TEST_F(TdxTest, AcceptsTheRealQuoteWithCollateral) {
   EXPECT_TRUE(claims->signature_verified);
   EXPECT_EQ(claims->measurements.size(), 6u);
   EXPECT_EQ(claims->init_data_digest, "");  // mrconfigid is zero
+  // The root in the quote's chain is Intel's, as pinned.
+  EXPECT_EQ(claims->trust_anchor,
+            absl::StrCat("Intel SGX Root CA (pinned) sha256:", kIntelSgxRootCaSha256));
+  EXPECT_FALSE(claims->simulated);
 }
 
 TEST_F(TdxTest, RefusesWithoutCollateralUnlessAllowed) {
@@ -408,10 +451,17 @@ TEST_F(TdxTest, RefusesAFlippedBitInTheSignatureOrQeReport) {
 }
 
 TEST_F(TdxTest, RefusesAChainToAnotherRoot) {
+  // A root that is not Intel's pinned one is refused before any chain check.
   options_.collateral = TdxCollateral{SelfSignedPem("Intel SGX Root CA")};
   auto claims = VerifyTdxAttestation(quote_, options_);
   ASSERT_FALSE(claims.ok());
   EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(claims.status().message(), HasSubstr("is not Intel SGX Root CA"));
+  EXPECT_THAT(claims.status().message(), HasSubstr(kIntelSgxRootCaSha256));
+  // Allowed explicitly, it must still be the root the chain ends at.
+  options_.collateral->allow_unpinned_root = true;
+  claims = VerifyTdxAttestation(quote_, options_);
+  ASSERT_FALSE(claims.ok());
   EXPECT_THAT(claims.status().message(), HasSubstr("does not verify up to the configured Intel root"));
 }
 

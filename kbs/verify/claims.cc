@@ -18,6 +18,12 @@ nlohmann::json Claims::ToJson() const {
   j["debug"] = debug;
   j["signature_verified"] = signature_verified;
   j["detail"] = detail;
+  j["trust_anchor"] = trust_anchor;
+  j["simulated"] = simulated;
+  if (vmpl.has_value()) j["vmpl"] = *vmpl;
+  if (snp_policy.has_value()) j["snp_policy"] = *snp_policy;
+  if (!product.empty()) j["product"] = product;
+  if (!tcb.empty()) j["tcb"] = tcb;
   return j;
 }
 
@@ -48,6 +54,28 @@ absl::StatusOr<Claims> Claims::FromJson(const nlohmann::json& j) {
   RETURN_IF_ERROR(boolean("debug", &c.debug));
   RETURN_IF_ERROR(boolean("signature_verified", &c.signature_verified));
   RETURN_IF_ERROR(str("detail", &c.detail));
+  // Fields added later: optional so that older serialized claims still load.
+  if (auto it = j.find("trust_anchor"); it != j.end() && it->is_string()) {
+    c.trust_anchor = it->get<std::string>();
+  }
+  if (auto it = j.find("simulated"); it != j.end()) {
+    if (!it->is_boolean()) return absl::InvalidArgumentError("claims: \"simulated\" not a bool");
+    c.simulated = it->get<bool>();
+  }
+  if (auto it = j.find("vmpl"); it != j.end() && it->is_number_unsigned()) {
+    c.vmpl = it->get<uint32_t>();
+  }
+  if (auto it = j.find("snp_policy"); it != j.end() && it->is_number_unsigned()) {
+    c.snp_policy = it->get<uint64_t>();
+  }
+  if (auto it = j.find("product"); it != j.end() && it->is_string()) {
+    c.product = it->get<std::string>();
+  }
+  if (auto it = j.find("tcb"); it != j.end() && it->is_object()) {
+    for (const auto& [name, value] : it->items()) {
+      if (value.is_number_unsigned()) c.tcb[name] = value.get<uint32_t>();
+    }
+  }
   auto m = j.find("measurements");
   if (m == j.end() || !m->is_object()) {
     return absl::InvalidArgumentError("claims: \"measurements\" missing or not an object");

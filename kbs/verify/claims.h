@@ -3,7 +3,9 @@
 #ifndef CLOAK_KBS_VERIFY_CLAIMS_H_
 #define CLOAK_KBS_VERIFY_CLAIMS_H_
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +39,21 @@ struct Claims {
   bool signature_verified = false;
   // Free text for logs, e.g. "SEV-SNP Milan report v2, VCEK chain verified".
   std::string detail;
+  // The root the signature chain ends at (docs/attestation.md, "Trust
+  // anchors"): "AMD ARK-Milan (pinned) sha256:...", "Intel SGX Root CA
+  // (pinned) sha256:...", "SIMULATED SP test root sha256:..." or "UNPINNED
+  // root sha256:..." (only with the verifier's allow_unpinned_root); empty
+  // when nothing was verified.
+  std::string trust_anchor;
+  // Evidence from Cloak's simulated SEV-SNP security processor (its TEST
+  // chain, never AMD's). Policies refuse it unless allow_simulated.
+  bool simulated = false;
+  // SNP only: the report's VMPL, guest POLICY, product and REPORTED_TCB
+  // components ("bootloader", "tee", "snp", "microcode", "fmc").
+  std::optional<uint32_t> vmpl;
+  std::optional<uint64_t> snp_policy;
+  std::string product;  // "Milan", "Genoa", "Turin"
+  std::map<std::string, uint32_t> tcb;
 
   nlohmann::json ToJson() const;
   static absl::StatusOr<Claims> FromJson(const nlohmann::json& json);

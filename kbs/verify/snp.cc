@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kbs/verify/trust_anchors.h"
 
 namespace cloak::kbs {
 namespace {
@@ -192,6 +193,18 @@ absl::Status VerifySnpReportSignature(const SnpReport& report, X509* vcek) {
                          "VCEK key");
 }
 
+absl::string_view PinnedArkSha256(SnpProduct product) {
+  switch (product) {
+    case SnpProduct::kMilan:
+      return kAmdArkMilanSha256;
+    case SnpProduct::kGenoa:
+      return kAmdArkGenoaSha256;
+    case SnpProduct::kTurin:
+      return kAmdArkTurinSha256;
+  }
+  return "";
+}
+
 absl::StatusOr<SnpProduct> VerifySnpCertChain(X509* vcek, const SnpTrustAnchors& anchors) {
   ASSIGN_OR_RETURN(X509Ptr ark, ParseCertificate(anchors.ark, "ARK"));
   ASSIGN_OR_RETURN(X509Ptr ask, ParseCertificate(anchors.ask, "ASK"));
@@ -243,6 +256,11 @@ absl::StatusOr<Claims> VerifySnpAttestation(absl::string_view report_raw,
   }
   ASSIGN_OR_RETURN(X509Ptr vcek, ParseCertificate(vcek_pem_or_der, "VCEK"));
   ASSIGN_OR_RETURN(SnpProduct product, VerifySnpCertChain(vcek.get(), anchors));
+  ASSIGN_OR_RETURN(X509Ptr ark, ParseCertificate(anchors.ark, "ARK"));
+  ASSIGN_OR_RETURN(RootVerdict root,
+                   ClassifyRoot(ark.get(), absl::StrCat("AMD ARK-", SnpProductName(product)),
+                                PinnedArkSha256(product), /*simulated_possible=*/true,
+                                options.allow_unpinned_root));
 
   // The VCEK is per chip and per TCB: it must be the one for this report.
   auto hwid = ExtensionBytes(vcek.get(), "1.3.6.1.4.1.3704.1.4");
@@ -312,8 +330,20 @@ absl::StatusOr<Claims> VerifySnpAttestation(absl::string_view report_raw,
   if (report.host_data != Bytes(32, '\0')) claims.init_data_digest = HexEncode(report.host_data);
   claims.debug = report.debug();
   claims.signature_verified = true;
+  claims.trust_anchor = root.description;
+  claims.simulated = root.kind == RootKind::kSimulated;
+  claims.vmpl = report.vmpl;
+  claims.snp_policy = report.policy;
+  claims.product = std::string(SnpProductName(product));
+  claims.tcb = {{"bootloader", reported.bootloader},
+                {"tee", reported.tee},
+                {"snp", reported.snp},
+                {"microcode", reported.microcode}};
+  if (product == SnpProduct::kTurin) claims.tcb["fmc"] = reported.fmc;
   claims.detail = absl::StrCat("SEV-SNP ", SnpProductName(product), " report v", report.version,
-                               ", VCEK chain verified, TCB ", reported.ToString());
+                               claims.simulated ? ", SIMULATED SP chain verified, TCB "
+                                                : ", VCEK chain verified, TCB ",
+                               reported.ToString(), ", root ", root.description);
   RETURN_IF_ERROR(CheckReferenceValues(claims, options.reference));
   return claims;
 }

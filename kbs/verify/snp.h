@@ -72,6 +72,9 @@ absl::StatusOr<SnpReport> ParseSnpReport(absl::string_view raw);
 // Verifies the report's ECDSA P-384 / SHA-384 signature with `vcek`'s key.
 absl::Status VerifySnpReportSignature(const SnpReport& report, X509* vcek);
 
+// The pinned SHA-256 of AMD's ARK for `product` (kbs/verify/trust_anchors.h).
+absl::string_view PinnedArkSha256(SnpProduct product);
+
 // AMD's root and intermediate for one product line, PEM or DER.
 struct SnpTrustAnchors {
   std::string ark;
@@ -89,9 +92,13 @@ struct SnpVerifyOptions {
   ReferenceValues reference;
   // Every component of REPORTED_TCB must be at least this.
   std::optional<SnpTcb> min_tcb;
+  // Accept an ARK that is not AMD's pinned one for the product
+  // (kbs/verify/trust_anchors.h); the claims then name it.
+  bool allow_unpinned_root = false;
 };
 
-// The whole check: parse, chain, VCEK ↔ report (hwID, TCB), signature,
+// The whole check: parse, chain, root pinning (or the simulated SP's TEST
+// root, which sets Claims::simulated), VCEK ↔ report (hwID, TCB), signature,
 // policy bits, report_data binding, reference values, minimum TCB.
 // PermissionDenied / InvalidArgument naming what failed.
 absl::StatusOr<Claims> VerifySnpAttestation(absl::string_view report_raw,

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kbs/verify/trust_anchors.h"
 
 namespace cloak::kbs {
 namespace {
@@ -65,8 +66,12 @@ absl::Status VerifyP256(EVP_PKEY* key, absl::string_view data, absl::string_view
   return VerifySignature(key, EVP_sha256(), data, der, what);
 }
 
-absl::Status VerifyPckChain(const std::vector<X509Ptr>& chain, const TdxCollateral& collateral) {
+absl::StatusOr<std::string> VerifyPckChain(const std::vector<X509Ptr>& chain,
+                                           const TdxCollateral& collateral) {
   ASSIGN_OR_RETURN(X509Ptr root, ParseCertificate(collateral.root_ca, "Intel SGX root CA"));
+  ASSIGN_OR_RETURN(RootVerdict verdict,
+                   ClassifyRoot(root.get(), "Intel SGX Root CA", kIntelSgxRootCaSha256,
+                                /*simulated_possible=*/false, collateral.allow_unpinned_root));
   X509_STORE* store = X509_STORE_new();
   STACK_OF(X509)* untrusted = sk_X509_new_null();
   X509_STORE_CTX* ctx = X509_STORE_CTX_new();
@@ -91,7 +96,8 @@ absl::Status VerifyPckChain(const std::vector<X509Ptr>& chain, const TdxCollater
   X509_STORE_CTX_free(ctx);
   sk_X509_free(untrusted);  // the certificates stay owned by `chain`
   X509_STORE_free(store);
-  return status;
+  if (!status.ok()) return status;
+  return verdict.description;
 }
 
 }  // namespace
@@ -161,7 +167,8 @@ absl::StatusOr<TdxQuote> ParseTdxQuote(absl::string_view raw) {
   return q;
 }
 
-absl::Status VerifyTdxQuoteSignature(const TdxQuote& quote, const TdxCollateral& collateral) {
+absl::StatusOr<std::string> VerifyTdxQuoteSignature(const TdxQuote& quote,
+                                                    const TdxCollateral& collateral) {
   Reader r(quote.signature_data);
   ASSIGN_OR_RETURN(absl::string_view quote_sig, r.Take(64, "quote signature"));
   ASSIGN_OR_RETURN(absl::string_view att_key, r.Take(64, "attestation key"));
@@ -214,8 +221,9 @@ absl::StatusOr<Claims> VerifyTdxAttestation(absl::string_view quote_raw,
   }
   ASSIGN_OR_RETURN(TdxQuote quote, ParseTdxQuote(quote_raw));
   bool verified = false;
+  std::string trust_anchor;
   if (options.collateral.has_value()) {
-    RETURN_IF_ERROR(VerifyTdxQuoteSignature(quote, *options.collateral));
+    ASSIGN_OR_RETURN(trust_anchor, VerifyTdxQuoteSignature(quote, *options.collateral));
     verified = true;
   } else if (!options.allow_unverified) {
     return absl::FailedPreconditionError(
@@ -241,9 +249,11 @@ absl::StatusOr<Claims> VerifyTdxAttestation(absl::string_view quote_raw,
   if (quote.mrconfigid != Bytes(48, '\0')) claims.init_data_digest = HexEncode(quote.mrconfigid);
   claims.debug = quote.debug();
   claims.signature_verified = verified;
+  claims.trust_anchor = trust_anchor;
   claims.detail = absl::StrCat("TDX quote v", quote.version,
-                               verified ? ", PCK chain verified (TCB status not evaluated)"
-                                        : ", signature NOT verified (dev)");
+                               verified ? ", PCK chain verified (TCB status not evaluated), root "
+                                        : ", signature NOT verified (dev)",
+                               trust_anchor);
   RETURN_IF_ERROR(CheckReferenceValues(claims, options.reference));
   return claims;
 }

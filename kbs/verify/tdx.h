@@ -47,15 +47,19 @@ absl::StatusOr<TdxQuote> ParseTdxQuote(absl::string_view raw);
 // What the verifier trusts to check a quote's signature chain.
 struct TdxCollateral {
   // The Intel SGX Root CA certificate (PEM or DER). The PCK chain carried in
-  // the quote must end at it.
+  // the quote must end at it. It must be Intel's (pinned by fingerprint,
+  // kbs/verify/trust_anchors.h) unless allow_unpinned_root.
   std::string root_ca;
+  bool allow_unpinned_root = false;
 };
 
 // Checks the quote's ECDSA P-256 signature with its attestation key, the QE
 // report's binding of that key (SHA-256(key ‖ QE auth data)), the QE report's
 // signature with the PCK key, and the PCK chain up to `collateral.root_ca`.
 // TCB status (Intel's TCB info and QE identity, CRLs) is not evaluated.
-absl::Status VerifyTdxQuoteSignature(const TdxQuote& quote, const TdxCollateral& collateral);
+// Returns what claims report as the trust anchor.
+absl::StatusOr<std::string> VerifyTdxQuoteSignature(const TdxQuote& quote,
+                                                    const TdxCollateral& collateral);
 
 struct TdxVerifyOptions {
   // The 64 bytes the guest must have put in REPORTDATA. Required.

@@ -190,6 +190,7 @@ class SnpVerifier final : public Verifier {
     SnpVerifyOptions options;
     ASSIGN_OR_RETURN(options.expected_report_data, PadReportData(binding));
     options.min_tcb = config_.snp_min_tcb;
+    options.allow_unpinned_root = config_.allow_unpinned_root;
     // The claims say whether the guest is debuggable; each resource's
     // key-release policy decides (and refuses by default).
     options.reference.allow_debug = true;
@@ -348,7 +349,8 @@ absl::StatusOr<std::unique_ptr<Verifier>> CreateVerifier(absl::string_view tee,
     if (!config.tdx_root_ca_file.empty()) {
       ASSIGN_OR_RETURN(std::string root, ReadFile(config.tdx_root_ca_file));
       ASSIGN_OR_RETURN(X509Ptr parsed, ParseCertificate(root, "Intel SGX root CA"));
-      collateral = TdxCollateral{.root_ca = std::move(root)};
+      collateral = TdxCollateral{.root_ca = std::move(root),
+                                 .allow_unpinned_root = config.allow_unpinned_root};
     }
     return std::make_unique<TdxVerifier>(std::move(collateral), config.tdx_allow_unverified);
   }

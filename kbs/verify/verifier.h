@@ -24,6 +24,9 @@ struct VerifierConfig {
   // Intel SGX Root CA (PEM/DER file) for TDX quote chains. Empty: TDX quotes
   // are refused unless tdx_allow_unverified.
   std::string tdx_root_ca_file;
+  // Trust an ARK / Intel root that is not the vendor's pinned one
+  // (kbs/verify/trust_anchors.h). Claims then name the root.
+  bool allow_unpinned_root = false;
   // Development only: accept TDX quotes whose signature cannot be checked.
   // Their claims say signature_verified=false, which policies may refuse.
   bool tdx_allow_unverified = false;

@@ -637,7 +637,7 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   EXPECT_THAT(r.output, HasSubstr("decrypted-in-guest"));
 
   // Refused: the policy does not allow dev (sample) evidence.
-  set_policy(R"({"allowed_tees":["snp","tdx"]})");
+  set_policy(R"({"allowed_tees":["snp","tdx"],"allow_any_launch":true})");
   r = run_encrypted("enc-nosample", true);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("sample"));
@@ -663,30 +663,70 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   const std::string sp_config =
       WriteConfig("simsp", "", absl::StrCat("[tee]\nsimulated_snp_chain = \"", d_, "/chain\"\n"));
   const std::string host_data_hex = digest_hex.substr(0, 64);
+  // The SP's TEST chain is never taken for real SNP: without allow_simulated
+  // the KBS refuses its evidence, naming why.
   set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"init_data_digests":[")", host_data_hex,
                           R"("]})"));
+  r = run_encrypted("enc-snp-nosim", true, sp_config);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output + Slurp(d_ + "/kbs.log"), HasSubstr("allow_simulated"));
+  EXPECT_THAT(r.output, Not(HasSubstr("decrypted-in-guest")));
+
+  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"allow_simulated":true,)",
+                          R"("init_data_digests":[")", host_data_hex, R"("]})"));
   r = run_encrypted("enc-snp", true, sp_config);
   EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- kbs log ---\n" << Slurp(d_ + "/kbs.log");
   EXPECT_THAT(r.output, HasSubstr("decrypted-in-guest"));
-  // The measurement the shim's SP reported (its log says it).
-  std::string measurement;
+  // The measurement the SP reports is computed, not taken on trust:
+  // `cloak measure snp --dev-firmware` over this build's kernel and initrd,
+  // the command line the shim gave QEMU and the VM's vCPUs must give the
+  // value the SP logged.
+  std::string logged, cmdline, vcpus;
   {
     const std::string log = Slurp(d_ + "/containerd.log");
     const size_t at = log.rfind("measurement ");
-    if (at != std::string::npos) measurement = log.substr(at + 12, 96);
+    if (at != std::string::npos) {
+      logged = log.substr(at + 12, 96);
+      const size_t c = log.find("cmdline \"", at);
+      const size_t e = c == std::string::npos ? c : log.find('"', c + 9);
+      if (e != std::string::npos) cmdline = log.substr(c + 9, e - c - 9);
+      const size_t v = log.find(" vcpus ", at);
+      if (v != std::string::npos) vcpus = log.substr(v + 7, log.find(' ', v + 7) - v - 7);
+    }
   }
-  ASSERT_EQ(measurement.size(), 96u) << "no measurement in the shim's log";
+  ASSERT_EQ(logged.size(), 96u) << "no measurement in the shim's log";
+  ASSERT_FALSE(cmdline.empty()) << "no command line in the shim's log";
+  std::string measurement = logged;
+  std::string other_cmdline_measurement = std::string(96, '0');
+#ifdef CLOAK_CLI_BINARY
+  auto cloak_measure = [&](const std::string& append) {
+    RunResult m = Run({CLOAK_CLI_BINARY, "measure", "snp", "--dev-firmware", "--kernel", kernel_,
+                       "--initrd", initrd_, "--append", append, "--vcpus", vcpus},
+                      absl::Seconds(60));
+    EXPECT_EQ(m.exit_code, 0) << m.output;
+    return std::string(absl::StripAsciiWhitespace(m.output));
+  };
+  measurement = cloak_measure(cmdline);
+  EXPECT_EQ(measurement, logged) << "cloak measure disagrees with the simulated SP";
+  // One command-line byte changed: another value, which the KBS refuses below.
+  std::string changed = cmdline;
+  changed.back() = changed.back() == 'x' ? 'y' : 'x';
+  other_cmdline_measurement = cloak_measure(changed);
+  EXPECT_NE(other_cmdline_measurement, measurement);
+#endif
 
   // The policy pins that measurement: released again.
-  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"reference_values":{"measurement":[")",
-                          measurement, R"("]}})"));
+  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"allow_simulated":true,)",
+                          R"("reference_values":{"measurement":[")", measurement, R"("]}})"));
   r = run_encrypted("enc-snp-pinned", true, sp_config);
   EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- kbs log ---\n" << Slurp(d_ + "/kbs.log");
   EXPECT_THAT(r.output, HasSubstr("decrypted-in-guest"));
 
-  // A different reference measurement: refused, and no container runs.
-  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"reference_values":{"measurement":[")",
-                          std::string(96, '0'), R"("]}})"));
+  // The measurement of the same launch with one command-line byte changed:
+  // refused, naming the measurement, and no container runs.
+  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"allow_simulated":true,)",
+                          R"("reference_values":{"measurement":[")", other_cmdline_measurement,
+                          R"("]}})"));
   r = run_encrypted("enc-snp-wrong", true, sp_config);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("measurement"));

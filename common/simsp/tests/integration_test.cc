@@ -87,6 +87,7 @@ class SimspKbsTest : public ::testing::Test {
     std::ofstream(dir_->Join("k1")) << "image-key-1";
     std::ofstream(dir_->Join("policy.json"))
         << nlohmann::json{{"allowed_tees", {"snp"}},
+                          {"allow_simulated", true},
                           {"reference_values", {{"measurement", {measurement_}}}},
                           {"init_data_digests", {host_data_hex_}}}
                .dump();
@@ -242,6 +243,31 @@ TEST_F(SimspKbsTest, AnotherMeasurementIsRefusedByThePolicy) {
   EXPECT_EQ(r.status, 403) << r.body;
   EXPECT_THAT(r.body, HasSubstr("/errors/PolicyDeny"));
   EXPECT_THAT(r.Detail(), HasSubstr("measurement " + other + " matches none"));
+}
+
+TEST_F(SimspKbsTest, SimulatedEvidenceNeedsAllowSimulated) {
+  // The same policy without allow_simulated: the evidence verifies (against
+  // the TEST chain, classified as simulated) but no key is released.
+  std::ofstream(dir_->Join("strict.json"))
+      << nlohmann::json{{"allowed_tees", {"snp"}},
+                        {"reference_values", {{"measurement", {measurement_}}}}}
+             .dump();
+  std::string log = dir_->Join("strict.log");
+  ASSERT_EQ(RunBinary({CLOAK_KBS_BINARY, "admin", "set-policy", "--state-dir", state_,
+                       "default/key/k1", "--file", dir_->Join("strict.json")},
+                      log),
+            0)
+      << ReadAll(log);
+  StartKbs(chain_dir_);
+  StartSp(kCmdline, host_data_hex_);
+  TeeKey key = MakeTeeKey();
+  Client client(Base());
+  Reply attest = AuthAndAttest(client, key);
+  ASSERT_EQ(attest.status, 200) << attest.body;
+  Reply r = client.Get("/kbs/v0/resource/default/key/k1");
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_THAT(r.Detail(), HasSubstr("SIMULATED"));
+  EXPECT_THAT(r.Detail(), HasSubstr("allow_simulated"));
 }
 
 TEST_F(SimspKbsTest, AnotherInitDataIsRefused) {

@@ -7,6 +7,8 @@
 #include <fstream>
 
 #include "common/simsp/crypto.h"
+#include "common/tee/measure/dev_firmware.h"
+#include "common/tee/measure/snp.h"
 #include "common/temp_dir.h"
 
 namespace cloak::simsp {
@@ -23,41 +25,58 @@ constexpr char kManifest[] = R"({
   "initrd": {"sha256": "c268f368d54a4208f89211c7067e60268c477c0490f117112178a5219d90c52f", "size": 2}
 })";
 
-// Golden values computed independently (Python hashlib):
-// sha384(b"cloak-simsp-measurement-v1\0" + kernel + initrd + cmdline digests).
-constexpr char kImageMeasurement[] =
-    "b44757a2e76e912d8a4f6868c8fc82f54d6250e9a66c0dd1badcbf7367059817ccf10c93d470c091c0125184d4902"
-    "b4f";
-constexpr char kWithTestParam[] =
-    "b1566859cf1dbc2d9ac54070e5d3e126914cd5c266cd021a91428abce27c39044c985249f6953c0aab2bdf97098"
-    "14c68";
+SimulatedLaunch Launch(char kernel, char initrd, const std::string& cmdline, uint32_t vcpus) {
+  SimulatedLaunch l;
+  l.kernel_sha256 = std::string(32, kernel);
+  l.initrd_sha256 = std::string(32, initrd);
+  l.cmdline = cmdline;
+  l.vcpus = vcpus;
+  return l;
+}
 
-TEST(MeasurementTest, MatchesTheDocumentedDefinition) {
+// The simulated SP measures with the real SEV-SNP launch digest: the same
+// value `cloak measure snp --dev-firmware` computes (EPYC-v4, guest
+// features 0x1, QEMU, the command line hashed with its NUL).
+TEST(MeasurementTest, IsTheSnpLaunchDigestOverTheSyntheticFirmware) {
   auto image = ParseManifest(kManifest);
   ASSERT_TRUE(image.ok()) << image.status();
-  auto m = MeasurementFromManifest(*image, "");
+  auto m = MeasurementFromManifest(*image, "", 2);
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->size(), 48u);
-  EXPECT_EQ(HexEncode(*m), kImageMeasurement);
+  namespace tm = cloak::tee::measure;
+  tm::SnpLaunchInput in;
+  in.firmware = tm::DevSevFirmware();
+  in.kernel_hashes = tm::SnpKernelHashes{image->kernel_sha256, image->initrd_sha256,
+                                         Sha256(image->cmdline + std::string(1, '\0'))};
+  in.vcpus = 2;
+  in.vcpu_signature = *tm::SnpVcpuSignature("EPYC-v4");
+  in.guest_features = 1;
+  EXPECT_EQ(HexEncode(*m), HexEncode(*tm::ComputeSnpLaunchDigest(in)));
   // The manifest's command line given explicitly: the same value.
-  EXPECT_EQ(HexEncode(*MeasurementFromManifest(*image, image->cmdline)), kImageMeasurement);
-  // The shim appends a parameter: another measurement.
-  auto appended = MeasurementFromManifest(*image, image->cmdline + " cloak.test=1");
-  EXPECT_EQ(HexEncode(*appended), kWithTestParam);
+  EXPECT_EQ(*MeasurementFromManifest(*image, image->cmdline, 2), *m);
+  // The shim appends a parameter, or runs another vCPU count: another one.
+  EXPECT_NE(*MeasurementFromManifest(*image, image->cmdline + " cloak.test=1", 2), *m);
+  EXPECT_NE(*MeasurementFromManifest(*image, "", 1), *m);
+  // A configured firmware file replaces the synthetic descriptor.
+  std::string other_fw = tm::DevSevFirmware();
+  other_fw[10] ^= 1;
+  EXPECT_NE(*MeasurementFromManifest(*image, "", 2, other_fw), *m);
 }
 
 TEST(MeasurementTest, EachInputMovesIt) {
-  std::string a(32, 'a'), b(32, 'b');
-  std::string base = *SimulatedMeasurement(a, a, a);
-  EXPECT_NE(*SimulatedMeasurement(b, a, a), base);
-  EXPECT_NE(*SimulatedMeasurement(a, b, a), base);
-  EXPECT_NE(*SimulatedMeasurement(a, a, b), base);
+  std::string base = *SimulatedMeasurement(Launch('a', 'a', "x", 1));
+  EXPECT_NE(*SimulatedMeasurement(Launch('b', 'a', "x", 1)), base);
+  EXPECT_NE(*SimulatedMeasurement(Launch('a', 'b', "x", 1)), base);
+  EXPECT_NE(*SimulatedMeasurement(Launch('a', 'a', "y", 1)), base);
+  EXPECT_NE(*SimulatedMeasurement(Launch('a', 'a', "x", 3)), base);
   // Order matters (kernel and initrd swapped).
-  EXPECT_NE(*SimulatedMeasurement(a, b, a), *SimulatedMeasurement(b, a, a));
-  EXPECT_THAT(SimulatedMeasurement("short", a, a).status().message(),
+  EXPECT_NE(*SimulatedMeasurement(Launch('a', 'b', "x", 1)),
+            *SimulatedMeasurement(Launch('b', 'a', "x", 1)));
+  SimulatedLaunch bad = Launch('a', 'a', "x", 1);
+  bad.kernel_sha256 = "short";
+  EXPECT_THAT(SimulatedMeasurement(bad).status().message(),
               HasSubstr("kernel digest must be a raw 32-byte SHA-256"));
-  EXPECT_THAT(SimulatedMeasurement(a, a, std::string(48, 'c')).status().message(),
-              HasSubstr("cmdline digest"));
+  EXPECT_FALSE(SimulatedMeasurement(Launch('a', 'a', "x", 0)).ok());
 }
 
 TEST(MeasurementTest, BadManifestsAreRefused) {

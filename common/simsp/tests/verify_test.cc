@@ -41,8 +41,11 @@ class VerifyTest : public ::testing::Test {
     auto chain = GenerateDevChain(dir_->Join("a"), FastChain());
     ASSERT_TRUE(chain.ok()) << chain.status();
     chain_ = *std::move(chain);
-    measurement_ = *SimulatedMeasurement(std::string(32, 'k'), std::string(32, 'i'),
-                                         Sha256("console=ttyS0"));
+    measurement_ = *SimulatedMeasurement({.firmware = "",
+                                          .kernel_sha256 = std::string(32, 'k'),
+                                          .initrd_sha256 = std::string(32, 'i'),
+                                          .cmdline = "console=ttyS0",
+                                          .vcpus = 1});
     host_data_ = Sha256("init-data document");
     report_data_ = std::string(48, '\x5a') + std::string(16, '\0');
   }
@@ -89,8 +92,11 @@ TEST_F(VerifyTest, AcceptedWithMatchingReferenceValues) {
   EXPECT_EQ(claims->measurements["measurement"], HexEncode(measurement_));
   EXPECT_EQ(claims->init_data_digest, HexEncode(host_data_));
   EXPECT_EQ(claims->report_data, report_data_);
-  EXPECT_THAT(claims->detail, HasSubstr("SEV-SNP Milan report v3, VCEK chain verified"));
+  EXPECT_THAT(claims->detail, HasSubstr("SEV-SNP Milan report v3, SIMULATED SP chain verified"));
   EXPECT_THAT(claims->detail, HasSubstr("bl=4 tee=0 snp=22 ucode=213"));
+  // The TEST chain is recognised as the simulated SP's, never as AMD's.
+  EXPECT_TRUE(claims->simulated);
+  EXPECT_THAT(claims->trust_anchor, HasSubstr("SIMULATED SP test root"));
 }
 
 TEST_F(VerifyTest, ReportLayoutIsWhatTheParserReads) {
@@ -135,8 +141,11 @@ TEST_F(VerifyTest, CertificatesSayTheyAreNotAmd) {
 
 TEST_F(VerifyTest, WrongMeasurementIsRefused) {
   ReportFields f = Fields();
-  f.measurement = *SimulatedMeasurement(std::string(32, 'k'), std::string(32, 'i'),
-                                        Sha256("console=ttyS0 init=/bin/sh"));
+  f.measurement = *SimulatedMeasurement({.firmware = "",
+                                          .kernel_sha256 = std::string(32, 'k'),
+                                         .initrd_sha256 = std::string(32, 'i'),
+                                         .cmdline = "console=ttyS0 init=/bin/sh",
+                                         .vcpus = 1});
   auto claims = Verify(f);
   EXPECT_TRUE(absl::IsPermissionDenied(claims.status())) << claims.status();
   EXPECT_THAT(claims.status().message(),
