@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/cri/client.h"
 #include "cli/cri/stream.h"
+#include "common/version.h"
 
 namespace cloak::cri {
 namespace {
@@ -110,6 +111,7 @@ absl::StatusOr<v1::ContainerConfig> ParseContainerConfig(const std::string& json
 
 int RunCriCli(int argc, char** argv) {
   CLI::App app{"cloak-cri: a small CRI v1 client (RuntimeService / ImageService)"};
+  app.set_version_flag("--version", std::string(::cloak::VersionString()));
   app.require_subcommand(1);
   ClientOptions options;
   int timeout_s = static_cast<int>(absl::ToInt64Seconds(kDefaultTimeout));

@@ -574,6 +574,19 @@ absl::Status CrossCheck(const Config& c,
           absl::StrCat(where("hypervisor.firmware"), ": hypervisor.firmware: tee.type = ", tee,
                        " needs the path of an OVMF build for it (AmdSev for snp, TDVF for tdx)"));
     }
+    if (!c.tee.simulated_snp_chain.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where("tee.simulated_snp_chain"), ": tee.simulated_snp_chain is for the dev fallback "
+          "only (tee.type = \"none\"), not for tee.type = ", tee,
+          ": remove tee.simulated_snp_chain"));
+    }
+  }
+  if (!c.hypervisor.console_log) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where("hypervisor.console_log"),
+        ": hypervisor.console_log = false is not supported: the shim reads the guest console to "
+        "report a failed boot (the log is in runtime.state_dir and goes with the sandbox); "
+        "remove the key"));
   }
   return absl::OkStatus();
 }

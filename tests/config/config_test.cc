@@ -44,7 +44,7 @@ kernel = "/opt/cloak/vmlinuz"
 initrd = "/opt/cloak/initrd.img"
 kernel_params = "quiet agent.log=debug"
 firmware = "/opt/cloak/OVMF.amdsev.fd"
-console_log = false
+console_log = true
 
 [tee]
 type = "snp"
@@ -96,7 +96,6 @@ TEST(ParseConfig, FullFileSetsEveryKey) {
   want.hypervisor.initrd = "/opt/cloak/initrd.img";
   want.hypervisor.kernel_params = "quiet agent.log=debug";
   want.hypervisor.firmware = "/opt/cloak/OVMF.amdsev.fd";
-  want.hypervisor.console_log = false;
   want.tee.type = TeeType::kSnp;
   want.tee.snp.cbitpos = 47;
   want.tee.snp.reduced_phys_bits = 5;
@@ -256,6 +255,12 @@ INSTANTIATE_TEST_SUITE_P(
                 "hypervisor.accel", ":2:", "cannot run a TEE"},
         BadCase{"TeeNeedsFirmware", "[tee]\ntype = \"tdx\"\n", "hypervisor.firmware", " (not set)",
                 "OVMF"},
+        BadCase{"ConsoleLogOff", "[hypervisor]\nconsole_log = false\n", "hypervisor.console_log",
+                ":2:", "not supported"},
+        BadCase{"SimulatedSpWithRealTee",
+                "[hypervisor]\nfirmware = \"/x/OVMF.fd\"\n[tee]\ntype = \"snp\"\n"
+                "simulated_snp_chain = \"/var/lib/cloak/simsp\"\n",
+                "tee.simulated_snp_chain", ":5:", "dev fallback only"},
         BadCase{"SyntaxError", "[hypervisor]\nvcpus = = 2\n", "invalid TOML", ":2:", ""}),
     [](const ::testing::TestParamInfo<BadCase>& param) { return std::string(param.param.name); });
 
