@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "common/config/config.h"
+#include "shim/config/config.h"
 #include "shim/initdata.h"
 
 namespace cloak::shim {

@@ -30,7 +30,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "common/ttrpc/server.h"
+#include "shim/ttrpc/server.h"
 #include "containerd/task/v2/shim.pb.h"
 #include "google/protobuf/empty.pb.h"
 #include "shim/bundle.h"

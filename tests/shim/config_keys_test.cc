@@ -24,7 +24,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "agent/init.h"
-#include "common/config/config.h"
+#include "shim/config/config.h"
 #include "common/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

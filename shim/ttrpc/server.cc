@@ -1,4 +1,4 @@
-#include "common/ttrpc/server.h"
+#include "shim/ttrpc/server.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -14,8 +14,8 @@
 #include "common/logging.h"
 #include "spdlog/logger.h"
 #include "common/status_macros.h"
-#include "common/ttrpc/socket.h"
-#include "common/ttrpc/status.h"
+#include "shim/ttrpc/socket.h"
+#include "shim/ttrpc/status.h"
 #include "ttrpc/ttrpc.pb.h"
 
 namespace cloak::ttrpc {

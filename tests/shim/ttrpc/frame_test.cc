@@ -1,6 +1,6 @@
 // Table tests of the ttrpc frame codec (FACTS.md §B1). Suites are named
 // ttrpc_* so `ctest -R ttrpc` selects them.
-#include "common/ttrpc/frame.h"
+#include "shim/ttrpc/frame.h"
 
 #include <string>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "common/ttrpc/status.h"
+#include "shim/ttrpc/status.h"
 
 #include "absl/strings/cord.h"
 #include "gtest/gtest.h"

@@ -14,8 +14,8 @@
 //
 // Malformed input closes only the offending connection (or answers an
 // error, as the Go server does); it never takes the server down.
-#ifndef CLOAK_COMMON_TTRPC_SERVER_H_
-#define CLOAK_COMMON_TTRPC_SERVER_H_
+#ifndef CLOAK_SHIM_TTRPC_SERVER_H_
+#define CLOAK_SHIM_TTRPC_SERVER_H_
 
 #include <cstdint>
 #include <functional>
@@ -35,7 +35,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/fd.h"
-#include "common/ttrpc/frame.h"
+#include "shim/ttrpc/frame.h"
 
 namespace spdlog {
 class logger;
@@ -183,4 +183,4 @@ void Server::RegisterTypedMethod(
 
 }  // namespace cloak::ttrpc
 
-#endif  // CLOAK_COMMON_TTRPC_SERVER_H_
+#endif  // CLOAK_SHIM_TTRPC_SERVER_H_

@@ -10,8 +10,8 @@
 // message names the dotted key, the file and the line, and what is allowed),
 // NotFound for a missing file, PermissionDenied for an annotation that is not
 // on the allowlist.
-#ifndef CLOAK_COMMON_CONFIG_CONFIG_H_
-#define CLOAK_COMMON_CONFIG_CONFIG_H_
+#ifndef CLOAK_SHIM_CONFIG_CONFIG_H_
+#define CLOAK_SHIM_CONFIG_CONFIG_H_
 
 #include <cstdint>
 #include <map>
@@ -220,4 +220,4 @@ absl::string_view AgentChannelName(AgentChannel channel);
 
 }  // namespace cloak::config
 
-#endif  // CLOAK_COMMON_CONFIG_CONFIG_H_
+#endif  // CLOAK_SHIM_CONFIG_CONFIG_H_

@@ -1,4 +1,4 @@
-#include "common/ttrpc/events_publisher.h"
+#include "shim/ttrpc/events_publisher.h"
 
 #include <string_view>
 #include <utility>
@@ -9,8 +9,8 @@
 #include "common/logging.h"
 #include "spdlog/logger.h"
 #include "common/status_macros.h"
-#include "common/ttrpc/client.h"
-#include "common/ttrpc/server.h"
+#include "shim/ttrpc/client.h"
+#include "shim/ttrpc/server.h"
 #include "containerd/services/events/ttrpc/v1/events.pb.h"
 #include "google/protobuf/message.h"
 

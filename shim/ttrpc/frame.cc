@@ -1,4 +1,4 @@
-#include "common/ttrpc/frame.h"
+#include "shim/ttrpc/frame.h"
 
 #include <algorithm>
 #include <utility>

@@ -1,4 +1,4 @@
-#include "common/config/config.h"
+#include "shim/config/config.h"
 
 #include <sys/stat.h>
 
@@ -151,7 +151,7 @@ TEST(ParseConfig, ExampleFileEqualsDefaults) {
   absl::StatusOr<Config> c = LoadConfig(CLOAK_EXAMPLE_CONFIG);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_TRUE(*c == DefaultConfig())
-      << "config/config.toml and the defaults in common/config/config.h disagree";
+      << "config/config.toml and the defaults in shim/config/config.h disagree";
 }
 
 TEST(ParseConfig, ExampleFileDocumentsEveryKey) {

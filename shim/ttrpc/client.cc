@@ -1,4 +1,4 @@
-#include "common/ttrpc/client.h"
+#include "shim/ttrpc/client.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,9 +12,9 @@
 #include "common/logging.h"
 #include "spdlog/logger.h"
 #include "common/status_macros.h"
-#include "common/ttrpc/frame.h"
-#include "common/ttrpc/socket.h"
-#include "common/ttrpc/status.h"
+#include "shim/ttrpc/frame.h"
+#include "shim/ttrpc/socket.h"
+#include "shim/ttrpc/status.h"
 #include "ttrpc/ttrpc.pb.h"
 
 namespace cloak::ttrpc {

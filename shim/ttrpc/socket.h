@@ -1,7 +1,7 @@
 // Unix stream sockets as ttrpc uses them: containerd addresses are either
 // plain paths or "unix:///path"; a leading '@' names an abstract socket.
-#ifndef CLOAK_COMMON_TTRPC_SOCKET_H_
-#define CLOAK_COMMON_TTRPC_SOCKET_H_
+#ifndef CLOAK_SHIM_TTRPC_SOCKET_H_
+#define CLOAK_SHIM_TTRPC_SOCKET_H_
 
 #include <string>
 
@@ -29,4 +29,4 @@ absl::Status SendAll(int fd, absl::string_view data);
 
 }  // namespace cloak::ttrpc
 
-#endif  // CLOAK_COMMON_TTRPC_SOCKET_H_
+#endif  // CLOAK_SHIM_TTRPC_SOCKET_H_

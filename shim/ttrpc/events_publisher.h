@@ -9,8 +9,8 @@
 // event retried up to 5 times with count x 1 s between tries. Unlike it, a
 // retried event stays at the head of the queue, so events keep their order
 // (containerd expects /tasks/exit before /tasks/delete).
-#ifndef CLOAK_COMMON_TTRPC_EVENTS_PUBLISHER_H_
-#define CLOAK_COMMON_TTRPC_EVENTS_PUBLISHER_H_
+#ifndef CLOAK_SHIM_TTRPC_EVENTS_PUBLISHER_H_
+#define CLOAK_SHIM_TTRPC_EVENTS_PUBLISHER_H_
 
 #include <cstdint>
 #include <deque>
@@ -133,4 +133,4 @@ class EventsPublisher {
 
 }  // namespace cloak::ttrpc
 
-#endif  // CLOAK_COMMON_TTRPC_EVENTS_PUBLISHER_H_
+#endif  // CLOAK_SHIM_TTRPC_EVENTS_PUBLISHER_H_

@@ -1,4 +1,4 @@
-#include "common/ttrpc/status.h"
+#include "shim/ttrpc/status.h"
 
 #include <string>
 

@@ -14,8 +14,8 @@
 #include "absl/time/clock.h"
 #include "common/process.h"
 #include "common/temp_dir.h"
-#include "common/ttrpc/client.h"
-#include "common/ttrpc/events_publisher.h"
+#include "shim/ttrpc/client.h"
+#include "shim/ttrpc/events_publisher.h"
 #include "containerd/events/task.pb.h"
 #include "gtest/gtest.h"
 

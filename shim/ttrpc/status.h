@@ -1,7 +1,7 @@
 // absl::Status <-> google.rpc.Status, the status a ttrpc Response carries.
 // absl::StatusCode uses the gRPC numbering, so codes map one to one.
-#ifndef CLOAK_COMMON_TTRPC_STATUS_H_
-#define CLOAK_COMMON_TTRPC_STATUS_H_
+#ifndef CLOAK_SHIM_TTRPC_STATUS_H_
+#define CLOAK_SHIM_TTRPC_STATUS_H_
 
 #include "absl/status/status.h"
 #include "google/rpc/status.pb.h"
@@ -18,4 +18,4 @@ absl::Status FromRpcStatus(const google::rpc::Status& status);
 
 }  // namespace cloak::ttrpc
 
-#endif  // CLOAK_COMMON_TTRPC_STATUS_H_
+#endif  // CLOAK_SHIM_TTRPC_STATUS_H_

@@ -1,6 +1,6 @@
 // The events publisher against a fake containerd Events service served by
 // our own ttrpc server.
-#include "common/ttrpc/events_publisher.h"
+#include "shim/ttrpc/events_publisher.h"
 
 #include <string>
 #include <vector>
@@ -8,7 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/temp_dir.h"
-#include "common/ttrpc/server.h"
+#include "shim/ttrpc/server.h"
 #include "containerd/events/task.pb.h"
 #include "containerd/services/events/ttrpc/v1/events.pb.h"
 #include "google/protobuf/empty.pb.h"

@@ -1,4 +1,4 @@
-#include "common/config/config.h"
+#include "shim/config/config.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -37,10 +37,10 @@
 static_assert(TOML_EXCEPTIONS, "libtomlplusplus is built with exceptions; keep TOML_EXCEPTIONS=1");
 
 #ifndef CLOAK_DATA_DIR
-#error "CLOAK_DATA_DIR must be defined by the build (see common/config/CMakeLists.txt)"
+#error "CLOAK_DATA_DIR must be defined by the build (see shim/config/CMakeLists.txt)"
 #endif
 #ifndef CLOAK_SYSCONF_DIR
-#error "CLOAK_SYSCONF_DIR must be defined by the build (see common/config/CMakeLists.txt)"
+#error "CLOAK_SYSCONF_DIR must be defined by the build (see shim/config/CMakeLists.txt)"
 #endif
 
 namespace cloak::config {

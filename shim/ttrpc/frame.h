@@ -7,8 +7,8 @@
 //
 // followed by at most kMaxMessageSize payload bytes. Pure functions plus an
 // incremental decoder that a reader feeds with whatever bytes it received.
-#ifndef CLOAK_COMMON_TTRPC_FRAME_H_
-#define CLOAK_COMMON_TTRPC_FRAME_H_
+#ifndef CLOAK_SHIM_TTRPC_FRAME_H_
+#define CLOAK_SHIM_TTRPC_FRAME_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -109,4 +109,4 @@ class FrameDecoder {
 
 }  // namespace cloak::ttrpc
 
-#endif  // CLOAK_COMMON_TTRPC_FRAME_H_
+#endif  // CLOAK_SHIM_TTRPC_FRAME_H_

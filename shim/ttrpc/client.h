@@ -11,8 +11,8 @@
 //
 // When the connection is lost, pending and later calls fail with
 // Unavailable "ttrpc: closed" (Go's ErrClosed) and on_close fires once.
-#ifndef CLOAK_COMMON_TTRPC_CLIENT_H_
-#define CLOAK_COMMON_TTRPC_CLIENT_H_
+#ifndef CLOAK_SHIM_TTRPC_CLIENT_H_
+#define CLOAK_SHIM_TTRPC_CLIENT_H_
 
 #include <cstdint>
 #include <functional>
@@ -133,4 +133,4 @@ absl::StatusOr<Resp> Client::Call(absl::string_view service, absl::string_view m
 
 }  // namespace cloak::ttrpc
 
-#endif  // CLOAK_COMMON_TTRPC_CLIENT_H_
+#endif  // CLOAK_SHIM_TTRPC_CLIENT_H_

@@ -1,4 +1,4 @@
-#include "common/ttrpc/socket.h"
+#include "shim/ttrpc/socket.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
