@@ -25,10 +25,6 @@ struct LogOptions {
 // and for those already made. InvalidArgument on an unknown level.
 absl::Status InitLogging(const LogOptions& options);
 
-// Changes the level of every logger (made so far and from now on), keeping
-// the sink. InvalidArgument on an unknown level.
-absl::Status SetLogLevel(absl::string_view level);
-
 // Returns the logger named `name`, creating it on first use with the
 // current sink and level. Thread-safe.
 std::shared_ptr<spdlog::logger> Logger(absl::string_view name);

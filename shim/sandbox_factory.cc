@@ -12,6 +12,7 @@
 #include "common/status_macros.h"
 #include "common/transport/agent_transport.h"
 #include "shim/bundle.h"
+#include "shim/commands.h"
 #include "shim/hypervisor/host_capabilities.h"
 #include "shim/host_config.h"
 #include "shim/hypervisor/qemu/qemu_hypervisor.h"
@@ -185,7 +186,10 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
                        file.path.empty() ? std::string("(built-in defaults)") : file.path);
   absl::StatusOr<config::Config> cfg = config::ApplyAnnotations(file.config, request.pod.annotations);
   if (!cfg.ok()) return Annotate(cfg.status(), "pod annotations");
-  RETURN_IF_ERROR(SetLogLevel(ShimLogLevel(cfg->runtime.log_level, request.debug)));
+  // runtime.log_level: the shim logs to stderr (the bundle's log fifo).
+  RETURN_IF_ERROR(InitLogging({.level = ShimLogLevel(cfg->runtime.log_level, request.debug),
+                               .file = "",
+                               .component = kShimBinaryName}));
   const std::string state_dir = SandboxStateDir(*cfg, request.sandbox_id);
   // A pod with its own network namespace (CRI + CNI): the VM's NIC is
   // wired into it instead of QEMU's user network.
