@@ -120,6 +120,7 @@ absl::Status RunAgent(const AgentOptions& options) {
   } else if (options.rootfs_provider == "image") {
     ImageRootfsOptions image_options;
     image_options.insecure_registries = options.insecure_registries;
+    image_options.max_concurrent_downloads = options.max_concurrent_downloads;
     image_options.work_dir = options.run_dir + "/pull";
 #ifdef CLOAK_HAVE_AGENT_ATTEST
     image_options.decryptor = std::make_shared<attest::OcicryptDecryptor>(attestation);

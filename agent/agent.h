@@ -37,6 +37,8 @@ struct AgentOptions {
   std::string rootfs_provider = "image";
   // Registries ("host:port") the image puller may reach over plain HTTP.
   std::vector<std::string> insecure_registries;
+  // Image layers downloaded in parallel (kernel parameter cloak.max_downloads).
+  int max_concurrent_downloads = 3;
   // PID 1 of a guest: set the hostname, power off on request.
   bool guest = false;
 };

@@ -9,14 +9,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "agent/cgroup_stats.h"
-
-#ifndef CLOAK_VERSION
-#define CLOAK_VERSION "0.0.0"
-#endif
+#include "common/version.h"
 
 namespace cloak::agent {
 
-const char* AgentVersion() { return CLOAK_VERSION; }
+const char* AgentVersion() { return VersionString(); }
 
 std::string DetectTee(const std::string& root) {
   if (::access((root + "/dev/sev-guest").c_str(), F_OK) == 0) return "snp";

@@ -6,7 +6,7 @@
 
 namespace cloak::agent {
 
-// The agent's version ("0.1.0").
+// The agent's version: the build's VersionString() (common/version.h).
 const char* AgentVersion();
 
 // "snp" if /dev/sev-guest exists or configfs-tsm reports provider sev_guest,

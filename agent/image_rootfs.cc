@@ -52,6 +52,7 @@ absl::StatusOr<std::unique_ptr<RootfsProvider>> MakeImageRootfsProvider(
   image::PullerOptions puller_options;
   puller_options.registry.insecure_registries = options.insecure_registries;
   puller_options.work_dir = options.work_dir;
+  puller_options.max_concurrent_downloads = options.max_concurrent_downloads;
   puller_options.decryptor = options.decryptor;
   ASSIGN_OR_RETURN(std::unique_ptr<image::RegistryImagePuller> puller,
                    image::RegistryImagePuller::Create(puller_options));

@@ -19,6 +19,8 @@ class LayerDecryptor;
 struct ImageRootfsOptions {
   // Registries ("host:port") spoken to over plain HTTP.
   std::vector<std::string> insecure_registries;
+  // Layers downloaded in parallel.
+  int max_concurrent_downloads = 3;
   // Staging directory for layer blobs (guest memory).
   std::string work_dir = "/run/cloak/pull";
   // ocicrypt layers (agent/attest); nullptr: encrypted images are refused.

@@ -76,8 +76,9 @@ absl::StatusOr<KernelCmdline> ParseKernelCmdline(absl::string_view cmdline) {
       out.port = port;
     } else if (key == "cloak.log") {
       if (value != "trace" && value != "debug" && value != "info" && value != "warn" &&
-          value != "error") {
-        return absl::InvalidArgumentError("cloak.log must be trace, debug, info, warn or error");
+          value != "error" && value != "off") {
+        return absl::InvalidArgumentError(
+            "cloak.log must be trace, debug, info, warn, error or off");
       }
       out.log_level = std::string(value);
     } else if (key == "cloak.insecure_registries") {
@@ -90,6 +91,12 @@ absl::StatusOr<KernelCmdline> ParseKernelCmdline(absl::string_view cmdline) {
         }
         out.insecure_registries.emplace_back(r);
       }
+    } else if (key == "cloak.max_downloads") {
+      int n = 0;
+      if (!absl::SimpleAtoi(value, &n) || n < 1 || n > 16) {
+        return absl::InvalidArgumentError("cloak.max_downloads must be an integer from 1 to 16");
+      }
+      out.max_downloads = n;
     } else if (key == "cloak.modules") {
       modules_set = true;
       out.modules.clear();

@@ -22,12 +22,15 @@ struct KernelCmdline {
   std::string channel = "auto";
   // cloak.port=1024 (vsock port)
   uint32_t port = 1024;
-  // cloak.log=trace|debug|info|warn|error
+  // cloak.log=trace|debug|info|warn|error|off (the host's agent.log_level)
   std::string log_level = "info";
   // cloak.modules=a,b,c (empty list: load none); unset: DefaultModules().
   std::vector<std::string> modules;
   // cloak.insecure_registries=host:port,... (plain-HTTP registries; dev)
   std::vector<std::string> insecure_registries;
+  // cloak.max_downloads=N (1-16): image layers downloaded in parallel
+  // (the host's image.max_concurrent_downloads).
+  int max_downloads = 3;
 };
 
 // Parses /proc/cmdline text. Unknown keys are ignored; bad values are

@@ -12,6 +12,7 @@
 #include "agent/cgroup_stats.h"
 #include "agent/init.h"
 #include "common/logging.h"
+#include "common/version.h"
 
 namespace {
 
@@ -37,6 +38,7 @@ int RunAsInit() {
   options.vsock_port = cmdline->port;
   options.guest = true;
   options.insecure_registries = cmdline->insecure_registries;
+  options.max_concurrent_downloads = cmdline->max_downloads;
   absl::Status served = RunAgent(options);
   if (!served.ok()) log->error("agent: {}", served.ToString());
   // PID 1 must not exit (the kernel would panic): power the VM off instead.
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
   cloak::agent::AgentOptions options;
   std::string log_level = "info";
   CLI::App app{"cloak-agent: the Cloak guest agent (PID 1 in the guest; flags for host runs)"};
+  app.set_version_flag("--version", std::string(cloak::VersionString()));
   app.add_option("--listen", options.listen, "unix:///path, vsock, serial or auto");
   app.add_option("--vsock-port", options.vsock_port, "vsock port");
   app.add_option("--serial-port", options.serial_port, "virtio-serial port name");
@@ -67,6 +70,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"image", "busybox"}));
   app.add_option("--insecure-registry", options.insecure_registries,
                  "registry host:port reached over plain HTTP (repeatable)");
+  app.add_option("--max-concurrent-downloads", options.max_concurrent_downloads,
+                 "image layers downloaded in parallel (1-16)")
+      ->check(CLI::Range(1, 16));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   CLI11_PARSE(app, argc, argv);
 

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/version.h"
 #include "kbs/server.h"
 #include "kbs/store.h"
 
@@ -236,6 +237,7 @@ absl::StatusOr<SnpTcb> ParseSnpTcb(absl::string_view text) {
 
 int RunKbsCli(int argc, char** argv) {
   CLI::App app{"cloak-kbs: key broker speaking the Trustee KBS protocol 0.4.0 (docs/kbs.md)"};
+  app.set_version_flag("--version", std::string(::cloak::VersionString()));
   app.require_subcommand(1);
 
   ServeFlags serve;

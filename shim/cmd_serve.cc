@@ -16,8 +16,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
-#include "common/ttrpc/events_publisher.h"
-#include "common/ttrpc/server.h"
+#include "common/version.h"
+#include "shim/ttrpc/events_publisher.h"
+#include "shim/ttrpc/server.h"
 #include "shim/bundle.h"
 #include "shim/commands.h"
 #include "shim/events.h"
@@ -76,7 +77,7 @@ int RunServe(const ShimFlags& flags) {
                                .file = "",
                                .component = kShimBinaryName});
   auto log = Logger("shim");
-  log->info("shim daemon {} starting: namespace={} id={} pid={}", std::string(kShimVersion),
+  log->info("shim daemon {} starting: namespace={} id={} pid={}", VersionString(),
             flags.namespace_name, flags.id, ::getpid());
 
   std::unique_ptr<ttrpc::EventsPublisher> publisher;
@@ -102,6 +103,10 @@ int RunServe(const ShimFlags& flags) {
       .events = &sink,
       .on_shutdown = [&shutdown] { shutdown.Notify(); },
       .insecure_registries = {},
+      .debug = flags.debug,
+      .image_lookup = flags.address.empty()
+                          ? ContainerImageLookup()
+                          : ContainerdImageLookup(flags.address, flags.namespace_name),
   });
   absl::StatusOr<std::unique_ptr<ttrpc::Server>> server = ttrpc::Server::Create();
   if (!server.ok()) {

@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "absl/strings/string_view.h"
-#include "common/ttrpc/events_publisher.h"
+#include "shim/ttrpc/events_publisher.h"
 #include "google/protobuf/message.h"
 
 namespace cloak::shim {

@@ -27,8 +27,9 @@ absl::StatusOr<ShimFlags> ParseShimFlags(const std::vector<std::string>& args) {
       {"namespace", &flags.namespace_name}, {"address", &flags.address},
       {"publish-binary", &flags.publish_binary}, {"id", &flags.id},
       {"bundle", &flags.bundle}, {"socket", &flags.socket}};
-  std::map<std::string, bool*, std::less<>> bools = {{"debug", &flags.debug},
-                                                     {"v", &flags.version}};
+  std::map<std::string, bool*, std::less<>> bools = {
+      {"debug", &flags.debug}, {"v", &flags.version}, {"version", &flags.version},
+      {"h", &flags.help},      {"help", &flags.help}};
   size_t i = 0;
   for (; i < args.size(); ++i) {
     absl::string_view arg = args[i];
@@ -84,6 +85,28 @@ absl::StatusOr<ShimFlags> ParseShimFlags(const std::vector<std::string>& args) {
     }
   }
   return flags;
+}
+
+std::string ShimUsage() {
+  return "Usage: containerd-shim-cloak-v2 [flags] [start | delete]\n"
+         "containerd runtime v2 shim (runtime type io.containerd.cloak.v2): each pod runs in its\n"
+         "own VM (docs/shim.md). containerd starts it; run by hand only for -v or -h.\n"
+         "\n"
+         "Actions:\n"
+         "  start    start (or reuse) the pod's shim daemon and print its socket address\n"
+         "  delete   clean up after a dead shim (reads the bundle in the working directory)\n"
+         "  (none)   serve the Task API (the daemon that `start` runs)\n"
+         "\n"
+         "Flags (Go syntax: -flag value, -flag=value, one or two dashes):\n"
+         "  -namespace string       containerd namespace\n"
+         "  -address string         containerd's gRPC socket (images and containers are looked up there)\n"
+         "  -publish-binary string  containerd binary, for publishing events\n"
+         "  -id string              id of the task\n"
+         "  -bundle string          bundle directory (delete; default the working directory)\n"
+         "  -socket string          serve on this unix socket instead of fd 3\n"
+         "  -debug                  debug logging\n"
+         "  -v, -version            print the version and exit\n"
+         "  -h, -help               print this help and exit\n";
 }
 
 std::vector<std::string> DaemonArgs(const ShimFlags& flags) {

@@ -22,9 +22,13 @@ struct ShimFlags {
   std::string bundle;          // -bundle (delete); else the cwd
   std::string socket;          // -socket: serve here instead of fd 3
   bool debug = false;          // -debug
-  bool version = false;        // -v
+  bool version = false;        // -v, -version
+  bool help = false;           // -h, -help
   Action action = Action::kServe;
 };
+
+// What -h prints: the flags and actions.
+std::string ShimUsage();
 
 // Parses argv[1..]. InvalidArgument naming the flag for an unknown flag, a
 // missing value, a bad boolean or an unknown action.

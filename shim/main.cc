@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/version.h"
 #include "shim/commands.h"
 #include "shim/flags.h"
 #include "shim/task_service.h"
@@ -17,9 +18,12 @@ int main(int argc, char** argv) {
                  std::string(flags.status().message()).c_str());
     return 2;
   }
+  if (flags->help) {
+    std::fputs(cloak::shim::ShimUsage().c_str(), stdout);
+    return 0;
+  }
   if (flags->version) {
-    std::printf("%s:\n  Version: %s\n", cloak::shim::kShimBinaryName,
-                std::string(cloak::shim::kShimVersion).c_str());
+    std::printf("%s:\n  Version: %s\n", cloak::shim::kShimBinaryName, cloak::VersionString());
     return 0;
   }
   switch (flags->action) {

@@ -12,7 +12,9 @@
 #include "common/status_macros.h"
 #include "common/transport/agent_transport.h"
 #include "shim/bundle.h"
+#include "shim/commands.h"
 #include "shim/hypervisor/host_capabilities.h"
+#include "shim/host_config.h"
 #include "shim/hypervisor/qemu/qemu_hypervisor.h"
 #include "shim/initdata.h"
 #include "shim/pod_network.h"
@@ -114,7 +116,8 @@ absl::StatusOr<hv::VmConfig> BuildVmConfig(const config::Config& config,
   vm.kernel_cmdline = absl::StrCat(kBaseKernelCmdline, " cloak.channel=",
                                    config::AgentChannelName(config.agent.channel),
                                    " cloak.port=", config.agent.vsock_port,
-                                   " cloak.log=", config.agent.log_level);
+                                   " cloak.log=", config.agent.log_level,
+                                   " cloak.max_downloads=", config.image.max_concurrent_downloads);
   if (!insecure_registries.empty()) {
     absl::StrAppend(&vm.kernel_cmdline, " cloak.insecure_registries=",
                     absl::StrJoin(insecure_registries, ","));
@@ -183,6 +186,10 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
                        file.path.empty() ? std::string("(built-in defaults)") : file.path);
   absl::StatusOr<config::Config> cfg = config::ApplyAnnotations(file.config, request.pod.annotations);
   if (!cfg.ok()) return Annotate(cfg.status(), "pod annotations");
+  // runtime.log_level: the shim logs to stderr (the bundle's log fifo).
+  RETURN_IF_ERROR(InitLogging({.level = ShimLogLevel(cfg->runtime.log_level, request.debug),
+                               .file = "",
+                               .component = kShimBinaryName}));
   const std::string state_dir = SandboxStateDir(*cfg, request.sandbox_id);
   // A pod with its own network namespace (CRI + CNI): the VM's NIC is
   // wired into it instead of QEMU's user network.
@@ -201,8 +208,7 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
     vm.user_network = false;
     vm.taps = pod_network->Taps();
   }
-  ASSIGN_OR_RETURN(std::optional<InitData> initdata,
-                   InitDataFromAnnotations(request.pod.annotations));
+  ASSIGN_OR_RETURN(std::optional<InitData> initdata, PodInitData(*cfg, request.pod.annotations));
   if (initdata.has_value()) {
     // Bound into the launch: what the TEE evidence will carry.
     vm.snp.host_data = DigestForField(initdata->digest, 32);

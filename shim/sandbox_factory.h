@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/config/config.h"
+#include "shim/config/config.h"
 #include "shim/hypervisor/vm_config.h"
 #include "shim/sandbox.h"
 #include "shim/task_service.h"

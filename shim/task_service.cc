@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/version.h"
 #include "containerd/events/task.pb.h"
 #include "nlohmann/json.hpp"
 #include "shim/stdio.h"
@@ -297,9 +298,27 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
     return it != pod.annotations.end() && it->second == "sandbox";
   }();
   if (!cri_sandbox && pod.image.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "container ", req.id(), " names no image for the guest to pull: pass --annotation ",
-        kCloakImage, "=REF to `ctr run` (under CRI, ", kCriImageName, " is set for you)"));
+    // Plain `ctr run IMAGE`: containerd knows the image and its digest; the
+    // guest pulls exactly that digest.
+    std::string why = "no image lookup in this shim";
+    if (options_.image_lookup) {
+      absl::StatusOr<ContainerImage> found = options_.image_lookup(req.id());
+      absl::StatusOr<std::string> pinned =
+          found.ok() ? PinnedImageReference(found->name, found->digest) : found.status();
+      if (pinned.ok()) {
+        pod.image = *pinned;
+        Log()->info("container={} image {} (containerd's record): the guest pulls {}", req.id(),
+                    found->name, pod.image);
+      } else {
+        why = std::string(pinned.status().message());
+      }
+    }
+    if (pod.image.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "container ", req.id(), " names no image for the guest to pull (", why,
+          "): run it from an image (`ctr run IMAGE ID`) or pass --annotation ", kCloakImage,
+          "=REF (under CRI, ", kCriImageName, " is set for you)"));
+    }
   }
   std::string config_path;
   if (req.has_options()) {
@@ -341,7 +360,7 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
   if (pod.is_sandbox) {
     ASSIGN_OR_RETURN(std::unique_ptr<Sandbox> made,
                      options_.sandbox_factory(SandboxRequest{pod.sandbox_id, req.bundle(), pod,
-                                                             config_path}));
+                                                             config_path, options_.debug}));
     std::shared_ptr<Sandbox> sandbox(std::move(made));
     const std::string sid = pod.sandbox_id;
     sandbox->SetVmExitCallback(
@@ -753,7 +772,7 @@ absl::StatusOr<taskapi::ConnectResponse> TaskService::Connect(const Ctx&,
                                                               const taskapi::ConnectRequest& req) {
   taskapi::ConnectResponse response;
   response.set_shim_pid(static_cast<uint32_t>(::getpid()));
-  response.set_version(std::string(kShimVersion));
+  response.set_version(VersionString());
   absl::StatusOr<std::shared_ptr<Container>> c = FindContainer(req.id());
   if (c.ok() && (*c)->init) {
     absl::MutexLock lock(&(*c)->init->mu);

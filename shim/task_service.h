@@ -30,10 +30,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "common/ttrpc/server.h"
+#include "shim/ttrpc/server.h"
 #include "containerd/task/v2/shim.pb.h"
 #include "google/protobuf/empty.pb.h"
 #include "shim/bundle.h"
+#include "shim/containerd_images.h"
 #include "shim/events.h"
 #include "shim/sandbox.h"
 
@@ -46,8 +47,6 @@ inline constexpr absl::string_view kTaskService = "containerd.task.v2.Task";
 inline constexpr absl::Duration kExecExitWait = absl::Seconds(10);
 // Time a running container is given to stop when removed with its sandbox.
 inline constexpr uint32_t kRemoveTimeoutSeconds = 5;
-// Reported by Connect.
-inline constexpr absl::string_view kShimVersion = "cloak 0.1.0";
 
 // What the Task service asks of a SandboxFactory.
 struct SandboxRequest {
@@ -56,6 +55,8 @@ struct SandboxRequest {
   PodInfo pod;
   // runtimeoptions.v1.Options.config_path from CreateTaskRequest.options.
   std::string config_path;
+  // containerd passed -debug (TaskServiceOptions.debug).
+  bool debug = false;
 };
 // Makes a sandbox (not yet booted) for a pod.
 using SandboxFactory =
@@ -70,6 +71,11 @@ struct TaskServiceOptions {
   // Registries the guest may use over plain HTTP, as the guest names them
   // (loopback registries are added per image).
   std::vector<std::string> insecure_registries;
+  // containerd passed -debug: the shim logs at least at debug level.
+  bool debug = false;
+  // Asks containerd which image a container was made from, for a container
+  // that names none otherwise (plain `ctr run IMAGE`). Empty: not asked.
+  ContainerImageLookup image_lookup;
 };
 
 class TaskService {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/version.h"
 #include "snapshotter/content_client.h"
 #include "snapshotter/service.h"
 #include "snapshotter/snapshotter.h"
@@ -119,6 +120,7 @@ int RunSnapshotterCli(int argc, char** argv) {
       "cloak-snapshotter: containerd proxy snapshotter. Layers of images the cloak guest pulls "
       "itself (encrypted ones) are recorded without being fetched or unpacked on the host; "
       "every other image gets ordinary overlayfs snapshots."};
+  app.set_version_flag("--version", std::string(::cloak::VersionString()));
   app.add_option("--root", flags.root, "State directory (metadata and snapshot directories)")
       ->capture_default_str();
   app.add_option("--address", flags.address, "Unix socket to serve containerd on")

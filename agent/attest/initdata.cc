@@ -1,6 +1,6 @@
 #include "agent/attest/initdata.h"
 
-// Debian's toml++ is built with exceptions (see common/config/config.cc);
+// Debian's toml++ is built with exceptions (see shim/config/config.cc);
 // this is the attest library's only translation unit that includes it, and
 // toml::parse_error is caught right here.
 #include <toml++/toml.h>

@@ -4,13 +4,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/image/reference.h"
 #include "agent/image/unpack.h"
 #include "common/fd.h"
@@ -46,6 +49,100 @@ class StepClock {
   absl::Time last_ = absl::Now();
 };
 
+// Downloads the layers of one image into <work>/layer-<i> with up to
+// `parallel` workers, each with its own RegistryClient (a client is not
+// thread-safe). A worker starts layer i only while i < taken + parallel, so
+// at most `parallel` blobs wait in the staging directory. After an error
+// no new download starts; the destructor waits for those in flight.
+class LayerDownloads {
+ public:
+  LayerDownloads(const RegistryOptions& registry, const Reference& ref,
+                 const std::vector<Descriptor>& layers, const TempDir& work, size_t parallel)
+      : layers_(layers), work_(work), parallel_(std::max<size_t>(parallel, 1)),
+        results_(layers.size()) {
+    const size_t workers = std::min(parallel_, layers.size());
+    for (size_t w = 0; w < workers; ++w) {
+      threads_.emplace_back([this, registry, ref] { Work(registry, ref); });
+    }
+  }
+  ~LayerDownloads() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    for (std::thread& t : threads_) t.join();
+  }
+  LayerDownloads(const LayerDownloads&) = delete;
+  LayerDownloads& operator=(const LayerDownloads&) = delete;
+
+  // Waits for layer `i` (taken in order 0, 1, ...); its download time, or
+  // the error that ended it.
+  absl::StatusOr<absl::Duration> Take(size_t i) {
+    absl::MutexLock lock(&mu_);
+    taken_ = i;
+    mu_.Await(absl::Condition(
+        +[](Result* r) { return r->done; }, &results_[i]));
+    taken_ = i + 1;
+    if (!results_[i].status.ok()) {
+      stop_ = true;
+      return results_[i].status;
+    }
+    return results_[i].took;
+  }
+
+  int peak() const {
+    absl::MutexLock lock(&mu_);
+    return peak_;
+  }
+
+ private:
+  struct Result {
+    bool done = false;
+    absl::Status status;
+    absl::Duration took;
+  };
+
+  void Work(const RegistryOptions& registry, const Reference& ref) {
+    absl::StatusOr<std::unique_ptr<RegistryClient>> client = RegistryClient::Create(registry, ref);
+    while (true) {
+      size_t i;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this] { return stop_ || next_ >= layers_.size() || next_ < taken_ + parallel_; };
+        mu_.Await(absl::Condition(&ready));
+        if (stop_ || next_ >= layers_.size()) return;
+        i = next_++;
+        peak_ = std::max(peak_, ++in_flight_);
+      }
+      const absl::Time start = absl::Now();
+      absl::Status s = client.ok() ? Download(**client, i) : client.status();
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+      results_[i] = Result{true, std::move(s), absl::Now() - start};
+      if (!results_[i].status.ok()) stop_ = true;
+    }
+  }
+
+  absl::Status Download(RegistryClient& client, size_t i) {
+    const std::string path = work_.Join(absl::StrCat("layer-", i));
+    UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd) return ErrnoError(errno, "create staging file ", path);
+    return client.DownloadBlob(layers_[i], "layer", fd.get());
+  }
+
+  const std::vector<Descriptor>& layers_;
+  const TempDir& work_;
+  const size_t parallel_;
+  mutable absl::Mutex mu_;
+  std::vector<Result> results_ ABSL_GUARDED_BY(mu_);
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t taken_ ABSL_GUARDED_BY(mu_) = 0;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  int peak_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RegistryImagePuller>> RegistryImagePuller::Create(
@@ -65,6 +162,12 @@ absl::StatusOr<std::unique_ptr<RegistryImagePuller>> RegistryImagePuller::Create
       return absl::InvalidArgumentError(absl::StrCat(
           "image puller: insecure registry \"", r, "\" must be host or host:port"));
     }
+  }
+  if (options.max_concurrent_downloads < 1 ||
+      options.max_concurrent_downloads > kMaxConcurrentDownloads) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image puller: max_concurrent_downloads is ", options.max_concurrent_downloads,
+                     "; it must be from 1 to ", kMaxConcurrentDownloads));
   }
   if (options.os.empty() || options.architecture.empty()) {
     return absl::InvalidArgumentError("image puller: os and architecture must be set");
@@ -178,21 +281,21 @@ absl::StatusOr<PulledImage> RegistryImagePuller::Pull(absl::string_view referenc
   d = clock.Lap("config");
   log->info("pull {}: config {} in {}", name, ShortDigest(image.config_digest), Ms(d));
 
-  // 3. Layers, in order: fetch (verified) → [decrypt] → unpack.
+  // 3. Layers: fetched (verified) in parallel, then, in order,
+  // [decrypted] and unpacked.
   const size_t n = manifest.layers.size();
+  LayerDownloads downloads(options_.registry, ref, manifest.layers, work,
+                           static_cast<size_t>(options_.max_concurrent_downloads));
   for (size_t i = 0; i < n; ++i) {
     const Descriptor& layer = manifest.layers[i];
     std::string step = absl::StrCat("layer ", i + 1, "/", n);
     std::string blob_path = work.Join(absl::StrCat("layer-", i));
-    {
-      UniqueFd fd(open(blob_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-      if (!fd) return ErrnoError(errno, "create staging file ", blob_path);
-      RETURN_IF_ERROR(client->DownloadBlob(layer, "layer", fd.get()));
-    }
+    ASSIGN_OR_RETURN(absl::Duration fetched, downloads.Take(i));
     image.bytes_downloaded += layer.size;
-    d = clock.Lap(absl::StrCat("fetch ", step));
+    image.timings.push_back({absl::StrCat("fetch ", step), fetched});
+    clock.Restart();
     log->info("pull {}: fetched {} {} ({} bytes) in {}", name, step, ShortDigest(layer.digest),
-              layer.size, Ms(d));
+              layer.size, Ms(fetched));
 
     std::string plain_path = blob_path;
     if (types[i].encrypted) {
@@ -221,9 +324,12 @@ absl::StatusOr<PulledImage> RegistryImagePuller::Pull(absl::string_view referenc
     log->info("pull {}: unpacked {} ({} entries, {} files, {} bytes, {} whiteouts) in {}", name,
               step, stats->entries, stats->files, stats->bytes, stats->whiteouts, Ms(d));
   }
+  image.peak_concurrent_downloads = downloads.peak();
   image.total = clock.Total();
-  log->info("pull {}: done: manifest {}, {} layers, {} bytes downloaded, total {}", name,
-            ShortDigest(image.manifest_digest), n, image.bytes_downloaded, Ms(image.total));
+  log->info("pull {}: done: manifest {}, {} layers, {} bytes downloaded ({} at once at most), "
+            "total {}",
+            name, ShortDigest(image.manifest_digest), n, image.bytes_downloaded,
+            image.peak_concurrent_downloads, Ms(image.total));
   return image;
 }
 

@@ -37,15 +37,20 @@ class LayerDecryptor {
 
 inline constexpr int64_t kDefaultMaxLayerBytes = int64_t{8} << 30;
 inline constexpr size_t kDefaultMaxLayers = 256;
+inline constexpr int kDefaultMaxConcurrentDownloads = 3;
+inline constexpr int kMaxConcurrentDownloads = 16;
 
 struct PullerOptions {
   RegistryOptions registry;
   // Platform chosen from an image index.
   std::string os = "linux";
   std::string architecture = "amd64";
-  // Where layer blobs are staged before unpacking (one at a time); empty:
-  // $TMPDIR or /tmp.
+  // Where layer blobs are staged before unpacking; empty: $TMPDIR or /tmp.
   std::string work_dir;
+  // Layers downloaded in parallel (1 to kMaxConcurrentDownloads), each over
+  // its own registry connection. Layers are still decrypted and unpacked
+  // one at a time, in order; at most this many blobs are staged at once.
+  int max_concurrent_downloads = kDefaultMaxConcurrentDownloads;
   int64_t max_config_bytes = kDefaultMaxConfigBytes;
   int64_t max_layer_bytes = kDefaultMaxLayerBytes;
   size_t max_layers = kDefaultMaxLayers;
@@ -68,6 +73,8 @@ struct PulledImage {
   std::vector<std::string> layer_digests;
   int64_t bytes_downloaded = 0;  // layer blobs
   std::vector<StepTiming> timings;
+  // The most layer downloads that were in flight at the same time.
+  int peak_concurrent_downloads = 0;
   absl::Duration total;
 };
 

@@ -19,6 +19,7 @@
 #include "common/fd.h"
 #include "common/process.h"
 #include "common/status_macros.h"
+#include "common/version.h"
 
 namespace cloak::cli {
 namespace {
@@ -153,6 +154,7 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view text
 int RunCloakCli(int argc, char** argv) {
   CLI::App app{
       "cloak: check a host for Cloak, configure containerd for it, compute launch measurements"};
+  app.set_version_flag("--version", std::string(VersionString()));
   app.require_subcommand(1);
 
   CheckOptions check_options;

@@ -22,6 +22,7 @@
 #include "cli/cri/client.h"
 #include "cli/cri/format.h"
 #include "cli/cri/stream.h"
+#include "common/version.h"
 
 namespace cloak::cri {
 namespace {
@@ -315,6 +316,11 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
 
 int RunCriCli(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  // crictl prints "crictl version vX" for --version / -v before anything else.
+  if (!args.empty() && (args[0] == "--version" || args[0] == "-v")) {
+    std::cout << "cloak-cri version " << ::cloak::VersionString() << "\n";
+    return 0;
+  }
   auto line = ParseCommandLine(args);
   if (!line.ok()) {
     return Fail(line.status(), line.status().code() == absl::StatusCode::kNotFound ? 3 : 1);

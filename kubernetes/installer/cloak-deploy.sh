@@ -34,7 +34,8 @@
 #   --state-dir PATH       the shim's runtime state dir (/run/cloak)
 #   --memory-mib N         guest memory (512; the RuntimeClass overhead is
 #                          measured for 512)
-#   --kbs-url URL          the key broker the guests attest to ("" = none)
+#   --kbs-url URL          kbs.url: the key broker of pods without their own
+#                          init-data (measured as init-data; "" = none)
 #   --insecure-registry R  a plain-HTTP registry the guests may use (repeat)
 #   --snp-firmware PATH    OVMF (AmdSev) for cloak-snp (<prefix>/share/OVMF-AmdSev.fd)
 #   --tdx-firmware PATH    TDVF for cloak-tdx (<prefix>/share/TDVF.fd)

@@ -79,7 +79,8 @@ hv::VmConfig BuildGuestVmConfig(const GuestOptions& options, const std::string& 
   vm.console_log_path = absl::StrCat(state_dir, "/console.log");
   vm.vmm_log_path = absl::StrCat(state_dir, "/qemu.log");
   vm.kernel_cmdline = absl::StrCat(kBaseKernelCmdline, " cloak.channel=serial cloak.port=",
-                                   kAgentPort, " cloak.log=", options.agent_log_level);
+                                   kAgentPort, " cloak.log=", options.agent_log_level,
+                                   " cloak.max_downloads=", options.max_concurrent_downloads);
   if (!options.insecure_registries.empty()) {
     absl::StrAppend(&vm.kernel_cmdline, " cloak.insecure_registries=",
                     absl::StrJoin(options.insecure_registries, ","));

@@ -74,6 +74,9 @@ struct GuestOptions {
   std::vector<std::string> insecure_registries;
   // Guest agent log level (kernel parameter cloak.log).
   std::string agent_log_level = "debug";
+  // Image layers the guest downloads at once (kernel parameter
+  // cloak.max_downloads; the shim's image.max_concurrent_downloads).
+  int max_concurrent_downloads = 3;
   // From QEMU's start until the agent answers Health.
   absl::Duration boot_timeout = kDefaultGuestBootTimeout;
   // Parent of the state directory; keep it short (unix socket paths < 108).

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/config/config.h"
+#include "shim/config/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shim/bundle.h"

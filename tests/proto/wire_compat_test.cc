@@ -45,7 +45,9 @@ using ::testing::HasSubstr;
 
 constexpr char kPackagePrefix[] = "containerd.";
 // Services of which we declare only the RPCs we call (as a client).
-const std::set<std::string> kPartialServices = {"containerd.services.content.v1.Content"};
+const std::set<std::string> kPartialServices = {"containerd.services.content.v1.Content",
+                                                "containerd.services.containers.v1.Containers",
+                                                "containerd.services.images.v1.Images"};
 
 bool LoadSet(const std::string& path, FileDescriptorSet* set) {
   std::ifstream in(path, std::ios::binary);

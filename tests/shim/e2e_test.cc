@@ -326,6 +326,54 @@ TEST_F(ShimE2eTest, RunPrintsOutputAndExitCodes) {
   }
 }
 
+// Plain `ctr run IMAGE ID CMD`: containerd pulled the image, no annotation,
+// no --rootfs. The shim asks containerd for the container's image and its
+// digest, and the guest pulls that digest: after the registry's tag moved to
+// another image, the container still sees the one containerd pulled.
+TEST_F(ShimE2eTest, PlainCtrRunPullsContainerdsImageByDigest) {
+  RunResult pulled = Ctr({"image", "pull", "--plain-http", image_}, absl::Seconds(120));
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.output;
+  std::string digest;
+  for (absl::string_view line : absl::StrSplit(Ctr({"image", "ls"}).output, '\n')) {
+    std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    if (fields.size() >= 3 && fields[0] == image_) digest = fields[2];
+  }
+  ASSERT_TRUE(absl::StartsWith(digest, "sha256:")) << Ctr({"image", "ls"}).output;
+
+  // The tag now names another image, with /marker.
+  std::ofstream(d_ + "/marker.txt") << "retagged-image\n";
+  RunResult made = Run({kSource + "/scripts/make-busybox-image", d_ + "/oci2", "e2e2",
+                        d_ + "/marker.txt"},
+                       absl::Seconds(60));
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  RunResult pushed = Run({"skopeo", "copy", "--dest-tls-verify=false", "oci:" + d_ + "/oci2:e2e2",
+                          "docker://" + image_},
+                         absl::Seconds(60));
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.output;
+
+  RunResult r = Ctr({"run", "--rm", "--runtime", "io.containerd.cloak.v2",
+                     "--runtime-config-path", d_ + "/cloak.toml", image_, "e2e-plain", "sh", "-c",
+                     "cat /marker 2>/dev/null || echo no-marker; grep -o 'cloak.channel=[a-z]*' "
+                     "/proc/cmdline"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("no-marker"));
+  EXPECT_THAT(r.output, Not(HasSubstr("retagged-image")));
+  // The guest's kernel, not the host's.
+  EXPECT_THAT(r.output, HasSubstr("cloak.channel="));
+  const std::string guest_ref = absl::StrCat("10.0.2.2:", port_, "/busybox:e2e@", digest);
+  EXPECT_THAT(Slurp(d_ + "/containerd.log"), HasSubstr("the guest pulls " + guest_ref));
+  std::cerr << "plain ctr run (boot + pull by digest + run): " << absl::FormatDuration(r.took)
+            << "\n";
+
+  // A container made without an image (--rootfs) and no annotation is
+  // refused, naming what to do.
+  r = Ctr({"run", "--rm", "--runtime", "io.containerd.cloak.v2", "--runtime-config-path",
+           d_ + "/cloak.toml", "--rootfs", d_ + "/empty", "e2e-noimage", "true"});
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("names no image for the guest to pull"));
+  EXPECT_TRUE(QemuPids().empty());
+}
+
 TEST_F(ShimE2eTest, DetachedTaskLifecycleWithEvents) {
   SpawnOptions eo;
   eo.stdout_path = eo.stderr_path = d_ + "/events.log";

@@ -7,7 +7,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/time/time.h"
-#include "common/config/config.h"
+#include "shim/config/config.h"
 #include "containerd/task/v2/shim.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

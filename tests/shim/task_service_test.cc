@@ -22,8 +22,8 @@
 #include "absl/time/clock.h"
 #include "common/fd.h"
 #include "common/temp_dir.h"
-#include "common/ttrpc/client.h"
-#include "common/ttrpc/server.h"
+#include "shim/ttrpc/client.h"
+#include "shim/ttrpc/server.h"
 #include "containerd/events/task.pb.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
@@ -196,6 +196,16 @@ class TaskServiceTest : public ::testing::Test {
     options.namespace_name = "default";
     options.events = &sink_;
     options.on_shutdown = [this] { shutdown_called_.Notify(); };
+    // containerd's record of the containers made from an image (plain ctr run).
+    options.image_lookup = [](const std::string& id) -> absl::StatusOr<ContainerImage> {
+      if (id == "fromimage") {
+        return ContainerImage{"127.0.0.1:5000/busybox:latest",
+                              "sha256:" + std::string(64, 'a')};
+      }
+      if (id == "baddigest") return ContainerImage{"127.0.0.1:5000/busybox:latest", "md5:1"};
+      return absl::NotFoundError(absl::StrCat("containerd: container ", id,
+                                              " was made without an image (--rootfs)"));
+    };
     options.sandbox_factory =
         [this](const SandboxRequest& req) -> absl::StatusOr<std::unique_ptr<Sandbox>> {
       last_config_path_ = req.config_path;
@@ -398,6 +408,23 @@ TEST_F(TaskServiceTest, ExitCodeIsReported) {
   EXPECT_EQ(d->exit_status(), 7u);
 }
 
+// Plain `ctr run IMAGE ID`: no annotation, the image comes from containerd's
+// record of the container, pinned to its digest; io.cloak.image overrides.
+TEST_F(TaskServiceTest, ImageFromContainerdIsPulledByDigest) {
+  ASSERT_TRUE(Create("fromimage", {"true"}, "", "", "", {}).ok());
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  EXPECT_THAT(agent_->service().CreatedImages(),
+              ElementsAre("10.0.2.2:5000/busybox:latest@" + digest));
+  ASSERT_TRUE(Delete("fromimage").ok());
+  // The annotation wins over containerd's record.
+  ASSERT_TRUE(
+      Create("fromimage", {"true"}, "", "", "", {{"io.cloak.image", "127.0.0.1:5000/other:1"}})
+          .ok());
+  EXPECT_THAT(agent_->service().CreatedImages(),
+              ElementsAre("10.0.2.2:5000/busybox:latest@" + digest, "10.0.2.2:5000/other:1"));
+  ASSERT_TRUE(Delete("fromimage").ok());
+}
+
 TEST_F(TaskServiceTest, ErrorCodes) {
   EXPECT_EQ(State("nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Kill("nope", 15).code(), absl::StatusCode::kNotFound);
@@ -408,6 +435,10 @@ TEST_F(TaskServiceTest, ErrorCodes) {
   auto no_image = Create("noimg", {"true"}, "", "", "", {});
   EXPECT_EQ(no_image.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(no_image.status().message(), HasSubstr("--annotation io.cloak.image=REF"));
+  EXPECT_THAT(no_image.status().message(), HasSubstr("made without an image (--rootfs)"));
+  auto bad_digest = Create("baddigest", {"true"}, "", "", "", {});
+  EXPECT_EQ(bad_digest.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_digest.status().message(), HasSubstr("not sha256:<64 hex digits>"));
   EXPECT_EQ(HvStarts(), 0);  // refused before any VM started
 
   auto missing = Create("miss", {"true"}, "", "", "", {{"io.cloak.image", "missing:latest"}});

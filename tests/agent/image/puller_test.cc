@@ -215,6 +215,51 @@ TEST_F(PullerTest, HostileLayerIsRefusedAndThePullerKeepsWorking) {
   ASSERT_TRUE(good.ok()) << good.status();
 }
 
+// image.max_concurrent_downloads reaches the puller: with slow blobs, N
+// workers have N layer downloads in flight at once, and 1 means strictly one
+// at a time. The rootfs is the same either way (layers are applied in order).
+TEST(PullerConcurrencyTest, MaxConcurrentDownloadsBoundsTheLayersInFlight) {
+  for (int parallel : {1, 3}) {
+    SCOPED_TRACE(parallel);
+    auto dir = TempDir::Create("cloak-puller-");
+    ASSERT_TRUE(dir.ok());
+    FakeRegistry registry;
+    registry.set_blob_delay(absl::Milliseconds(300));
+    ASSERT_TRUE(registry.Start().ok());
+    std::vector<std::pair<std::string, std::string>> layers;
+    for (int i = 0; i < 4; ++i) {
+      layers.push_back({LayerMediaType(Compression::kNone),
+                        TarBuilder().File(absl::StrCat("layer", i), absl::StrCat(i)).Build()});
+    }
+    registry.AddImage("cloak/test", "4", MakeImage(kConfig, layers));
+    PullerOptions options;
+    options.registry.insecure_registries = {registry.hostport()};
+    options.work_dir = dir->path().string();
+    options.max_concurrent_downloads = parallel;
+    auto puller = RegistryImagePuller::Create(options);
+    ASSERT_TRUE(puller.ok()) << puller.status();
+    auto pulled = (*puller)->Pull(registry.hostport() + "/cloak/test:4", dir->Join("rootfs"));
+    ASSERT_TRUE(pulled.ok()) << pulled.status();
+    EXPECT_EQ(pulled->layer_digests.size(), 4u);
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_TRUE(std::filesystem::exists(dir->Join(absl::StrCat("rootfs/layer", i))));
+    }
+    EXPECT_EQ(pulled->peak_concurrent_downloads, parallel);
+    EXPECT_EQ(registry.peak_blobs_in_flight(), parallel);
+  }
+}
+
+TEST_F(PullerTest, MaxConcurrentDownloadsOutOfRangeIsRefused) {
+  for (int bad : {0, -1, 17}) {
+    PullerOptions options;
+    options.max_concurrent_downloads = bad;
+    auto puller = RegistryImagePuller::Create(options);
+    ASSERT_FALSE(puller.ok()) << bad;
+    EXPECT_EQ(puller.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(puller.status().message()), HasSubstr("max_concurrent_downloads"));
+  }
+}
+
 TEST_F(PullerTest, HttpsIsTheDefault) {
   // The fake registry speaks plain HTTP; without listing it as insecure the
   // puller insists on TLS and fails with a hint.

@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "agent/image/digest.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -195,6 +196,7 @@ FakeHttpServer::FakeHttpServer(Handler handler) : handler_(std::move(handler)) {
 FakeHttpServer::~FakeHttpServer() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
+  for (std::thread& t : connections_) t.join();
   if (listen_fd_ >= 0) close(listen_fd_);
 }
 
@@ -221,8 +223,11 @@ void FakeHttpServer::Serve() {
     if (poll(&p, 1, 50) <= 0) continue;
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
-    HandleConnection(fd);
-    close(fd);
+    // One thread per connection, so parallel clients are served in parallel.
+    connections_.emplace_back([this, fd] {
+      HandleConnection(fd);
+      close(fd);
+    });
   }
 }
 
@@ -269,7 +274,20 @@ void FakeHttpServer::HandleConnection(int fd) {
 
 // -------------------------------------------------------------- registry
 
-FakeRegistry::FakeRegistry() : server_([this](const HttpRequest& r) { return Handle(r); }) {}
+FakeRegistry::FakeRegistry()
+    : server_([this](const HttpRequest& r) {
+        const bool blob = absl::StrContains(r.target, "/blobs/");
+        if (!blob || blob_delay_ == absl::ZeroDuration()) return Handle(r);
+        // Slow blobs, counted while in flight: how many a client fetches at once.
+        int now = ++blobs_in_flight_;
+        for (int peak = peak_blobs_in_flight_; now > peak &&
+                                               !peak_blobs_in_flight_.compare_exchange_weak(peak, now);) {
+        }
+        absl::SleepFor(blob_delay_);
+        HttpResponse response = Handle(r);
+        --blobs_in_flight_;
+        return response;
+      }) {}
 
 void FakeRegistry::AddImage(const std::string& repo, const std::string& tag,
                             const TestImage& image) {

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "agent/image/manifest.h"
 
 namespace cloak::agent::image::testing {
@@ -109,6 +110,7 @@ class FakeHttpServer {
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  std::vector<std::thread> connections_;  // touched by thread_ only, then joined
 };
 
 // A registry built on FakeHttpServer: manifests by tag or digest, blobs by
@@ -130,6 +132,10 @@ class FakeRegistry {
   // Serve only the first `bytes` of this blob while announcing its full length.
   void TruncateBlob(const std::string& digest, int64_t bytes);
   int token_requests() const { return token_requests_; }
+  // Every blob answer is delayed by `delay` (set before Start).
+  void set_blob_delay(absl::Duration delay) { blob_delay_ = delay; }
+  // The most blob requests served at the same time.
+  int peak_blobs_in_flight() const { return peak_blobs_in_flight_; }
   std::string last_scope() const;
 
  private:
@@ -142,6 +148,9 @@ class FakeRegistry {
   bool redirect_blobs_ = false;
   bool require_token_ = false;
   std::atomic<int> token_requests_{0};
+  absl::Duration blob_delay_ = absl::ZeroDuration();
+  std::atomic<int> blobs_in_flight_{0};
+  std::atomic<int> peak_blobs_in_flight_{0};
   std::string last_scope_;
 };
 

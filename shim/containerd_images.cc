@@ -1,0 +1,92 @@
+#include "shim/containerd_images.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "containerd/services/containers/v1/containers.grpc.pb.h"
+#include "containerd/services/images/v1/images.grpc.pb.h"
+
+namespace cloak::shim {
+namespace {
+
+namespace containerspb = ::containerd::services::containers::v1;
+namespace imagespb = ::containerd::services::images::v1;
+
+absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+bool IsSha256Digest(absl::string_view digest) {
+  constexpr absl::string_view kPrefix = "sha256:";
+  if (digest.size() != kPrefix.size() + 64 || digest.substr(0, kPrefix.size()) != kPrefix) {
+    return false;
+  }
+  for (char c : digest.substr(kPrefix.size())) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+ContainerImageLookup ContainerdImageLookup(std::string address, std::string namespace_name,
+                                           absl::Duration timeout) {
+  auto channel = grpc::CreateChannel("unix:" + address, grpc::InsecureChannelCredentials());
+  std::shared_ptr<containerspb::Containers::Stub> containers =
+      containerspb::Containers::NewStub(channel);
+  std::shared_ptr<imagespb::Images::Stub> images = imagespb::Images::NewStub(channel);
+  return [address, namespace_name, timeout, containers,
+          images](const std::string& container_id) -> absl::StatusOr<ContainerImage> {
+    const std::string where =
+        absl::StrCat("containerd at ", address, " (namespace ", namespace_name, ")");
+    ContainerImage out;
+    {
+      grpc::ClientContext ctx;
+      ctx.AddMetadata(std::string(kContainerdNamespaceHeader), namespace_name);
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+      containerspb::GetContainerRequest req;
+      req.set_id(container_id);
+      containerspb::GetContainerResponse resp;
+      grpc::Status s = containers->Get(&ctx, req, &resp);
+      if (!s.ok()) return FromGrpc(s, absl::StrCat(where, ": container ", container_id));
+      out.name = resp.container().image();
+    }
+    if (out.name.empty()) {
+      return absl::NotFoundError(absl::StrCat(where, ": container ", container_id,
+                                              " was made without an image (--rootfs)"));
+    }
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(std::string(kContainerdNamespaceHeader), namespace_name);
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    imagespb::GetImageRequest req;
+    req.set_name(out.name);
+    imagespb::GetImageResponse resp;
+    grpc::Status s = images->Get(&ctx, req, &resp);
+    if (!s.ok()) {
+      return FromGrpc(s, absl::StrCat(where, ": image ", out.name, " of container ", container_id));
+    }
+    out.digest = resp.image().target().digest();
+    return out;
+  };
+}
+
+absl::StatusOr<std::string> PinnedImageReference(absl::string_view name, absl::string_view digest) {
+  if (!IsSha256Digest(digest)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "image ", name, ": containerd's digest \"", digest, "\" is not sha256:<64 hex digits>"));
+  }
+  if (name.empty()) return absl::InvalidArgumentError("empty image name");
+  if (size_t at = name.find('@'); at != absl::string_view::npos) {
+    if (name.substr(at + 1) != digest) {
+      return absl::InvalidArgumentError(absl::StrCat("image ", name, " is pinned to another digest than ",
+                                                     digest, ", the one containerd holds"));
+    }
+    return std::string(name);
+  }
+  return absl::StrCat(name, "@", digest);
+}
+
+}  // namespace cloak::shim

@@ -1,0 +1,86 @@
+#include "shim/host_config.h"
+
+#include <algorithm>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "shim/bundle.h"
+
+namespace cloak::shim {
+namespace {
+
+// spdlog's order, most verbose first.
+int Verbosity(absl::string_view level) {
+  constexpr absl::string_view kOrder[] = {"trace", "debug", "info", "warn", "error", "off"};
+  for (int i = 0; i < 6; ++i) {
+    if (level == kOrder[i]) return i;
+  }
+  return 2;
+}
+
+// Largest CA bundle accepted from kbs.ca_file.
+constexpr size_t kMaxCaBytes = 64 * 1024;
+
+}  // namespace
+
+std::string ShimLogLevel(absl::string_view configured, bool debug) {
+  if (debug && Verbosity(configured) > Verbosity("debug")) return "debug";
+  return std::string(configured);
+}
+
+absl::StatusOr<std::string> DefaultInitDataDocument(const config::KbsConfig& kbs,
+                                                    absl::string_view ca_pem) {
+  if (kbs.url.empty()) return std::string();
+  // TOML literal strings: no escapes, so the bytes are exactly these.
+  if (absl::StrContains(kbs.url, "'") || kbs.url.find_first_of("\r\n") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kbs.url \"", kbs.url, "\" contains a quote or a line break"));
+  }
+  std::string doc = absl::StrCat("version = \"0.1.0\"\nalgorithm = \"sha384\"\n\n[data]\nkbs_url = '",
+                                 kbs.url, "'\n");
+  if (!ca_pem.empty()) {
+    if (!absl::StrContains(ca_pem, "-----BEGIN CERTIFICATE-----")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kbs.ca_file ", kbs.ca_file, " holds no PEM certificate"));
+    }
+    if (absl::StrContains(ca_pem, "'''")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kbs.ca_file ", kbs.ca_file, " contains ''' (not PEM)"));
+    }
+    absl::StrAppend(&doc, "kbs_cert = '''\n", ca_pem, absl::EndsWith(ca_pem, "\n") ? "" : "\n",
+                    "'''\n");
+  }
+  return doc;
+}
+
+absl::StatusOr<std::optional<InitData>> PodInitData(
+    const config::Config& config, const std::map<std::string, std::string>& annotations) {
+  if (annotations.count(std::string(kInitDataAnnotation)) != 0 ||
+      annotations.count(std::string(kKataInitDataAnnotation)) != 0 || config.kbs.url.empty()) {
+    return InitDataFromAnnotations(annotations);
+  }
+  std::string ca_pem;
+  if (!config.kbs.ca_file.empty()) {
+    absl::StatusOr<std::string> read = ReadFileToString(config.kbs.ca_file, kMaxCaBytes);
+    if (!read.ok()) {
+      return absl::Status(read.status().code(),
+                          absl::StrCat("kbs.ca_file: ", read.status().message(),
+                                       " (fix the path in the shim's config, or empty it to "
+                                       "use the guest's trust store)"));
+    }
+    ca_pem = std::move(*read);
+  }
+  absl::StatusOr<std::string> doc = DefaultInitDataDocument(config.kbs, ca_pem);
+  if (!doc.ok()) return doc.status();
+  // The same decoding and digest as a pod's own document.
+  absl::StatusOr<std::optional<InitData>> parsed = InitDataFromAnnotations(
+      {{std::string(kInitDataAnnotation), absl::Base64Escape(*doc)}});
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the init-data made from [kbs]: ", parsed.status().message()));
+  }
+  return parsed;
+}
+
+}  // namespace cloak::shim
