@@ -37,6 +37,9 @@ struct AgentOptions {
   std::string rootfs_provider = "image";
   // Registries ("host:port") the image puller may reach over plain HTTP.
   std::vector<std::string> insecure_registries;
+  // "enforce" (the pod's measured policy, else the built-in default) or
+  // "allow-all" (no policy: the runtime class opted out; docs/policy.md).
+  std::string policy = "enforce";
   // PID 1 of a guest: set the hostname, power off on request.
   bool guest = false;
 };

@@ -90,6 +90,11 @@ absl::StatusOr<KernelCmdline> ParseKernelCmdline(absl::string_view cmdline) {
         }
         out.insecure_registries.emplace_back(r);
       }
+    } else if (key == "cloak.policy") {
+      if (value != "enforce" && value != "allow-all") {
+        return absl::InvalidArgumentError("cloak.policy must be enforce or allow-all");
+      }
+      out.policy = std::string(value);
     } else if (key == "cloak.modules") {
       modules_set = true;
       out.modules.clear();

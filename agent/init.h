@@ -28,6 +28,10 @@ struct KernelCmdline {
   std::vector<std::string> modules;
   // cloak.insecure_registries=host:port,... (plain-HTTP registries; dev)
   std::vector<std::string> insecure_registries;
+  // cloak.policy=enforce|allow-all: allow-all turns the agent policy off
+  // (a runtime class's agent.allow_all_policy; measured with the command
+  // line, docs/policy.md).
+  std::string policy = "enforce";
 };
 
 // Parses /proc/cmdline text. Unknown keys are ignored; bad values are

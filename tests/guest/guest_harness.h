@@ -74,6 +74,10 @@ struct GuestOptions {
   std::vector<std::string> insecure_registries;
   // Guest agent log level (kernel parameter cloak.log).
   std::string agent_log_level = "debug";
+  // Turn the agent policy off (kernel parameter cloak.policy=allow-all, as
+  // the shim's agent.allow_all_policy). Off: the pod's init-data policy, or
+  // the built-in default that refuses exec and stdin writes.
+  bool allow_all_policy = false;
   // From QEMU's start until the agent answers Health.
   absl::Duration boot_timeout = kDefaultGuestBootTimeout;
   // Parent of the state directory; keep it short (unix socket paths < 108).
