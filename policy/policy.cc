@@ -355,11 +355,12 @@ const std::vector<std::string>& AgentRpcNames() {
 }
 
 const std::vector<std::string>& RuntimeAnnotationPrefixes() {
-  // run.oci.*: crun's knobs (hooks output, seccomp notify, mount context,
-  // handlers); module.wasm.image/: crun's wasm handlers; org.criu.: CRIU
-  // config; io.katacontainers.: Kata-style overrides; io.cloak.: the agent.
-  static const auto* prefixes = new std::vector<std::string>{
-      "run.oci.", "module.wasm.image/", "org.criu.", "io.katacontainers.", "io.cloak."};
+  // What crun reads from a spec's annotations: run.oci.* (hooks output,
+  // seccomp notify, mount context, keep_original_groups, handlers...),
+  // module.wasm.image/ (its wasm handlers), org.criu. (CRIU config). The
+  // agent itself reads no container annotation.
+  static const auto* prefixes =
+      new std::vector<std::string>{"run.oci.", "module.wasm.image/", "org.criu."};
   return *prefixes;
 }
 
@@ -588,10 +589,8 @@ const char* DefaultPolicyJson() {
   "rpcs": {"ExecProcess": "deny", "WriteStdin": "deny", "SetPolicy": "deny", "CopyFile": "deny"},
   "pin_images": true,
   "containers": [
-    {"name": "*", "sandbox": true, "max_instances": 1,
-     "annotations": {"io.cloak.insecure_registries": {"regex": ".*"}}},
+    {"name": "*", "sandbox": true, "max_instances": 1},
     {"name": "*", "env_deny": [{"regex": "(LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT)=.*"}],
-     "annotations": {"io.cloak.insecure_registries": {"regex": ".*"}},
      "stdio": {"read_output": true, "write_stdin": false}}
   ]
 })";

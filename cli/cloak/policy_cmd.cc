@@ -432,14 +432,8 @@ absl::StatusOr<policy::Decision> TestRecordedRequest(const policy::Policy& p,
   return engine.Check(rpc, *req, state);
 }
 
-int RunPolicyGen(const std::vector<std::string>& inputs, const std::string& output,
-                 const std::string& annotate, const InitDataOptions& initdata, bool tls_verify) {
-  auto fail = [](const absl::Status& s) {
-    std::cerr << "cloak policy gen: " << s.message() << "\n";
-    return 1;
-  };
-  // Each image's config from its registry (skopeo inspect --config).
-  ImageConfigSource images = [tls_verify](const std::string& image) -> absl::StatusOr<ImageConfig> {
+ImageConfigSource SkopeoImageConfig(bool tls_verify) {
+  return [tls_verify](const std::string& image) -> absl::StatusOr<ImageConfig> {
     ASSIGN_OR_RETURN(TempDir dir, TempDir::Create("cloak-policy-gen-"));
     SpawnOptions o;
     o.stdout_path = dir.Join("config.json");
@@ -459,6 +453,15 @@ int RunPolicyGen(const std::vector<std::string>& inputs, const std::string& outp
     ASSIGN_OR_RETURN(std::string text, ReadFile(dir.Join("config.json")));
     return ParseImageConfig(text);
   };
+}
+
+int RunPolicyGen(const std::vector<std::string>& inputs, const std::string& output,
+                 const std::string& annotate, const InitDataOptions& initdata, bool tls_verify) {
+  auto fail = [](const absl::Status& s) {
+    std::cerr << "cloak policy gen: " << s.message() << "\n";
+    return 1;
+  };
+  ImageConfigSource images = SkopeoImageConfig(tls_verify);
   std::string all;
   for (const std::string& in : inputs) {
     absl::StatusOr<std::string> text = in == "-" ? [] {

@@ -32,6 +32,9 @@ absl::StatusOr<ImageConfig> ParseImageConfig(absl::string_view json_text);
 
 using ImageConfigSource = std::function<absl::StatusOr<ImageConfig>(const std::string& image)>;
 
+// Reads an image's config from its registry with `skopeo inspect --config`.
+ImageConfigSource SkopeoImageConfig(bool tls_verify);
+
 // One workload found in the YAML: its kind/name and its generated policy.
 struct GeneratedPolicy {
   std::string workload;  // "Deployment/web"
