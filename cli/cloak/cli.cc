@@ -198,7 +198,7 @@ int RunCloakCli(int argc, char** argv) {
   auto* pcmd = app.add_subcommand("policy", "agent policies (docs/policy.md): gen, explain, test");
   pcmd->require_subcommand(1);
   std::vector<std::string> gen_inputs;
-  std::string gen_output, gen_annotate;
+  std::string gen_output, gen_annotate, gen_initdata_out;
   InitDataOptions gen_initdata;
   bool gen_insecure = false;
   auto* gen = pcmd->add_subcommand(
@@ -210,6 +210,8 @@ int RunCloakCli(int argc, char** argv) {
   gen->add_option("--annotate", gen_annotate,
                   "write the YAML back here with io.cloak.initdata (base64 init-data carrying the "
                   "policy) on each pod template (- for stdout)");
+  gen->add_option("--initdata", gen_initdata_out,
+                  "write the init-data (TOML) carrying the policy here (one workload)");
   gen->add_option("--kbs-url", gen_initdata.kbs_url, "init-data kbs_url");
   gen->add_option("--image-key", gen_initdata.image_keys, "init-data image_keys entry (repeatable)");
   gen->add_flag("--insecure-registry", gen_insecure, "read image configs over plain HTTP");
@@ -232,7 +234,8 @@ int RunCloakCli(int argc, char** argv) {
   }
   if (check->parsed()) return RunCheck(check_options, json);
   if (gen->parsed()) {
-    return RunPolicyGen(gen_inputs, gen_output, gen_annotate, gen_initdata, !gen_insecure);
+    return RunPolicyGen(gen_inputs, gen_output, gen_annotate, gen_initdata_out, gen_initdata,
+                        !gen_insecure);
   }
   if (explain->parsed()) return RunPolicyExplain(explain_path);
   if (ptest->parsed()) return RunPolicyTest(test_policy, test_request);

@@ -1,5 +1,6 @@
 #include "cli/cloak/policy_cmd.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -136,13 +137,13 @@ absl::StatusOr<json> ContainerRule(const json& c, const json& pod_spec, bool ini
   rule["args"] = argv;
   // Env: the image's, the container's (exact values; from a secret or a
   // field: any value of that name), what containerd and kubelet add.
+  // containerd's own PATH too: `ctr run` without the image's config, and
+  // containerd for an image that sets none, put it there.
   json env = json::array();
-  bool has_path = false;
-  for (const std::string& e : config.env) {
-    env.push_back(e);
-    has_path = has_path || e.rfind("PATH=", 0) == 0;
+  for (const std::string& e : config.env) env.push_back(e);
+  if (std::find(config.env.begin(), config.env.end(), kContainerdPath) == config.env.end()) {
+    env.push_back(kContainerdPath);
   }
-  if (!has_path) env.push_back(kContainerdPath);
   if (const json* ce = Get(c, "env"); ce != nullptr && ce->is_array()) {
     for (const json& e : *ce) {
       const std::string k = e.value("name", "");
@@ -456,7 +457,8 @@ ImageConfigSource SkopeoImageConfig(bool tls_verify) {
 }
 
 int RunPolicyGen(const std::vector<std::string>& inputs, const std::string& output,
-                 const std::string& annotate, const InitDataOptions& initdata, bool tls_verify) {
+                 const std::string& annotate, const std::string& initdata_out,
+                 const InitDataOptions& initdata, bool tls_verify) {
   auto fail = [](const absl::Status& s) {
     std::cerr << "cloak policy gen: " << s.message() << "\n";
     return 1;
@@ -488,6 +490,13 @@ int RunPolicyGen(const std::vector<std::string>& inputs, const std::string& outp
     std::cout << text;
   } else {
     std::ofstream(output) << text;
+  }
+  if (!initdata_out.empty()) {
+    if (policies->size() != 1) {
+      return fail(absl::InvalidArgumentError(absl::StrCat(
+          "--initdata needs exactly one workload, the input has ", policies->size())));
+    }
+    std::ofstream(initdata_out) << InitDataWithPolicy((*policies)[0].policy, initdata);
   }
   if (!annotate.empty()) {
     absl::StatusOr<std::string> annotated = AnnotateWorkloads(all, *policies, initdata);

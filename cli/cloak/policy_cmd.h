@@ -69,7 +69,8 @@ absl::StatusOr<policy::Decision> TestRecordedRequest(const policy::Policy& polic
 // Command entry points (flags parsed by cli.cc). Exit codes: 0 allowed /
 // done, 1 error, 3 (test) denied.
 int RunPolicyGen(const std::vector<std::string>& inputs, const std::string& output,
-                 const std::string& annotate, const InitDataOptions& initdata, bool tls_verify);
+                 const std::string& annotate, const std::string& initdata_out,
+                 const InitDataOptions& initdata, bool tls_verify);
 int RunPolicyExplain(const std::string& path);
 int RunPolicyTest(const std::string& policy_path, const std::string& request_path);
 
