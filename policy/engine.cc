@@ -626,7 +626,12 @@ void Engine::Record(absl::string_view rpc, const google::protobuf::Message& requ
     if (rule != nullptr && MatchExec(*rule, it->second.name, req.process_json(), &matched).allow) {
       stdin_ok = matched->stdin;
     }
-    it->second.execs[req.exec_id()] = stdin_ok;
+    PodState::Container& c = it->second;
+    if (c.execs.insert_or_assign(req.exec_id(), stdin_ok).second) c.exec_order.push_back(req.exec_id());
+    while (c.exec_order.size() > PodState::kMaxExecsRemembered) {
+      c.execs.erase(c.exec_order.front());
+      c.exec_order.pop_front();
+    }
   } else if (rpc == "DestroySandbox") {
     state->containers.clear();
   }

@@ -7,6 +7,7 @@
 #define CLOAK_POLICY_ENGINE_H_
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <set>
 #include <string>
@@ -38,9 +39,14 @@ struct PodState {
     bool started = false;
     bool exited = false;
     int32_t exit_status = 0;
-    // Exec ids allowed by an exec rule → whether that rule lets stdin in.
+    // Exec ids allowed by an exec rule → whether that rule lets stdin in;
+    // the newest kMaxExecsRemembered, oldest first in exec_order.
     std::map<std::string, bool> execs;
+    std::deque<std::string> exec_order;
   };
+  // Probes exec every few seconds for the life of a pod: the state keeps
+  // only the latest ones.
+  static constexpr size_t kMaxExecsRemembered = 1024;
   // By container id.
   std::map<std::string, Container> containers;
   // Container name → the image it was first created with (pin_images).
