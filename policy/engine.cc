@@ -196,7 +196,8 @@ std::string CheckMount(const ContainerRule& rule, const std::string& label, cons
 
 // CAP_SYS_ADMIN, devices or nothing masked: what "privileged" gives.
 std::string PrivilegedBy(const json& spec) {
-  if (const json* caps = Get(Get(spec, "process") ? *Get(spec, "process") : json(), "capabilities")) {
+  const json* process = Get(spec, "process");
+  if (const json* caps = process != nullptr ? Get(*process, "capabilities") : nullptr) {
     for (const char* set : {"bounding", "effective", "permitted", "inheritable", "ambient"}) {
       if (Contains(Strings(Get(*caps, set)), "CAP_SYS_ADMIN")) {
         return absl::StrCat("process.capabilities.", set, " has CAP_SYS_ADMIN");

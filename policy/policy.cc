@@ -125,10 +125,11 @@ absl::StatusOr<ContainerRule> ParseContainer(const json& j, absl::string_view fi
   if (name == nullptr) return Bad(field, "name is required (a container name or \"*\")");
   ASSIGN_OR_RETURN(c.name, GetString(*name, absl::StrCat(field, ".name")));
   if (c.name.empty()) return Bad(absl::StrCat(field, ".name"), "must not be empty");
-  c.max_instances = c.name == "*" ? 0 : 1;
   if (const json* v = Get(j, "sandbox")) {
     ASSIGN_OR_RETURN(c.sandbox, GetBool(*v, absl::StrCat(field, ".sandbox")));
   }
+  // One pod, one sandbox; a named container once at a time.
+  c.max_instances = c.name == "*" && !c.sandbox ? 0 : 1;
   if (const json* v = Get(j, "image")) {
     std::string f = absl::StrCat(field, ".image");
     ImageRule image;

@@ -95,6 +95,9 @@ struct Hostile {
   std::string want;
 };
 
+// gtest prints a failing case by its name.
+void PrintTo(const Hostile& h, std::ostream* os) { *os << h.name; }
+
 Decision Send(const Engine& e, const PodState& s, absl::string_view rpc,
               const google::protobuf::Message& req) {
   return e.Check(rpc, req, s);
@@ -132,7 +135,7 @@ std::vector<Hostile> Cases() {
       [](const Engine& e, const PodState& s) {
         return Send(e, s, "ExecProcess", Exec("c-app", "x2", {"/bin/check", "--ready", "--fix"}));
       },
-      R"(argv "/bin/check --ready --fix" (3 args) matches no exec rule of container "app")");
+      R"(policy: exec denied: argv[2] "--fix" matches no exec rule of container "app")");
   add("ExecReadsAFileOutsideThePattern",
       [](const Engine& e, const PodState& s) {
         return Send(e, s, "ExecProcess", Exec("c-app", "x3", {"cat", "/etc/shadow"}));

@@ -115,7 +115,7 @@ TEST(PolicyParse, FullDocumentRoundTripsItsRules) {
   EXPECT_EQ(app.capabilities, StandardCapabilities());
   EXPECT_EQ(app.mounts.size(), StandardMounts().size());
   EXPECT_FALSE(p->containers[3].read_output);
-  EXPECT_EQ(p->containers[0].max_instances, 0u);  // "*": no limit unless set
+  EXPECT_EQ(p->containers[0].max_instances, 1u);  // one sandbox per pod
   EXPECT_EQ(p->copy_files.size(), 1u);
   EXPECT_TRUE(p->pin_images);
 }

@@ -29,7 +29,7 @@ agent::v1::CreateContainerRequest Create(const std::string& id, const std::strin
                                          const nlohmann::json& spec, bool sandbox = false);
 agent::v1::ExecProcessRequest Exec(const std::string& id, const std::string& exec_id,
                                    const std::vector<std::string>& argv,
-                                   const std::vector<std::string>& env = {"PATH=/bin"});
+                                   const std::vector<std::string>& env = {"PATH=/usr/bin:/bin"});
 
 // A policy for pod "web": init container "setup" (must exit 0 first), app
 // "app" (exec of its health probe allowed, logs readable), and "sidecar"
