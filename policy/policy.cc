@@ -592,6 +592,8 @@ const char* DefaultPolicyJson() {
   "containers": [
     {"name": "*", "sandbox": true, "max_instances": 1},
     {"name": "*", "env_deny": [{"regex": "(LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT)=.*"}],
+     "mounts": [{"destination": {"regex": "/.+"}, "type": "bind",
+                 "source": {"regex": "/.+/pods/[0-9a-f-]{36}/volume(s|-subpaths)/.+"}}],
      "stdio": {"read_output": true, "write_stdin": false}}
   ]
 })";
