@@ -238,7 +238,7 @@ std::vector<Hostile> Cases() {
             {{"destination", "/mnt"}, {"type", "bind"}, {"source", "/var/lib/kubelet"}});
         return Send(e, s, "CreateContainer", Create("c2", kBusybox, spec));
       },
-      R"(destination "/mnt" (bind from "/var/lib/kubelet") matches no mount rule)", true);
+      R"(mounts[8] "/mnt" source "/var/lib/kubelet" does not match regex)", true);
 
   // --- process ---
   add("InjectLdPreload",
