@@ -83,8 +83,17 @@ absl::Status RunAgent(const AgentOptions& options) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  AllowAllPolicy policy;
-  Log()->info("policy: {}", policy.Describe());
+  std::unique_ptr<PolicyEngine> policy;
+  if (options.policy == "allow-all") {
+    policy = std::make_unique<AllowAllPolicy>();
+    Log()->warn("policy: {}", policy->Describe());
+  } else if (options.policy == "enforce") {
+    policy = std::make_unique<MeasuredPolicy>();
+    Log()->info("policy: {}", policy->Describe());
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown policy mode '", options.policy, "' (enforce or allow-all)"));
+  }
 
   ASSIGN_OR_RETURN(std::unique_ptr<Reaper> reaper, Reaper::Start(/*subreaper=*/true));
 
@@ -142,6 +151,7 @@ absl::Status RunAgent(const AgentOptions& options) {
   std::atomic<bool> power_off{false};
   absl::Notification shutdown;
   AgentServiceImpl::Options service_options;
+  if (options.policy == "allow-all") features.push_back("policy-allow-all");
   service_options.features = features;
   service_options.on_power_off = [&] {
     power_off = true;
@@ -173,7 +183,7 @@ absl::Status RunAgent(const AgentOptions& options) {
     resp->set_initdata_digest(st.initdata_digest);
   };
 #endif
-  AgentServiceImpl service(service_options, &policy, &manager);
+  AgentServiceImpl service(service_options, policy.get(), &manager);
 
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);

@@ -39,6 +39,9 @@ struct AgentOptions {
   std::vector<std::string> insecure_registries;
   // Image layers downloaded in parallel (kernel parameter cloak.max_downloads).
   int max_concurrent_downloads = 3;
+  // "enforce" (the pod's measured policy, else the built-in default) or
+  // "allow-all" (no policy: the runtime class opted out; docs/policy.md).
+  std::string policy = "enforce";
   // PID 1 of a guest: set the hostname, power off on request.
   bool guest = false;
 };

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agent/guest_details.h"
@@ -34,18 +35,23 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 }
 
 grpc::Status AgentServiceImpl::Handle(const char* rpc, const google::protobuf::Message& request,
-                                      const std::function<absl::Status()>& body) {
+                                      const std::function<absl::Status()>& body,
+                                      const google::protobuf::Message* response) {
   PolicyDecision decision = policy_->Decide(rpc, request);
   if (!decision.allow) {
-    Log()->warn("policy: deny {}: {}", rpc, decision.reason);
-    return ToGrpcStatus(absl::PermissionDeniedError(
-        absl::StrCat("policy denied ", rpc, ": ", decision.reason)));
+    // The reason names the rule and the field ("policy: exec denied: ...").
+    std::string reason = absl::StartsWith(decision.reason, "policy: ")
+                             ? decision.reason
+                             : absl::StrCat("policy: ", rpc, " denied: ", decision.reason);
+    Log()->warn("{} refused: {}", rpc, reason);
+    return ToGrpcStatus(absl::PermissionDeniedError(reason));
   }
   absl::Status status = body();
   if (!status.ok()) {
     Log()->warn("{}: {}", rpc, status.ToString());
   } else {
     Log()->debug("{}: ok", rpc);
+    policy_->Observe(rpc, request, response);
   }
   return ToGrpcStatus(status);
 }
@@ -113,20 +119,35 @@ grpc::Status AgentServiceImpl::GetAttestationStatus(grpc::ServerContext*,
 grpc::Status AgentServiceImpl::CreateContainer(grpc::ServerContext*,
                                                const v1::CreateContainerRequest* req,
                                                v1::CreateContainerResponse* resp) {
-  return Handle("CreateContainer", *req, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(*resp, manager_->CreateContainer(*req));
-    return absl::OkStatus();
-  });
+  return Handle(
+      "CreateContainer", *req,
+      [&]() -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, manager_->CreateContainer(*req));
+        if (!resp->image_digest().empty()) {
+          // The image the guest verified, against a digest the policy pins.
+          PolicyDecision d = policy_->CheckPulledImage(*req, resp->image_digest());
+          if (!d.allow) {
+            absl::Status removed = manager_->RemoveContainer(req->container_id(), absl::Seconds(5));
+            if (!removed.ok()) Log()->warn("remove refused container: {}", removed.ToString());
+            return absl::PermissionDeniedError(d.reason);
+          }
+        }
+        return absl::OkStatus();
+      },
+      resp);
 }
 
 grpc::Status AgentServiceImpl::StartContainer(grpc::ServerContext*,
                                               const v1::StartContainerRequest* req,
                                               v1::StartContainerResponse* resp) {
-  return Handle("StartContainer", *req, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(pid_t pid, manager_->StartContainer(req->container_id()));
-    resp->set_pid(static_cast<uint32_t>(pid));
-    return absl::OkStatus();
-  });
+  return Handle(
+      "StartContainer", *req,
+      [&]() -> absl::Status {
+        ASSIGN_OR_RETURN(pid_t pid, manager_->StartContainer(req->container_id()));
+        resp->set_pid(static_cast<uint32_t>(pid));
+        return absl::OkStatus();
+      },
+      resp);
 }
 
 grpc::Status AgentServiceImpl::RemoveContainer(grpc::ServerContext*,
@@ -141,11 +162,14 @@ grpc::Status AgentServiceImpl::RemoveContainer(grpc::ServerContext*,
 
 grpc::Status AgentServiceImpl::ExecProcess(grpc::ServerContext*, const v1::ExecProcessRequest* req,
                                            v1::ExecProcessResponse* resp) {
-  return Handle("ExecProcess", *req, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(pid_t pid, manager_->ExecProcess(*req));
-    resp->set_pid(static_cast<uint32_t>(pid));
-    return absl::OkStatus();
-  });
+  return Handle(
+      "ExecProcess", *req,
+      [&]() -> absl::Status {
+        ASSIGN_OR_RETURN(pid_t pid, manager_->ExecProcess(*req));
+        resp->set_pid(static_cast<uint32_t>(pid));
+        return absl::OkStatus();
+      },
+      resp);
 }
 
 grpc::Status AgentServiceImpl::SignalProcess(grpc::ServerContext*,
@@ -177,7 +201,7 @@ grpc::Status AgentServiceImpl::WaitProcess(grpc::ServerContext* ctx,
       }
       if (absl::Now() >= deadline) return absl::DeadlineExceededError("process still running");
     }
-  });
+  }, resp);
 }
 
 grpc::Status AgentServiceImpl::ListProcesses(grpc::ServerContext*,
@@ -333,6 +357,11 @@ grpc::Status AgentServiceImpl::WatchOomEvents(grpc::ServerContext* ctx,
       if (closed) return absl::OkStatus();
     }
   });
+}
+
+grpc::Status AgentServiceImpl::SetPolicy(grpc::ServerContext*, const v1::SetPolicyRequest* req,
+                                         v1::SetPolicyResponse*) {
+  return Handle("SetPolicy", *req, [&] { return policy_->Replace(req->policy()); });
 }
 
 }  // namespace cloak::agent

@@ -74,11 +74,15 @@ class AgentServiceImpl final : public v1::AgentService::Service {
                          v1::ResizeTtyResponse*) override;
   grpc::Status WatchOomEvents(grpc::ServerContext*, const v1::WatchOomEventsRequest*,
                               grpc::ServerWriter<v1::OomEvent>*) override;
+  grpc::Status SetPolicy(grpc::ServerContext*, const v1::SetPolicyRequest*,
+                         v1::SetPolicyResponse*) override;
 
  private:
-  // Policy first, then `body`; logs failures.
+  // Policy first, then `body`; logs failures. A call that succeeded is
+  // shown to the policy with its response (stateful rules, docs/policy.md).
   grpc::Status Handle(const char* rpc, const google::protobuf::Message& request,
-                      const std::function<absl::Status()>& body);
+                      const std::function<absl::Status()>& body,
+                      const google::protobuf::Message* response = nullptr);
 
   const Options options_;
   PolicyEngine* const policy_;

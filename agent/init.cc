@@ -97,6 +97,11 @@ absl::StatusOr<KernelCmdline> ParseKernelCmdline(absl::string_view cmdline) {
         return absl::InvalidArgumentError("cloak.max_downloads must be an integer from 1 to 16");
       }
       out.max_downloads = n;
+    } else if (key == "cloak.policy") {
+      if (value != "enforce" && value != "allow-all") {
+        return absl::InvalidArgumentError("cloak.policy must be enforce or allow-all");
+      }
+      out.policy = std::string(value);
     } else if (key == "cloak.modules") {
       modules_set = true;
       out.modules.clear();

@@ -31,6 +31,10 @@ struct KernelCmdline {
   // cloak.max_downloads=N (1-16): image layers downloaded in parallel
   // (the host's image.max_concurrent_downloads).
   int max_downloads = 3;
+  // cloak.policy=enforce|allow-all: allow-all turns the agent policy off
+  // (a runtime class's agent.allow_all_policy; measured with the command
+  // line, docs/policy.md).
+  std::string policy = "enforce";
 };
 
 // Parses /proc/cmdline text. Unknown keys are ignored; bad values are

@@ -29,7 +29,10 @@ int RunAsInit() {
     log->error("kernel command line: {}; using defaults", cmdline.status().ToString());
     cmdline = ParseKernelCmdline("");
   }
-  (void)cloak::InitLogging({.level = cmdline->log_level, .file = "", .component = "cloak-agent"});
+  // With the policy off, every line says so.
+  const std::string component =
+      cmdline->policy == "allow-all" ? "cloak-agent[POLICY ALLOW-ALL]" : "cloak-agent";
+  (void)cloak::InitLogging({.level = cmdline->log_level, .file = "", .component = component});
   LoadModulesAndConfigfs(cmdline->modules);
   if (absl::Status s = LoopbackUp(); !s.ok()) log->warn("{}", s.ToString());
 
@@ -39,6 +42,7 @@ int RunAsInit() {
   options.guest = true;
   options.insecure_registries = cmdline->insecure_registries;
   options.max_concurrent_downloads = cmdline->max_downloads;
+  options.policy = cmdline->policy;
   absl::Status served = RunAgent(options);
   if (!served.ok()) log->error("agent: {}", served.ToString());
   // PID 1 must not exit (the kernel would panic): power the VM off instead.
@@ -74,9 +78,14 @@ int main(int argc, char** argv) {
                  "image layers downloaded in parallel (1-16)")
       ->check(CLI::Range(1, 16));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  app.add_option("--policy", options.policy,
+                 "enforce (the pod's init-data policy, else the built-in default) or allow-all")
+      ->check(CLI::IsMember({"enforce", "allow-all"}));
   CLI11_PARSE(app, argc, argv);
 
-  if (absl::Status s = cloak::InitLogging({.level = log_level, .file = "", .component = "cloak-agent"});
+  const std::string component =
+      options.policy == "allow-all" ? "cloak-agent[POLICY ALLOW-ALL]" : "cloak-agent";
+  if (absl::Status s = cloak::InitLogging({.level = log_level, .file = "", .component = component});
       !s.ok()) {
     std::fprintf(stderr, "cloak-agent: %s\n", std::string(s.message()).c_str());
     return 2;

@@ -122,6 +122,7 @@ absl::StatusOr<hv::VmConfig> BuildVmConfig(const config::Config& config,
     absl::StrAppend(&vm.kernel_cmdline, " cloak.insecure_registries=",
                     absl::StrJoin(insecure_registries, ","));
   }
+  if (config.agent.allow_all_policy) absl::StrAppend(&vm.kernel_cmdline, " cloak.policy=allow-all");
   if (!h.kernel_params.empty()) absl::StrAppend(&vm.kernel_cmdline, " ", h.kernel_params);
   vm.user_network = true;
   vm.boot_timeout = config.agent.boot_timeout;

@@ -8,6 +8,7 @@
 //   kbs_url = "https://kbs.example:8080"
 //   kbs_cert = """-----BEGIN CERTIFICATE-----..."""   # optional CA (PEM)
 //   image_keys = ["default/key/image1"]             # KBS resources: PEM private keys
+//   "policy.json" = '''{"version": "1", ...}'''      # the agent policy (docs/policy.md)
 //
 // Pure: parsing and digests only (docs/attestation.md).
 #ifndef CLOAK_AGENT_ATTEST_INITDATA_H_
@@ -33,6 +34,7 @@ struct InitData {
   std::string kbs_url;
   std::string kbs_cert;                 // PEM, may be empty
   std::vector<std::string> image_keys;  // "repo/type/tag"
+  std::string policy;                   // [data] "policy.json", may be empty
 };
 
 // Parses and validates `raw`. InvalidArgument naming the key at fault (bad

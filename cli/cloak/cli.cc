@@ -16,6 +16,7 @@
 #include "cli/cloak/containerd_config.h"
 #include "cli/cloak/host_check.h"
 #include "cli/cloak/measure.h"
+#include "cli/cloak/policy_cmd.h"
 #include "common/fd.h"
 #include "common/process.h"
 #include "common/status_macros.h"
@@ -153,7 +154,8 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view text
 
 int RunCloakCli(int argc, char** argv) {
   CLI::App app{
-      "cloak: check a host for Cloak, configure containerd for it, compute launch measurements"};
+      "cloak: check a host for Cloak, configure containerd for it, compute launch measurements, "
+      "write and read agent policies"};
   app.set_version_flag("--version", std::string(VersionString()));
   app.require_subcommand(1);
 
@@ -199,6 +201,36 @@ int RunCloakCli(int argc, char** argv) {
 
   MeasureCommand measure;
   AddMeasureCommand(app, measure);
+  auto* pcmd = app.add_subcommand("policy", "agent policies (docs/policy.md): gen, explain, test");
+  pcmd->require_subcommand(1);
+  std::vector<std::string> gen_inputs;
+  std::string gen_output, gen_annotate, gen_initdata_out;
+  InitDataOptions gen_initdata;
+  bool gen_insecure = false;
+  auto* gen = pcmd->add_subcommand(
+      "gen", "a policy from Pod/Deployment/StatefulSet/DaemonSet/Job/CronJob YAML and each "
+             "image's config (skopeo inspect --config)");
+  gen->add_option("yaml", gen_inputs, "workload YAML files (multi-document; - for stdin)")
+      ->required();
+  gen->add_option("-o,--output", gen_output, "write the policy here (default: stdout)");
+  gen->add_option("--annotate", gen_annotate,
+                  "write the YAML back here with io.cloak.initdata (base64 init-data carrying the "
+                  "policy) on each pod template (- for stdout)");
+  gen->add_option("--initdata", gen_initdata_out,
+                  "write the init-data (TOML) carrying the policy here (one workload)");
+  gen->add_option("--kbs-url", gen_initdata.kbs_url, "init-data kbs_url");
+  gen->add_option("--image-key", gen_initdata.image_keys, "init-data image_keys entry (repeatable)");
+  gen->add_flag("--insecure-registry", gen_insecure, "read image configs over plain HTTP");
+  std::string explain_path;
+  auto* explain = pcmd->add_subcommand("explain", "what a policy allows, in plain words");
+  explain->add_option("policy", explain_path, "policy file (JSON or YAML)")->required();
+  std::string test_policy, test_request;
+  auto* ptest = pcmd->add_subcommand(
+      "test", "decide a recorded agent request: exit 0 allowed, 3 denied (the reason printed)");
+  ptest->add_option("policy", test_policy, "policy file (JSON or YAML)")->required();
+  ptest->add_option("request", test_request,
+                    "JSON {\"rpc\", \"request\", \"history\": [{\"rpc\", \"request\", \"response\"}]}")
+      ->required();
 
   try {
     app.parse(argc, argv);
@@ -208,6 +240,12 @@ int RunCloakCli(int argc, char** argv) {
   }
   if (check->parsed()) return RunCheck(check_options, json);
   if (measure.measure->parsed()) return RunMeasure(measure);
+  if (gen->parsed()) {
+    return RunPolicyGen(gen_inputs, gen_output, gen_annotate, gen_initdata_out, gen_initdata,
+                        !gen_insecure);
+  }
+  if (explain->parsed()) return RunPolicyExplain(explain_path);
+  if (ptest->parsed()) return RunPolicyTest(test_policy, test_request);
   if (ccmd->parsed()) {
     absl::Status s = RunContainerdConfig(cc);
     return s.ok() ? 0 : Fail("containerd-config", s);

@@ -474,6 +474,8 @@ const std::vector<Field>& Fields() {
           "agent.request_timeout", [](Config & c) -> auto& { return c.agent.request_timeout; }),
       StringField(
           "agent.log_level", [](Config & c) -> auto& { return c.agent.log_level; }, LogLevel),
+      BoolField(
+          "agent.allow_all_policy", [](Config & c) -> auto& { return c.agent.allow_all_policy; }),
       // [kbs]
       StringField(
           "kbs.url", [](Config & c) -> auto& { return c.kbs.url; }, EmptyOrHttpUrl),

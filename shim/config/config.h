@@ -123,6 +123,10 @@ struct AgentConfig {
   absl::Duration request_timeout = absl::Seconds(30);
   // Guest agent log level, same names as runtime.log_level.
   std::string log_level = "info";
+  // Turns the agent policy off (kernel parameter cloak.policy=allow-all,
+  // measured with the command line): the host may exec, write stdin, ...
+  // Development and tests only (docs/policy.md).
+  bool allow_all_policy = false;
 
   friend bool operator==(const AgentConfig&, const AgentConfig&) = default;
 };

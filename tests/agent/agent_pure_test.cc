@@ -325,6 +325,9 @@ TEST(KernelCmdlineTest, Parses) {
   EXPECT_FALSE(ParseKernelCmdline("cloak.channel=tcp").ok());
   EXPECT_FALSE(ParseKernelCmdline("cloak.port=x").ok());
   EXPECT_FALSE(ParseKernelCmdline("cloak.modules=../x").ok());
+  EXPECT_EQ(d->policy, "enforce");
+  EXPECT_EQ(ParseKernelCmdline("cloak.policy=allow-all")->policy, "allow-all");
+  EXPECT_FALSE(ParseKernelCmdline("cloak.policy=off").ok());
   EXPECT_TRUE(IsOptionalModule("sev-guest"));
   EXPECT_FALSE(IsOptionalModule("vsock"));
 }

@@ -270,6 +270,7 @@ absl::Status CriEnv::WriteConfigs() {
         << "memory_mib = " << options_.memory_mib << "\n"
         << "[tee]\ntype = \"" << tee << "\"\n"
         << "[agent]\nboot_timeout = \"120s\"\n"
+        << "allow_all_policy = " << (options_.allow_all_policy ? "true" : "false") << "\n"
         // Under CRI the VM boots for the sandbox, before any container's
         // image is known: the plain-HTTP registry is listed here (the shim
         // rewrites 127.0.0.1 to 10.0.2.2 for the guest).

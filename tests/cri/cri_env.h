@@ -51,6 +51,10 @@ struct CriEnvOptions {
   bool cni = false;
   // Guest memory of each pod's VM.
   int memory_mib = 512;
+  // [agent] allow_all_policy of the cloak-* runtimes: the suites exec into
+  // containers, which the agent's built-in default policy refuses
+  // (docs/policy.md). false: the pods run under their measured policy.
+  bool allow_all_policy = true;
   // false: containerd's config gets no cloak-* runtimes (a node's config
   // before Cloak is installed); `prepare_containerd` is then expected to add
   // them.

@@ -85,6 +85,7 @@ hv::VmConfig BuildGuestVmConfig(const GuestOptions& options, const std::string& 
     absl::StrAppend(&vm.kernel_cmdline, " cloak.insecure_registries=",
                     absl::StrJoin(options.insecure_registries, ","));
   }
+  if (options.allow_all_policy) absl::StrAppend(&vm.kernel_cmdline, " cloak.policy=allow-all");
   vm.user_network = true;
   vm.boot_timeout = options.boot_timeout;
   return vm;

@@ -77,6 +77,10 @@ struct GuestOptions {
   // Image layers the guest downloads at once (kernel parameter
   // cloak.max_downloads; the shim's image.max_concurrent_downloads).
   int max_concurrent_downloads = 3;
+  // Turn the agent policy off (kernel parameter cloak.policy=allow-all, as
+  // the shim's agent.allow_all_policy). Off: the pod's init-data policy, or
+  // the built-in default that refuses exec and stdin writes.
+  bool allow_all_policy = false;
   // From QEMU's start until the agent answers Health.
   absl::Duration boot_timeout = kDefaultGuestBootTimeout;
   // Parent of the state directory; keep it short (unix socket paths < 108).

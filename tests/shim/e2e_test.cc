@@ -113,7 +113,9 @@ class ShimE2eTest : public ::testing::Test {
         << "[runtime]\nstate_dir = \"" << d_ << "/run\"\nlog_level = \"debug\"\n"
         << "[hypervisor]\nkernel = \"" << kernel_ << "\"\ninitrd = \"" << initrd_ << "\"\n"
         << "memory_mib = 512\n"
-        << "[agent]\nboot_timeout = \"120s\"\n";
+        << "[agent]\nboot_timeout = \"120s\"\n"
+        // The suite execs and writes stdin: agent policy off (docs/policy.md).
+        << "allow_all_policy = true\n";
 
     // Private containerd, CRI off; PATH finds the shim.
     std::ofstream(d_ + "/containerd.toml")
@@ -258,7 +260,7 @@ class ShimE2eTest : public ::testing::Test {
     }
     std::ofstream(path) << "[runtime]\nstate_dir = \"" << d_ << "/run\"\nlog_level = \"debug\"\n"
                         << "[hypervisor]\nmemory_mib = 512\n" << image << hypervisor_extra << "\n"
-                        << "[agent]\nboot_timeout = \"120s\"\n" << tail;
+                        << "[agent]\nboot_timeout = \"120s\"\nallow_all_policy = true\n" << tail;
     return path;
   }
 

@@ -326,6 +326,14 @@ TEST(SandboxConfigTest, VmConfigFromConfig) {
   EXPECT_THAT(vm->kernel_cmdline, ::testing::EndsWith(" foo=1"));
   EXPECT_EQ(vm->tee, hypervisor::TeeType::kNone);
   EXPECT_TRUE(vm->user_network);
+  // The agent policy is on unless the runtime class turns it off, on the
+  // (measured) command line.
+  EXPECT_THAT(vm->kernel_cmdline, ::testing::Not(HasSubstr("cloak.policy")));
+  cfg.agent.allow_all_policy = true;
+  auto open_vm = BuildVmConfig(cfg, "sb1", "/run/cloak/sb1", {});
+  ASSERT_TRUE(open_vm.ok()) << open_vm.status();
+  EXPECT_THAT(open_vm->kernel_cmdline, HasSubstr(" cloak.policy=allow-all"));
+  cfg.agent.allow_all_policy = false;
 
   cfg.runtime.state_dir = "/" + std::string(120, 'x');
   EXPECT_FALSE(BuildVmConfig(cfg, "sb1", SandboxStateDir(cfg, "sb1")).ok());

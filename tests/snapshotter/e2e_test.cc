@@ -83,7 +83,7 @@ TEST_F(SnapshotterCriE2eTest, EncryptedImageRunsInACloakPodWithoutHostUnpack) {
   std::ofstream(d_ + "/cloak.toml")
       << "[runtime]\nstate_dir = \"" << d_ << "/run\"\nlog_level = \"debug\"\n"
       << "[hypervisor]\nkernel = \"" << kernel << "\"\ninitrd = \"" << initrd << "\"\n"
-      << "memory_mib = 512\n[agent]\nboot_timeout = \"120s\"\n"
+      << "memory_mib = 512\n[agent]\nboot_timeout = \"120s\"\nallow_all_policy = true\n"
       << "[image]\ninsecure_registries = [\"" << registry_host_ << "\"]\n";
   const std::string rt = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.cloak-dev";
   ASSERT_NO_FATAL_FAILURE(StartSnapshotter());

@@ -12,7 +12,17 @@ std::string ContainerSpecJson(const std::vector<std::string>& args, const std::s
                            {"cwd", "/"},
                            {"user", {{"uid", 0}, {"gid", 0}}}}},
                          {"hostname", "ctr"},
-                         {"root", {{"path", root_path}}}};
+                         {"root", {{"path", root_path}}},
+                         // containerd's defaults: what the built-in agent
+                         // policy expects a spec to keep (docs/policy.md).
+                         {"linux",
+                          {{"maskedPaths",
+                            {"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                             "/proc/scsi", "/sys/firmware"}},
+                           {"readonlyPaths",
+                            {"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                             "/proc/sysrq-trigger"}}}}};
   return spec.dump();
 }
 

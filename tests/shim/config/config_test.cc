@@ -65,6 +65,7 @@ vsock_port = 2048
 boot_timeout = "2m"
 request_timeout = "1m30s"
 log_level = "warn"
+allow_all_policy = true
 
 [kbs]
 url = "https://kbs.example:8080"
@@ -108,6 +109,7 @@ TEST(ParseConfig, FullFileSetsEveryKey) {
   want.agent.boot_timeout = absl::Minutes(2);
   want.agent.request_timeout = absl::Seconds(90);
   want.agent.log_level = "warn";
+  want.agent.allow_all_policy = true;
   want.kbs.url = "https://kbs.example:8080";
   want.kbs.ca_file = "/etc/cloak/kbs-ca.pem";
   want.image.pull_timeout = absl::Minutes(30);
