@@ -98,10 +98,9 @@ int RunServe(const ShimFlags& flags) {
   absl::Notification shutdown;
   TaskService service(TaskServiceOptions{
       .namespace_name = flags.namespace_name,
-      .sandbox_factory = MakeQemuSandbox,
+      .sandbox_factory = MakeSandbox,
       .events = &sink,
       .on_shutdown = [&shutdown] { shutdown.Notify(); },
-      .insecure_registries = {},
   });
   absl::StatusOr<std::unique_ptr<ttrpc::Server>> server = ttrpc::Server::Create();
   if (!server.ok()) {
