@@ -7,11 +7,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/transport/agent_transport.h"
 #include "shim/bundle.h"
 #include "shim/hypervisor/host_capabilities.h"
+#include "shim/hypervisor/libvirt/libvirt_connection.h"
+#include "shim/hypervisor/libvirt/libvirt_hypervisor.h"
 #include "shim/hypervisor/qemu/qemu_hypervisor.h"
 #include "shim/initdata.h"
 #include "shim/pod_network.h"
@@ -45,6 +48,23 @@ const hv::HostCapabilities& Capabilities(const std::string& qemu_path) {
     options.qemu_path = qemu_path;
     it = cache->emplace(qemu_path, hv::ProbeHost(options)).first;
     Logger("shim")->info("host: {}", it->second.Summary());
+  }
+  return it->second;
+}
+
+const hv::LibvirtCapabilities& LibvirtCaps(const std::string& uri, const std::string& machine) {
+  static absl::Mutex mu(absl::kConstInit);
+  static std::map<std::string, hv::LibvirtCapabilities>* cache =
+      new std::map<std::string, hv::LibvirtCapabilities>();
+  absl::MutexLock lock(&mu);
+  const std::string key = absl::StrCat(uri, " ", machine);
+  auto it = cache->find(key);
+  if (it == cache->end() || !it->second.reachable) {
+    const absl::Time t = absl::Now();
+    hv::LibvirtCapabilities caps = hv::ProbeLibvirt(uri, machine);
+    Logger("shim")->info("libvirt: {} (probed in {})", caps.Summary(),
+                         absl::FormatDuration(absl::Trunc(absl::Now() - t, absl::Milliseconds(1))));
+    it = cache->insert_or_assign(key, std::move(caps)).first;
   }
   return it->second;
 }
@@ -180,11 +200,7 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& reque
   absl::StatusOr<config::Config> cfg = config::ApplyAnnotations(file.config, request.pod.annotations);
   if (!cfg.ok()) return Annotate(cfg.status(), "pod annotations");
   const std::string state_dir = SandboxStateDir(*cfg, request.sandbox_id);
-  if (cfg->hypervisor.driver != config::HypervisorDriver::kQemu) {
-    return absl::UnimplementedError(absl::StrCat(
-        "hypervisor.driver = \"", config::HypervisorDriverName(cfg->hypervisor.driver),
-        "\" is not implemented yet; use \"qemu\""));
-  }
+  const bool libvirt = cfg->hypervisor.driver == config::HypervisorDriver::kLibvirt;
   if (!cfg->tee.simulated_snp_chain.empty() && cfg->tee.type != config::TeeType::kNone) {
     return absl::InvalidArgumentError(
         "tee.simulated_snp_chain is for the dev fallback only: set tee.type = \"none\" or "
@@ -196,8 +212,12 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& reque
   SandboxNetwork network = UserModeNetwork();
   std::shared_ptr<PodNetworkAttachment> pod_network;
   if (!request.pod.netns_path.empty()) {
+    // libvirt opens taps by name in the host's namespace (pod_network.h).
     ASSIGN_OR_RETURN(std::unique_ptr<PodNetworkAttachment> attached,
-                     PodNetworkAttachment::Attach(request.pod.netns_path, request.sandbox_id));
+                     PodNetworkAttachment::Attach(
+                         request.pod.netns_path, request.sandbox_id,
+                         libvirt ? PodNetworkAttachment::TapMode::kByName
+                                 : PodNetworkAttachment::TapMode::kFd));
     pod_network = std::move(attached);
     network.user_mode = false;
     network.taps = pod_network->Taps();
@@ -244,7 +264,19 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& reque
                              vm.initrd, vm.kernel_cmdline,
                              initdata.has_value() ? DigestForField(initdata->digest, 32) : ""));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<hv::Hypervisor> hypervisor, hv::QemuHypervisor::Create(vm, caps));
+  std::unique_ptr<hv::Hypervisor> hypervisor;
+  if (libvirt) {
+    if (pod_network != nullptr) {
+      vm.after_launch = [weak = std::weak_ptr<PodNetworkAttachment>(pod_network)]() {
+        std::shared_ptr<PodNetworkAttachment> att = weak.lock();
+        return att != nullptr ? att->MoveTapsIntoPod() : absl::OkStatus();
+      };
+    }
+    ASSIGN_OR_RETURN(hypervisor, hv::LibvirtHypervisor::Create(
+                                     vm, LibvirtCaps(vm.libvirt_uri, vm.machine), caps));
+  } else {
+    ASSIGN_OR_RETURN(hypervisor, hv::QemuHypervisor::Create(vm, caps));
+  }
   if (!request.bundle.empty()) {
     RETURN_IF_ERROR(WriteFileAtomic(absl::StrCat(request.bundle, "/", kBundleStateDirFile),
                                     state_dir, 0600));
