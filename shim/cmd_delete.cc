@@ -17,6 +17,9 @@
 #include "common/logging.h"
 #include "shim/bundle.h"
 #include "shim/commands.h"
+#include "shim/hypervisor/libvirt/libvirt_connection.h"
+#include "shim/hypervisor/libvirt/libvirt_hypervisor.h"
+#include "shim/pod_network.h"
 #include "shim/sandbox_factory.h"
 #include "shim/shim_process.h"
 #include "shim/task_translate.h"
@@ -45,6 +48,23 @@ void CleanSandboxState(const std::string& state_dir) {
       ::kill(shim, SIGKILL);
       WaitForPidGone(shim, kKillWait);
     }
+  }
+  const std::string sandbox_id = std::filesystem::path(state_dir).filename().string();
+  // A libvirt domain: found by Cloak's metadata element, destroyed through
+  // libvirt (its QEMU is libvirtd's child, not ours).
+  absl::StatusOr<std::string> uri =
+      ReadFileToString(absl::StrCat(state_dir, "/", hypervisor::kLibvirtUriFile), 4096);
+  if (uri.ok()) {
+    absl::StatusOr<std::vector<std::string>> destroyed = hypervisor::DestroySandboxDomains(
+        std::string(absl::StripAsciiWhitespace(*uri)), sandbox_id);
+    if (!destroyed.ok()) {
+      Warn(destroyed.status().ToString());
+    } else {
+      for (const std::string& name : *destroyed) {
+        Warn(absl::StrCat("destroyed the leftover libvirt domain ", name));
+      }
+    }
+    RemoveHostTaps(sandbox_id);
   }
   // Then the VM, by pid, only if that pid is still our QEMU for this state.
   pid_t vmm = ReadPidFile(state_dir + "/vmm.pid");

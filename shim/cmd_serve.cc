@@ -99,10 +99,9 @@ int RunServe(const ShimFlags& flags) {
   absl::Notification shutdown;
   TaskService service(TaskServiceOptions{
       .namespace_name = flags.namespace_name,
-      .sandbox_factory = MakeQemuSandbox,
+      .sandbox_factory = MakeSandbox,
       .events = &sink,
       .on_shutdown = [&shutdown] { shutdown.Notify(); },
-      .insecure_registries = {},
       .debug = flags.debug,
       .image_lookup = flags.address.empty()
                           ? ContainerImageLookup()

@@ -44,9 +44,9 @@ inline constexpr absl::Duration kVmStopGrace = absl::Seconds(5);
 // How long a waiting call (WaitProcess) runs before it is renewed.
 inline constexpr absl::Duration kWaitSlice = absl::Hours(1);
 
-// Opens a gRPC channel to the agent at `endpoint` within `timeout`.
+// Opens a gRPC channel to the agent at `address` within `timeout`.
 using AgentConnector = std::function<absl::StatusOr<std::shared_ptr<grpc::Channel>>(
-    const hypervisor::AgentEndpoint& endpoint, absl::Duration timeout)>;
+    const transport::AgentAddress& address, absl::Duration timeout)>;
 
 // One guest NIC as CreateSandbox configures it (agent/network.h).
 struct GuestAddress {

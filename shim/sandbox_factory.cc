@@ -6,8 +6,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/transport/agent_transport.h"
@@ -15,6 +15,8 @@
 #include "shim/commands.h"
 #include "shim/hypervisor/host_capabilities.h"
 #include "shim/host_config.h"
+#include "shim/hypervisor/libvirt/libvirt_connection.h"
+#include "shim/hypervisor/libvirt/libvirt_hypervisor.h"
 #include "shim/hypervisor/qemu/qemu_hypervisor.h"
 #include "shim/initdata.h"
 #include "shim/pod_network.h"
@@ -52,17 +54,25 @@ const hv::HostCapabilities& Capabilities(const std::string& qemu_path) {
   return it->second;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectAgent(const hv::AgentEndpoint& endpoint,
-                                                            absl::Duration timeout) {
-  transport::AgentAddress address;
-  if (endpoint.channel == hv::AgentChannel::kVsock) {
-    address.kind = transport::AgentAddress::Kind::kVsock;
-    address.cid = endpoint.vsock_cid;
-    address.port = endpoint.vsock_port;
-  } else {
-    address.kind = transport::AgentAddress::Kind::kSerial;
-    address.path = endpoint.serial_socket_path;
+const hv::LibvirtCapabilities& LibvirtCaps(const std::string& uri, const std::string& machine) {
+  static absl::Mutex mu(absl::kConstInit);
+  static std::map<std::string, hv::LibvirtCapabilities>* cache =
+      new std::map<std::string, hv::LibvirtCapabilities>();
+  absl::MutexLock lock(&mu);
+  const std::string key = absl::StrCat(uri, " ", machine);
+  auto it = cache->find(key);
+  if (it == cache->end() || !it->second.reachable) {
+    const absl::Time t = absl::Now();
+    hv::LibvirtCapabilities caps = hv::ProbeLibvirt(uri, machine);
+    Logger("shim")->info("libvirt: {} (probed in {})", caps.Summary(),
+                         absl::FormatDuration(absl::Trunc(absl::Now() - t, absl::Milliseconds(1))));
+    it = cache->insert_or_assign(key, std::move(caps)).first;
   }
+  return it->second;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectAgent(
+    const transport::AgentAddress& address, absl::Duration timeout) {
   ASSIGN_OR_RETURN(std::unique_ptr<transport::AgentTransport> t, transport::CreateTransport(address));
   return t->Connect(timeout);
 }
@@ -76,25 +86,25 @@ std::string SandboxStateDir(const config::Config& config, const std::string& san
 absl::StatusOr<hv::VmConfig> BuildVmConfig(const config::Config& config,
                                            const std::string& sandbox_id,
                                            const std::string& state_dir,
+                                           const hv::HostCapabilities& caps,
+                                           const SandboxNetwork& network,
                                            const std::vector<std::string>& insecure_registries) {
   const config::HypervisorConfig& h = config.hypervisor;
-  if (h.driver != config::HypervisorDriver::kQemu) {
-    return absl::UnimplementedError(absl::StrCat(
-        "hypervisor.driver = \"", config::HypervisorDriverName(h.driver),
-        "\" is not implemented yet; use \"qemu\""));
-  }
   hv::VmConfig vm;
   vm.name = absl::StrCat("cloak-", sandbox_id.substr(0, 32));
+  vm.sandbox_id = sandbox_id;
+  vm.state_dir = state_dir;
   vm.qemu_path = h.qemu_path;
+  vm.libvirt_uri = h.libvirt_uri;
   vm.machine = h.machine;
-  ASSIGN_OR_RETURN(vm.accel, hv::ParseAccel(config::AccelName(h.accel)));
+  vm.accel = h.accel;
   vm.cpu = h.cpu_model;
   vm.memory_mib = static_cast<int>(h.memory_mib);
   vm.vcpus = static_cast<int>(h.vcpus);
   vm.kernel = h.kernel;
   vm.initrd = h.initrd;
   vm.firmware = h.firmware;
-  ASSIGN_OR_RETURN(vm.tee, hv::ParseTeeType(config::TeeTypeName(config.tee.type)));
+  vm.tee = config.tee.type;
   vm.snp.cbitpos = static_cast<int>(config.tee.snp.cbitpos);
   vm.snp.reduced_phys_bits = static_cast<int>(config.tee.snp.reduced_phys_bits);
   vm.snp.policy = config.tee.snp.policy;
@@ -105,16 +115,19 @@ absl::StatusOr<hv::VmConfig> BuildVmConfig(const config::Config& config,
           ? config.tee.tdx.quote_generation_socket
           : absl::StrCat("unix:", config.tee.tdx.quote_generation_socket);
   vm.tdx.sept_ve_disable = config.tee.tdx.sept_ve_disable;
-  ASSIGN_OR_RETURN(vm.agent_channel,
-                   hv::ParseAgentChannel(config::AgentChannelName(config.agent.channel)));
+  vm.agent_channel = config.agent.channel;
   vm.vsock_guest_cid = GuestCid(sandbox_id);
   vm.vsock_port = static_cast<uint32_t>(config.agent.vsock_port);
   vm.serial_socket_path = absl::StrCat(state_dir, "/agent.sock");
   vm.qmp_socket_path = absl::StrCat(state_dir, "/qmp.sock");
   vm.console_log_path = absl::StrCat(state_dir, "/console.log");
   vm.vmm_log_path = absl::StrCat(state_dir, "/qemu.log");
+  // Both ends must agree on the channel: resolve it first, then tell the
+  // guest what the host chose.
+  ASSIGN_OR_RETURN(hv::ChannelChoice channel, hv::ResolveChannel(vm, caps));
+  vm.agent_channel = channel.channel;
   vm.kernel_cmdline = absl::StrCat(kBaseKernelCmdline, " cloak.channel=",
-                                   config::AgentChannelName(config.agent.channel),
+                                   hv::AgentChannelName(vm.agent_channel),
                                    " cloak.port=", config.agent.vsock_port,
                                    " cloak.log=", config.agent.log_level,
                                    " cloak.max_downloads=", config.image.max_concurrent_downloads);
@@ -124,7 +137,8 @@ absl::StatusOr<hv::VmConfig> BuildVmConfig(const config::Config& config,
   }
   if (config.agent.allow_all_policy) absl::StrAppend(&vm.kernel_cmdline, " cloak.policy=allow-all");
   if (!h.kernel_params.empty()) absl::StrAppend(&vm.kernel_cmdline, " ", h.kernel_params);
-  vm.user_network = true;
+  vm.user_network = network.user_mode;
+  vm.taps = network.taps;
   vm.boot_timeout = config.agent.boot_timeout;
   if (vm.qmp_socket_path.size() > 107) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -152,8 +166,21 @@ std::vector<std::string> GuestInsecureRegistries(const std::vector<std::string>&
   return out;
 }
 
+SandboxNetwork UserModeNetwork() {
+  SandboxNetwork net;
+  net.user_mode = true;
+  net.interfaces.push_back({.name = "eth0",
+                            .mac = std::string(kQemuUserNetMac),
+                            .addresses = {{.address = "10.0.2.15", .prefix_length = 24}},
+                            .mtu = 0});
+  net.routes.push_back(
+      {.destination = "", .gateway = std::string(kHostLoopbackFromGuest), .device = "eth0"});
+  net.dns.push_back("nameserver 10.0.2.3");
+  return net;
+}
+
 SandboxOptions BuildSandboxOptions(const config::Config& config, const SandboxRequest& request,
-                                   const std::string& state_dir) {
+                                   const std::string& state_dir, const SandboxNetwork& network) {
   SandboxOptions options;
   options.id = request.sandbox_id;
   options.state_dir = state_dir;
@@ -163,25 +190,14 @@ SandboxOptions BuildSandboxOptions(const config::Config& config, const SandboxRe
   auto name = request.pod.annotations.find(std::string(kCriSandboxName));
   options.hostname = name != request.pod.annotations.end() ? name->second : "";
   if (options.hostname.size() > 63) options.hostname.resize(63);
-  // QEMU user-mode networking (VmConfig.user_network): the guest is
-  // 10.0.2.15/24 on the first NIC (QEMU's default MAC), the gateway 10.0.2.2
-  // is the host's loopback, and 10.0.2.3 is QEMU's DNS forwarder.
-  options.interfaces.push_back({.name = "eth0",
-                                .mac = std::string(kQemuUserNetMac),
-                                .addresses = {{.address = "10.0.2.15", .prefix_length = 24}},
-                                .mtu = 0});
-  options.routes.push_back(
-      {.destination = "", .gateway = std::string(kHostLoopbackFromGuest), .device = "eth0"});
-  options.dns.push_back("nameserver 10.0.2.3");
-  const std::vector<std::string> insecure =
-      GuestInsecureRegistries(config.image.insecure_registries, request.pod.image);
-  if (!insecure.empty()) {
-    options.annotations[std::string(kInsecureRegistriesAnnotation)] = absl::StrJoin(insecure, ",");
-  }
+  options.interfaces = network.interfaces;
+  options.routes = network.routes;
+  options.dns = network.dns;
+  options.host_loopback_reachable = network.user_mode;
   return options;
 }
 
-absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& request) {
+absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& request) {
   ASSIGN_OR_RETURN(config::ConfigFile file, config::LoadConfigFromSearchPath(request.config_path));
   Logger("shim")->info("sandbox={} config {}", request.sandbox_id,
                        file.path.empty() ? std::string("(built-in defaults)") : file.path);
@@ -192,23 +208,49 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
                                .file = "",
                                .component = kShimBinaryName}));
   const std::string state_dir = SandboxStateDir(*cfg, request.sandbox_id);
-  // A pod with its own network namespace (CRI + CNI): the VM's NIC is
-  // wired into it instead of QEMU's user network.
+  const bool libvirt = cfg->hypervisor.driver == config::HypervisorDriver::kLibvirt;
+  if (!cfg->tee.simulated_snp_chain.empty() && cfg->tee.type != config::TeeType::kNone) {
+    return absl::InvalidArgumentError(
+        "tee.simulated_snp_chain is for the dev fallback only: set tee.type = \"none\" or "
+        "remove tee.simulated_snp_chain");
+  }
+
+  // The guest's network, once: a pod with its own network namespace (CRI +
+  // CNI) gets its NICs wired into it, anything else QEMU's user network.
+  SandboxNetwork network = UserModeNetwork();
   std::shared_ptr<PodNetworkAttachment> pod_network;
   if (!request.pod.netns_path.empty()) {
+    // libvirt opens taps by name in the host's namespace (pod_network.h).
     ASSIGN_OR_RETURN(std::unique_ptr<PodNetworkAttachment> attached,
-                     PodNetworkAttachment::Attach(request.pod.netns_path, request.sandbox_id));
+                     PodNetworkAttachment::Attach(
+                         request.pod.netns_path, request.sandbox_id,
+                         libvirt ? PodNetworkAttachment::TapMode::kByName
+                                 : PodNetworkAttachment::TapMode::kFd));
     pod_network = std::move(attached);
+    network.user_mode = false;
+    network.taps = pod_network->Taps();
+    network.interfaces = pod_network->GuestInterfaces();
+    network.routes = pod_network->GuestRoutes();
+    network.dns.clear();
+    if (!request.pod.resolv_conf_source.empty()) {
+      absl::StatusOr<std::string> resolv =
+          ReadFileToString(request.pod.resolv_conf_source, 64 << 10);
+      if (resolv.ok()) {
+        network.dns = ResolvConfLines(*resolv);
+      } else {
+        Logger("shim")->warn("sandbox={} the pod's resolv.conf: {} (the guest gets no DNS)",
+                             request.sandbox_id, resolv.status().ToString());
+      }
+    }
   }
-  const bool host_loopback = pod_network == nullptr;
+
+  const hv::HostCapabilities& caps = Capabilities(cfg->hypervisor.qemu_path);
   ASSIGN_OR_RETURN(hv::VmConfig vm,
-                   BuildVmConfig(*cfg, request.sandbox_id, state_dir,
+                   BuildVmConfig(*cfg, request.sandbox_id, state_dir, caps, network,
                                  GuestInsecureRegistries(cfg->image.insecure_registries,
-                                                         request.pod.image, host_loopback)));
-  if (pod_network != nullptr) {
-    vm.user_network = false;
-    vm.taps = pod_network->Taps();
-  }
+                                                         request.pod.image, network.user_mode)));
+  Logger("shim")->info("sandbox={} agent channel {}", request.sandbox_id,
+                       std::string(hv::AgentChannelName(vm.agent_channel)));
   ASSIGN_OR_RETURN(std::optional<InitData> initdata, PodInitData(*cfg, request.pod.annotations));
   if (initdata.has_value()) {
     // Bound into the launch: what the TEE evidence will carry.
@@ -218,25 +260,8 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
                          initdata->document.size(), initdata->algorithm,
                          absl::BytesToHexString(initdata->digest));
   }
-  const hv::HostCapabilities& caps = Capabilities(vm.qemu_path);
-  if (vm.agent_channel == hv::AgentChannel::kAuto) {
-    // Both ends must agree: tell the guest what the host resolved.
-    ASSIGN_OR_RETURN(hv::ChannelChoice channel, hv::ResolveChannel(vm, caps));
-    vm.agent_channel = channel.channel;
-    vm.kernel_cmdline = absl::StrReplaceAll(
-        vm.kernel_cmdline,
-        {{"cloak.channel=auto",
-          absl::StrCat("cloak.channel=", hv::AgentChannelName(channel.channel))}});
-    Logger("shim")->info("sandbox={} agent channel {}: {}", request.sandbox_id,
-                         std::string(hv::AgentChannelName(channel.channel)), channel.reason);
-  }
   std::shared_ptr<SimulatedSpHost> sp;
   if (!cfg->tee.simulated_snp_chain.empty()) {
-    if (cfg->tee.type != config::TeeType::kNone) {
-      return absl::InvalidArgumentError(
-          "tee.simulated_snp_chain is for the dev fallback only: set tee.type = \"none\" or "
-          "remove tee.simulated_snp_chain");
-    }
     std::error_code ec;
     std::filesystem::create_directories(state_dir, ec);
     if (ec) return absl::InternalError(absl::StrCat("create ", state_dir, ": ", ec.message()));
@@ -246,30 +271,25 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
                              vm.initrd, vm.kernel_cmdline, vm.vcpus, vm.firmware,
                              initdata.has_value() ? DigestForField(initdata->digest, 32) : ""));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<hv::Hypervisor> hypervisor, hv::QemuHypervisor::Create(vm, caps));
+  std::unique_ptr<hv::Hypervisor> hypervisor;
+  if (libvirt) {
+    if (pod_network != nullptr) {
+      vm.after_launch = [weak = std::weak_ptr<PodNetworkAttachment>(pod_network)]() {
+        std::shared_ptr<PodNetworkAttachment> att = weak.lock();
+        return att != nullptr ? att->MoveTapsIntoPod() : absl::OkStatus();
+      };
+    }
+    ASSIGN_OR_RETURN(hypervisor, hv::LibvirtHypervisor::Create(
+                                     vm, LibvirtCaps(vm.libvirt_uri, vm.machine), caps));
+  } else {
+    ASSIGN_OR_RETURN(hypervisor, hv::QemuHypervisor::Create(vm, caps));
+  }
   if (!request.bundle.empty()) {
     RETURN_IF_ERROR(WriteFileAtomic(absl::StrCat(request.bundle, "/", kBundleStateDirFile),
                                     state_dir, 0600));
   }
-  SandboxOptions options = BuildSandboxOptions(*cfg, request, state_dir);
-  if (pod_network != nullptr) {
-    options.host_loopback_reachable = false;
-    options.interfaces = pod_network->GuestInterfaces();
-    options.routes = pod_network->GuestRoutes();
-    options.dns.clear();
-    options.annotations.erase(std::string(kInsecureRegistriesAnnotation));
-    if (!request.pod.resolv_conf_source.empty()) {
-      absl::StatusOr<std::string> resolv =
-          ReadFileToString(request.pod.resolv_conf_source, 64 << 10);
-      if (resolv.ok()) {
-        options.dns = ResolvConfLines(*resolv);
-      } else {
-        Logger("shim")->warn("sandbox={} the pod's resolv.conf: {} (the guest gets no DNS)",
-                             request.sandbox_id, resolv.status().ToString());
-      }
-    }
-    options.companions.push_back(pod_network);
-  }
+  SandboxOptions options = BuildSandboxOptions(*cfg, request, state_dir, network);
+  if (pod_network != nullptr) options.companions.push_back(pod_network);
   if (initdata.has_value()) options.initdata = std::move(initdata->document);
   if (sp != nullptr) options.companions.push_back(std::move(sp));
   return std::make_unique<Sandbox>(std::move(options), std::move(hypervisor), ConnectAgent);

@@ -1,6 +1,6 @@
 // The production SandboxFactory: Cloak's TOML config (plus the pod's
-// allowlisted annotations) → VmConfig → QemuHypervisor, with the agent
-// reached through common/transport.
+// allowlisted annotations) → VmConfig → the configured Hypervisor driver
+// (QEMU or libvirt), with the agent reached through common/transport.
 #ifndef CLOAK_SHIM_SANDBOX_FACTORY_H_
 #define CLOAK_SHIM_SANDBOX_FACTORY_H_
 
@@ -10,16 +10,13 @@
 
 #include "absl/status/statusor.h"
 #include "shim/config/config.h"
+#include "shim/hypervisor/host_capabilities.h"
 #include "shim/hypervisor/vm_config.h"
 #include "shim/sandbox.h"
 #include "shim/task_service.h"
 
 namespace cloak::shim {
 
-// CreateSandbox annotation (and kernel parameter cloak.insecure_registries):
-// registries the guest may use over plain HTTP, comma separated host:port as
-// the guest names them.
-inline constexpr absl::string_view kInsecureRegistriesAnnotation = "io.cloak.insecure_registries";
 // File in the sandbox container's bundle naming the sandbox state dir, so
 // `delete` finds the VM when the daemon is gone.
 inline constexpr absl::string_view kBundleStateDirFile = "cloak-sandbox-state";
@@ -31,16 +28,36 @@ inline constexpr absl::string_view kBaseKernelCmdline =
 // <runtime.state_dir>/<sandbox id>.
 std::string SandboxStateDir(const config::Config& config, const std::string& sandbox_id);
 
-// Pure: the VM of one sandbox. Sockets and logs go under `state_dir`.
+// The guest's network, decided once per sandbox: QEMU's user-mode network
+// (ctr, host-network pods) or the pod's CNI namespace wired to tap NICs
+// (shim/pod_network.h).
+struct SandboxNetwork {
+  // User-mode networking: the guest reaches the host's loopback at
+  // 10.0.2.2. False for a pod network.
+  bool user_mode = true;
+  std::vector<hypervisor::VmConfig::TapNic> taps;
+  std::vector<GuestInterface> interfaces;
+  std::vector<GuestRoute> routes;
+  std::vector<std::string> dns;  // resolv.conf lines
+};
+
+// Pure: QEMU user-mode networking as the guest sees it (10.0.2.15/24 on
+// the first NIC, gateway 10.0.2.2 = the host's loopback, DNS 10.0.2.3).
+SandboxNetwork UserModeNetwork();
+
+// Pure: the VM of one sandbox. Sockets and logs go under `state_dir`. The
+// agent channel is resolved against `caps` here, before the kernel command
+// line is built, so the guest is told the channel the host chose.
 // `insecure_registries` (guest names) go on the kernel command line as
-// cloak.insecure_registries, which the agent reads.
+// cloak.insecure_registries, the one way the agent learns them.
 absl::StatusOr<hypervisor::VmConfig> BuildVmConfig(
     const config::Config& config, const std::string& sandbox_id, const std::string& state_dir,
+    const hypervisor::HostCapabilities& caps, const SandboxNetwork& network,
     const std::vector<std::string>& insecure_registries = {});
 
-// Pure: the sandbox's options (timeouts, CreateSandbox annotations).
+// Pure: the sandbox's options (timeouts, hostname, the guest's network).
 SandboxOptions BuildSandboxOptions(const config::Config& config, const SandboxRequest& request,
-                                   const std::string& state_dir);
+                                   const std::string& state_dir, const SandboxNetwork& network);
 
 // The guest's view of the configured insecure registries (loopback →
 // 10.0.2.2), plus `image`'s registry when it is on the host's loopback
@@ -54,9 +71,9 @@ std::vector<std::string> GuestInsecureRegistries(const std::vector<std::string>&
 
 // Loads the config (request.config_path, else /etc/cloak/config.toml, else
 // the installed default), applies the pod's annotations, probes the host
-// once, and makes a QEMU-backed Sandbox. Writes kBundleStateDirFile into
-// the bundle.
-absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& request);
+// once, and makes a Sandbox on the configured driver (hypervisor.driver).
+// Writes kBundleStateDirFile into the bundle.
+absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& request);
 
 }  // namespace cloak::shim
 

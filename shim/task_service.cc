@@ -31,7 +31,6 @@ std::shared_ptr<spdlog::logger> Log() { return Logger("shim"); }
 
 // Annotation on the spec the agent receives: registries the guest may use
 // over plain HTTP (comma separated host[:port]).
-constexpr char kInsecureRegistriesAnnotation[] = "io.cloak.insecure_registries";
 
 enum class ProcState { kCreated, kRunning, kPaused, kStopped };
 
@@ -143,17 +142,6 @@ absl::StatusOr<std::shared_ptr<TaskService::Process>> TaskService::FindProcess(
     return absl::NotFoundError(absl::StrCat("exec ", exec_id, " of container ", id, " not found"));
   }
   return it->second;
-}
-
-std::string TaskService::ContainerSpecForAgent(const std::string& spec_json,
-                                               const std::string& loopback_registry) const {
-  std::vector<std::string> insecure = options_.insecure_registries;
-  if (!loopback_registry.empty()) insecure.push_back(loopback_registry);
-  if (insecure.empty()) return spec_json;
-  nlohmann::json spec = nlohmann::json::parse(spec_json, nullptr, false);
-  if (spec.is_discarded() || !spec.is_object()) return spec_json;
-  spec["annotations"][kInsecureRegistriesAnnotation] = absl::StrJoin(insecure, ",");
-  return spec.dump();
 }
 
 void TaskService::StartIo(const std::shared_ptr<Process>& p) {
@@ -392,7 +380,7 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
   // reference is used as given.
   GuestImage image = c->sandbox->host_loopback_reachable() ? GuestImageReference(pod.image)
                                                            : GuestImage{pod.image, ""};
-  create.set_oci_spec_json(ContainerSpecForAgent(spec_json, image.guest_loopback_registry));
+  create.set_oci_spec_json(spec_json);
   create.set_image(image.reference);
   *create.mutable_stdio() = AgentStdio(req.terminal(), req.stdin(), req.stdout(), req.stderr());
   create.set_sandbox_container(cri_sandbox);

@@ -68,9 +68,6 @@ struct TaskServiceOptions {
   EventSink* events = nullptr;  // not owned; required
   // Called (once) when Shutdown finds no container left: the shim exits.
   std::function<void()> on_shutdown;
-  // Registries the guest may use over plain HTTP, as the guest names them
-  // (loopback registries are added per image).
-  std::vector<std::string> insecure_registries;
   // containerd passed -debug: the shim logs at least at debug level.
   bool debug = false;
   // Asks containerd which image a container was made from, for a container
@@ -134,8 +131,6 @@ class TaskService {
   // Records an exit once (later calls are ignored) and publishes it.
   void RecordExit(const std::shared_ptr<Process>& p, uint32_t exit_status, absl::Time exited_at);
   void OnSandboxExit(const std::string& sandbox_id, const std::string& reason);
-  std::string ContainerSpecForAgent(const std::string& spec_json,
-                                    const std::string& loopback_registry) const;
 
   const TaskServiceOptions options_;
 

@@ -162,12 +162,15 @@ int RunCloakCli(int argc, char** argv) {
   CheckOptions check_options;
   bool json = false;
   auto* check = app.add_subcommand(
-      "check", "what this host can run: KVM, SEV-SNP, TDX, vhost-vsock, QEMU, containerd; a "
+      "check", "what this host can run: KVM, SEV-SNP, TDX, vhost-vsock, QEMU, libvirt, containerd; a "
                "verdict per RuntimeClass");
   check->add_flag("--json", json, "machine-readable output (what the installer labels nodes from)");
   check->add_option("--root", check_options.root,
                     "read /dev, /sys, /proc and the containerd config under this directory");
   check->add_option("--qemu", check_options.qemu_path, "QEMU binary")->capture_default_str();
+  check->add_option("--libvirt-uri", check_options.libvirt_uri,
+                    "libvirt daemon of the libvirt driver (hypervisor.libvirt_uri); \"\" skips it")
+      ->capture_default_str();
   check->add_option("--containerd", check_options.containerd_path, "containerd binary")
       ->capture_default_str();
   check->add_option("--containerd-config", check_options.containerd_config,

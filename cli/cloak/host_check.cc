@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/cloak/containerd_config.h"
+#include "shim/hypervisor/libvirt/libvirt_connection.h"
 #include "common/process.h"
 
 namespace cloak::cli {
@@ -123,6 +124,11 @@ HostFacts ProbeHostFacts(const CheckOptions& options) {
   facts.kvm_amd_loaded = Exists(Under(options.root, "/sys/module/kvm_amd"));
   facts.kvm_intel_loaded = Exists(Under(options.root, "/sys/module/kvm_intel"));
 
+  if (!options.libvirt_uri.empty()) {
+    facts.libvirt = options.probe_libvirt ? options.probe_libvirt(options.libvirt_uri)
+                                          : hv::ProbeLibvirt(options.libvirt_uri);
+  }
+
   ContainerdFacts& c = facts.containerd;
   CommandRunner run = options.run ? options.run : [](const std::vector<std::string>& argv) {
     return RunForOutput(argv, kCommandTimeout);
@@ -160,6 +166,40 @@ bool CheckReport::AnyUsable() const {
   }
   return false;
 }
+
+namespace {
+
+// The libvirt driver: reachable, versions, domain types, launch-security
+// types, and what each RuntimeClass would get through it.
+Finding LibvirtFinding(const HostFacts& facts) {
+  const hv::LibvirtCapabilities& lv = facts.libvirt;
+  if (!lv.reachable) {
+    return {"libvirt", "unreachable",
+            absl::StrCat(lv.error, " (only needed for hypervisor.driver = \"libvirt\")")};
+  }
+  auto list = [](const std::vector<std::string>& v) {
+    return v.empty() ? std::string("none") : absl::StrJoin(v, ",");
+  };
+  std::string detail = absl::StrCat(
+      lv.uri, ": libvirt ", hv::QemuVersionString(lv.version), " with QEMU ",
+      hv::QemuVersionString(lv.hypervisor_version), "; domain types kvm=", YesNo(lv.kvm.available),
+      " qemu(TCG)=", YesNo(lv.tcg.available), "; launch security: ",
+      list(lv.kvm.launch_security));
+  for (const auto& [name, tee] : RuntimeClasses()) {
+    hv::VmConfig vm;
+    vm.tee = tee;
+    absl::Status s = hv::CheckLibvirtTeeSupport(tee, lv);
+    absl::StatusOr<hv::AccelChoice> accel = hv::ResolveLibvirtAccel(vm, lv, facts.caps);
+    if (s.ok() && !accel.ok()) s = accel.status();
+    absl::StrAppend(&detail, "; ", name, " through libvirt: ",
+                    s.ok() ? absl::StrCat("yes (domain type ",
+                                          accel->accel == hv::Accel::kKvm ? "kvm" : "qemu", ")")
+                           : absl::StrCat("no: ", s.message()));
+  }
+  return {"libvirt", hv::QemuVersionString(lv.version), detail};
+}
+
+}  // namespace
 
 CheckReport Evaluate(const HostFacts& facts) {
   CheckReport report;
@@ -209,6 +249,8 @@ CheckReport Evaluate(const HostFacts& facts) {
     report.findings.push_back(
         {"qemu", "missing", absl::StrCat(q.error, "; install qemu-system-x86 (Debian)")});
   }
+
+  if (!facts.libvirt.uri.empty()) report.findings.push_back(LibvirtFinding(facts));
 
   const ContainerdFacts& c = facts.containerd;
   std::string cd_detail;

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 #include "shim/hypervisor/host_capabilities.h"
+#include "shim/hypervisor/libvirt/domain_caps.h"
 
 namespace cloak::cli {
 
@@ -33,6 +34,11 @@ struct CheckOptions {
   std::string containerd_config = "/etc/containerd/config.toml";
   // Empty: run the binaries for real. Tests pass canned output.
   CommandRunner run;
+  // The libvirt daemon the libvirt driver would use (hypervisor.libvirt_uri);
+  // empty: libvirt is not asked.
+  std::string libvirt_uri = "qemu:///system";
+  // Empty: ask libvirt for real (ProbeLibvirt). Tests pass canned answers.
+  std::function<shim::hypervisor::LibvirtCapabilities(const std::string& uri)> probe_libvirt;
 };
 
 struct ContainerdFacts {
@@ -54,13 +60,16 @@ struct HostFacts {
   bool kvm_amd_loaded = false;      // /sys/module/kvm_amd
   bool kvm_intel_loaded = false;    // /sys/module/kvm_intel
   ContainerdFacts containerd;
+  // The libvirt driver's view (hypervisor.driver = "libvirt"); uri empty
+  // when it was not asked.
+  shim::hypervisor::LibvirtCapabilities libvirt;
 };
 
 HostFacts ProbeHostFacts(const CheckOptions& options);
 
 // One line of the report.
 struct Finding {
-  std::string name;    // "kvm", "sev-snp", "tdx", "vhost-vsock", "qemu", "containerd"
+  std::string name;    // "kvm", "sev-snp", "tdx", "vhost-vsock", "qemu", "libvirt", "containerd"
   std::string state;   // short: "pvm", "yes", "no", "7.2.22", ...
   std::string detail;  // the reason, and what to do
 };

@@ -301,6 +301,46 @@ absl::StatusOr<UniqueFd> CreateTap(const std::string& name) {
   return fd;
 }
 
+absl::Status CreatePersistentTap(const std::string& name) {
+  ASSIGN_OR_RETURN(UniqueFd fd, CreateTap(name));
+  if (::ioctl(fd.get(), TUNSETPERSIST, 1) != 0) {
+    return ErrnoError(errno, "make tap ", name, " persistent");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MoveLinkToNetns(int link_index, const std::string& netns_path) {
+  UniqueFd ns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) return ErrnoError(errno, "open network namespace ", netns_path);
+  ASSIGN_OR_RETURN(Socket sk, Connect());
+  rtnl_link* raw = nullptr;
+  if (int err = rtnl_link_get_kernel(sk.get(), link_index, nullptr, &raw); err < 0) {
+    return NlError(err, absl::StrCat("netlink: find link ", link_index));
+  }
+  LinkPtr orig(raw);
+  LinkPtr change(rtnl_link_alloc());
+  if (!change) return absl::ResourceExhaustedError("netlink: cannot allocate a link");
+  rtnl_link_set_ns_fd(change.get(), ns.get());
+  if (int err = rtnl_link_change(sk.get(), orig.get(), change.get(), 0); err < 0) {
+    return NlError(err, absl::StrCat("netlink: move ", rtnl_link_get_name(orig.get()),
+                                     " into the network namespace ", netns_path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeleteLink(const std::string& name) {
+  ASSIGN_OR_RETURN(Socket sk, Connect());
+  rtnl_link* raw = nullptr;
+  if (int err = rtnl_link_get_kernel(sk.get(), 0, name.c_str(), &raw); err < 0) {
+    return NlError(err, absl::StrCat("netlink: find link ", name));
+  }
+  LinkPtr link(raw);
+  if (int err = rtnl_link_delete(sk.get(), link.get()); err < 0) {
+    return NlError(err, absl::StrCat("netlink: delete link ", name));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int> LinkIndex(const std::string& name) {
   ASSIGN_OR_RETURN(Socket sk, Connect());
   rtnl_link* raw = nullptr;

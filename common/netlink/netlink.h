@@ -110,6 +110,16 @@ absl::Status RunInNetns(const std::string& netns_path, const std::function<absl:
 // in the current namespace; it lives as long as an fd to it is open.
 absl::StatusOr<UniqueFd> CreateTap(const std::string& name);
 
+// Creates a persistent tap device (same flags) named `name` in the current
+// namespace: it outlives the fds to it until DeleteLink. For a VMM that
+// opens the tap by name itself (libvirt's <interface type='ethernet'>).
+absl::Status CreatePersistentTap(const std::string& name);
+// Moves a link of the current namespace into the namespace at
+// `netns_path`. A tap keeps its open queues (a VMM's fd keeps working).
+absl::Status MoveLinkToNetns(int link_index, const std::string& netns_path);
+// Deletes a link of the current namespace; NotFound if there is none.
+absl::Status DeleteLink(const std::string& name);
+
 // Sets the MTU (0: unchanged) and brings the link up.
 absl::Status SetLinkUp(int link_index, uint32_t mtu);
 // Link index of `name` / of the link with `mac`; NotFound otherwise.

@@ -1,4 +1,4 @@
-// Hypervisor: one sandbox VM, whatever runs it (QEMU today; libvirt later).
+// Hypervisor: one sandbox VM, whatever runs it (QEMU directly, or libvirt).
 //
 // Life cycle (an explicit state machine):
 //
@@ -26,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/process.h"
+#include "common/transport/address.h"
 #include "shim/hypervisor/vm_config.h"
 
 namespace cloak::shim::hypervisor {
@@ -53,13 +54,9 @@ struct VmEvent {
 // the Hypervisor from it.
 using VmEventCallback = std::function<void(const VmEvent&)>;
 
-// Where the guest agent can be reached once the guest has booted.
-struct AgentEndpoint {
-  AgentChannel channel = AgentChannel::kSerial;  // never kAuto
-  std::string serial_socket_path;                // kSerial: connect here
-  uint32_t vsock_cid = 0;                        // kVsock: AF_VSOCK cid:port
-  uint32_t vsock_port = 0;
-};
+// The agent's address for `config` once its channel is resolved (kVsock or
+// kSerial, never kAuto): what Hypervisor::Agent() hands out.
+transport::AgentAddress AgentAddressFor(const VmConfig& config, AgentChannel resolved);
 
 inline constexpr absl::Duration kDefaultStopGrace = absl::Seconds(5);
 
@@ -98,10 +95,13 @@ class Hypervisor {
   // The guest console's last `lines` lines (control characters replaced).
   virtual std::string ConsoleTail(int lines) const = 0;
 
-  // How to reach the guest agent (resolved channel).
-  virtual AgentEndpoint Agent() const = 0;
+  // Where the guest agent is reached once the guest has booted: the
+  // resolved channel (kVsock cid:port, or kSerial with the host end of the
+  // virtio-serial port), ready for transport::CreateTransport.
+  virtual transport::AgentAddress Agent() const = 0;
 
-  // The full VMM command line, for logs and `cloak` diagnostics.
+  // What was launched, for logs and diagnostics: QEMU's argv, or the
+  // libvirt domain XML as one element.
   virtual std::vector<std::string> CommandLine() const = 0;
 };
 

@@ -8,31 +8,28 @@
 #define CLOAK_SHIM_HYPERVISOR_VM_CONFIG_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
-#include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
+#include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/config/config.h"
 
 namespace cloak::shim::hypervisor {
 
-// How guest code runs. kAuto: KVM when usable, else TCG (ResolveAccel).
-enum class Accel { kAuto, kKvm, kTcg };
-// Confidential-computing technology the guest is launched with.
-enum class TeeType { kNone, kSnp, kTdx };
-// Host↔guest channel the agent listens on. kAuto: vsock when
-// /dev/vhost-vsock exists, else virtio-serial (ResolveChannel).
-enum class AgentChannel { kAuto, kVsock, kSerial };
-
-// Names as they appear in configuration files and messages.
-absl::string_view AccelName(Accel accel);
-absl::string_view TeeTypeName(TeeType tee);
-absl::string_view AgentChannelName(AgentChannel channel);
-// Parse those names; InvalidArgument listing the accepted values otherwise.
-absl::StatusOr<Accel> ParseAccel(absl::string_view name);
-absl::StatusOr<TeeType> ParseTeeType(absl::string_view name);
-absl::StatusOr<AgentChannel> ParseAgentChannel(absl::string_view name);
+// One set of enumerations for the whole shim: the configuration's own
+// (common/config/config.h), so nothing is converted through strings.
+//   Accel         kAuto: KVM when usable, else TCG (ResolveAccel).
+//   TeeType       the confidential-computing technology of the launch.
+//   AgentChannel  kAuto: vsock when /dev/vhost-vsock exists, else
+//                 virtio-serial (ResolveChannel).
+using config::Accel;
+using config::AccelName;
+using config::AgentChannel;
+using config::AgentChannelName;
+using config::TeeType;
+using config::TeeTypeName;
 
 // AMD SEV-SNP launch parameters (FACTS §F6; QEMU ≥ 9.1).
 struct SnpConfig {
@@ -70,10 +67,17 @@ inline constexpr char kDefaultSerialPortName[] = "cloak.agent";
 inline constexpr uint32_t kDefaultAgentVsockPort = 1024;
 
 struct VmConfig {
-  // Shown in `ps` as `-name`; usually the sandbox id. Optional.
+  // Shown in `ps` as `-name`, and the libvirt domain's name:
+  // "cloak-<sandbox id>". Optional for QEMU, required for libvirt.
   std::string name;
+  // The sandbox this VM runs and its state directory: recorded in the
+  // libvirt domain's metadata so `delete` finds a domain whose shim died.
+  std::string sandbox_id;
+  std::string state_dir;
   // QEMU binary: a path, or a name looked up in PATH.
   std::string qemu_path = "qemu-system-x86_64";
+  // libvirt connection URI (driver libvirt), e.g. "qemu:///system".
+  std::string libvirt_uri = "qemu:///system";
   // Machine type. The devices used are PCI: q35 (needed for SNP and TDX).
   std::string machine = "q35";
   Accel accel = Accel::kAuto;
@@ -120,14 +124,21 @@ struct VmConfig {
   // User-mode networking (-netdev user + virtio-net): the guest reaches the
   // host's loopback at 10.0.2.2; traffic stays inside the QEMU process.
   bool user_network = true;
-  // Pod network: tap devices already wired to the pod's network namespace
-  // (shim/pod_network.h). QEMU gets each fd as its fd 3, 4, ... in order
-  // (the caller keeps ownership); the guest NIC takes `mac`.
+  // Pod network: tap devices made by the shim (shim/pod_network.h). The
+  // QEMU driver passes each fd as QEMU's fd 3, 4, ... in order (the caller
+  // keeps ownership); the libvirt driver names the device (`name`, in the
+  // host's namespace when the domain starts). The guest NIC takes `mac`.
   struct TapNic {
     int fd = -1;
+    std::string name;
     std::string mac;
   };
   std::vector<TapNic> taps;
+  // Run by the driver once the VMM holds its devices and before the guest
+  // is waited for: the libvirt driver moves the pod's taps, which libvirt
+  // opened by name in the host's namespace, into the pod's namespace
+  // (shim/pod_network.h). Empty: nothing to do. A failure stops the VM.
+  std::function<absl::Status()> after_launch;
   // Appended verbatim after everything else (e.g. tap netdevs).
   std::vector<std::string> extra_args;
 

@@ -50,6 +50,22 @@ class HostCheckTest : public ::testing::Test {
       if (argv.size() == 2 && argv[1] == "-version") return qemu_version;
       return objects;
     };
+    // libvirt as Debian 12 has it: 9.0.0, TCG only here, no launch security.
+    o.probe_libvirt = [this](const std::string& uri) {
+      libvirt_uris_.push_back(uri);
+      shim::hypervisor::LibvirtCapabilities lv;
+      lv.uri = uri;
+      lv.reachable = libvirt_reachable_;
+      if (!lv.reachable) {
+        lv.error = "Failed to connect socket to '/run/libvirt/libvirt-sock'";
+        return lv;
+      }
+      lv.version = {9, 0, 0};
+      lv.hypervisor_version = {7, 2, 22};
+      lv.kvm.error = "the accel 'kvm' is not supported";
+      lv.tcg.available = true;
+      return lv;
+    };
     return o;
   }
   const RuntimeVerdict& Verdict(const CheckReport& r, const std::string& name) {
@@ -72,6 +88,8 @@ class HostCheckTest : public ::testing::Test {
   std::optional<TempDir> dir_;
   std::string root_;
   std::vector<std::string> calls_;
+  std::vector<std::string> libvirt_uris_;
+  bool libvirt_reachable_ = true;
 };
 
 TEST_F(HostCheckTest, PvmHostLikeTheDevelopmentMachine) {
@@ -90,6 +108,18 @@ TEST_F(HostCheckTest, PvmHostLikeTheDevelopmentMachine) {
   EXPECT_THAT(Find(r, "vhost-vsock").detail, HasSubstr("virtio-serial"));
   EXPECT_EQ(Find(r, "qemu").state, "7.2.22");
   EXPECT_THAT(Find(r, "containerd").detail, HasSubstr("no Cloak runtimes"));
+  EXPECT_THAT(libvirt_uris_, ::testing::ElementsAre("qemu:///system"));
+  EXPECT_EQ(Find(r, "libvirt").state, "9.0.0");
+  EXPECT_THAT(Find(r, "libvirt").detail, HasSubstr("launch security: none"));
+  EXPECT_THAT(Find(r, "libvirt").detail,
+              HasSubstr("cloak-dev through libvirt: yes (domain type qemu)"));
+  EXPECT_THAT(Find(r, "libvirt").detail,
+              HasSubstr("cloak-snp through libvirt: no: tee=snp through libvirt needs libvirt ≥ "
+                        "10.5.0 (<launchSecurity type='sev-snp'>)"));
+  EXPECT_THAT(Find(r, "libvirt").detail, HasSubstr("runs libvirt 9.0.0"));
+  EXPECT_THAT(Find(r, "libvirt").detail,
+              HasSubstr("cloak-tdx through libvirt: no: tee=tdx through libvirt needs libvirt ≥ "
+                        "11.8.0"));
 
   EXPECT_TRUE(Verdict(r, "cloak-dev").usable);
   EXPECT_THAT(Verdict(r, "cloak-dev").reason, HasSubstr("TCG"));
@@ -103,6 +133,24 @@ TEST_F(HostCheckTest, PvmHostLikeTheDevelopmentMachine) {
   EXPECT_EQ(r.node_labels.at("cloak.io/runtime-cloak-dev"), "true");
   EXPECT_EQ(r.node_labels.at("cloak.io/runtime-cloak-snp"), "false");
   EXPECT_EQ(r.node_labels.at("cloak.io/runtime-cloak-tdx"), "false");
+}
+
+TEST_F(HostCheckTest, LibvirtUnreachableOrNotAsked) {
+  Touch("/dev/kvm");
+  libvirt_reachable_ = false;
+  CheckOptions o = Options(kQemu72, kObjects72);
+  o.libvirt_uri = "qemu:///system?socket=/nonexistent";
+  CheckReport r = Evaluate(ProbeHostFacts(o));
+  EXPECT_EQ(Find(r, "libvirt").state, "unreachable");
+  EXPECT_THAT(Find(r, "libvirt").detail, HasSubstr("Failed to connect socket"));
+  EXPECT_THAT(Find(r, "libvirt").detail, HasSubstr("hypervisor.driver = \"libvirt\""));
+  EXPECT_TRUE(Verdict(r, "cloak-dev").usable);  // the QEMU driver does not need it
+
+  o.libvirt_uri.clear();
+  libvirt_uris_.clear();
+  r = Evaluate(ProbeHostFacts(o));
+  EXPECT_TRUE(libvirt_uris_.empty());
+  for (const Finding& f : r.findings) EXPECT_NE(f.name, "libvirt");
 }
 
 TEST_F(HostCheckTest, SnpHost) {

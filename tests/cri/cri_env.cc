@@ -103,6 +103,11 @@ std::string CriEnv::MissingPrerequisite(const CriEnvOptions& options) {
                         "/guest-image (build it: ninja -C ", options.build_dir, " guest-image)");
   }
   if (!Exists(options.build_dir + "/shim/containerd-shim-cloak-v2")) return "shim not built";
+  if (options.hypervisor_driver == "libvirt") {
+    if (std::string missing = testutil::LibvirtDaemons::MissingPrerequisite(); !missing.empty()) {
+      return missing;
+    }
+  }
   if (options.cni) {
     for (const char* plugin : {"bridge", "host-local", "loopback"}) {
       if (!Exists(absl::StrCat(kCniPluginDir, "/", plugin))) {
@@ -182,6 +187,11 @@ absl::Status CriEnv::StartAll() {
     if (absl::Status s = Copy("oci:" + dir_ + "/oci:e2e", ref); !s.ok()) return s;
   }
 
+  if (options_.hypervisor_driver == "libvirt") {
+    auto libvirt = testutil::LibvirtDaemons::Start(dir_);
+    if (!libvirt.ok()) return libvirt.status();
+    libvirt_ = std::move(*libvirt);
+  }
   if (absl::Status s = WriteConfigs(); !s.ok()) return s;
   std::string config = dir_ + "/containerd.toml";
   if (options_.prepare_containerd) {
@@ -268,6 +278,8 @@ absl::Status CriEnv::WriteConfigs() {
         << "[runtime]\nstate_dir = \"" << dir_ << "/run\"\nlog_level = \"debug\"\n"
         << "[hypervisor]\nkernel = \"" << kernel << "\"\ninitrd = \"" << initrd << "\"\n"
         << "memory_mib = " << options_.memory_mib << "\n"
+        << "driver = \"" << options_.hypervisor_driver << "\"\n"
+        << (libvirt_ ? absl::StrCat("libvirt_uri = \"", libvirt_->uri(), "\"\n") : "")
         << "[tee]\ntype = \"" << tee << "\"\n"
         << "[agent]\nboot_timeout = \"120s\"\n"
         << "allow_all_policy = " << (options_.allow_all_policy ? "true" : "false") << "\n"
@@ -342,6 +354,11 @@ void CriEnv::TearDown() {
   containerd_.reset();  // SIGTERM, then SIGKILL
   // Shims and VMs containerd started: found by our unique paths.
   testutil::KillMentioning(dir_);
+  if (libvirt_) {
+    // Domains the killed shims left (libvirtd, not they, runs their QEMU).
+    testutil::DestroyCloakDomainsUnder(libvirt_->uri(), dir_);
+    libvirt_.reset();  // stops the daemons this run started
+  }
   for (const std::string& pod : all) {
     std::error_code ec;
     std::filesystem::remove(shim::SocketPath(dir_ + "/c.sock", "k8s.io", pod), ec);
@@ -391,10 +408,21 @@ std::vector<pid_t> CriEnv::QemuPidsMentioning(const std::string& needle) const {
       }
     }
   }
+  if (libvirt_) {
+    for (pid_t pid : testutil::CloakDomainQemuPids(libvirt_->uri(), dir_, needle)) {
+      out.push_back(pid);
+    }
+  }
   return out;
 }
 
-std::vector<pid_t> CriEnv::QemuPids() const { return QemuPidsMentioning(dir_); }
+std::vector<pid_t> CriEnv::QemuPids() const {
+  std::vector<pid_t> out = QemuPidsMentioning(dir_);
+  if (libvirt_) {
+    for (pid_t pid : testutil::CloakDomainQemuPids(libvirt_->uri(), dir_)) out.push_back(pid);
+  }
+  return out;
+}
 
 std::vector<pid_t> CriEnv::ShimPids() const {
   std::vector<pid_t> out;

@@ -34,6 +34,7 @@
 #include "common/process.h"
 #include "common/temp_dir.h"
 #include "k8s/cri/v1/api.pb.h"
+#include "tests/util/libvirt.h"
 
 namespace cloak::cri {
 
@@ -68,6 +69,10 @@ struct CriEnvOptions {
   // Where containerd finds containerd-shim-cloak-v2 (its working directory
   // and first PATH entry). Empty: this build's shim/.
   std::string shim_dir = "";
+  // hypervisor.driver of the Cloak configs: "qemu", or "libvirt" (the run
+  // then starts libvirt's daemons unless they are running,
+  // tests/util/libvirt.h).
+  std::string hypervisor_driver = "qemu";
 };
 
 inline constexpr char kCniPluginDir[] = "/usr/lib/cni";
@@ -130,10 +135,13 @@ class CriEnv {
   void TrackPod(const std::string& pod_id);
   void ForgetPod(const std::string& pod_id);
 
-  // QEMU processes and shims of this run (their command lines name dir()).
+  // QEMU processes and shims of this run (their command lines name dir();
+  // with libvirt, the QEMU of the domains whose metadata names a state dir
+  // under dir()).
   std::vector<pid_t> QemuPids() const;
   std::vector<pid_t> ShimPids() const;
-  // QEMU processes whose command line also mentions `needle` (a sandbox id).
+  // QEMU processes whose command line (with libvirt: whose domain's
+  // sandbox id) also mentions `needle` (a sandbox id).
   std::vector<pid_t> QemuPidsMentioning(const std::string& needle) const;
 
   // Runs argv to completion, its output in <dir>/run.out (see last_output());
@@ -143,6 +151,8 @@ class CriEnv {
 
   // The tail of containerd's log, for a failed test's output.
   std::string ContainerdLogTail(size_t bytes = 30000) const;
+  // The libvirt URI of the run's domains ("" with the qemu driver).
+  std::string libvirt_uri() const { return libvirt_ ? libvirt_->uri() : ""; }
 
  private:
   explicit CriEnv(CriEnvOptions options, TempDir dir);
@@ -168,6 +178,7 @@ class CriEnv {
   std::optional<Subprocess> containerd_;
   std::unique_ptr<Client> client_;
   std::vector<std::string> pods_;
+  std::unique_ptr<testutil::LibvirtDaemons> libvirt_;
 };
 
 }  // namespace cloak::cri

@@ -26,7 +26,9 @@
 #include "shim/bundle.h"
 #include "tests/cri/cri_env.h"
 #include "tests/cri/cri_fixture.h"
+#include "shim/pod_network.h"
 #include "tests/util/host.h"
+#include "tests/util/libvirt.h"
 
 namespace cloak::cri {
 namespace {
@@ -71,9 +73,13 @@ class CriNetworkE2eTest : public CriEnvFixture {
     if (!r.ok()) return "exec failed: " + r.status().ToString();
     return r->stdout() + r->stderr();
   }
+
+  // The test body, for either hypervisor driver.
+  void TwoContainerPodServesHttpOnThePodIpAndLeavesNothing();
 };
 
-TEST_F(CriNetworkE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {
+void CriNetworkE2eTest::TwoContainerPodServesHttpOnThePodIpAndLeavesNothing() {
+  const bool libvirt = Options().hypervisor_driver == "libvirt";
   ASSERT_TRUE(client_->PullImage(env_->image()).ok());
   const v1::PodSandboxConfig pod = env_->PodConfig("web");
 
@@ -86,6 +92,9 @@ TEST_F(CriNetworkE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {
   const std::string ip = sandbox->network().ip();
   ASSERT_TRUE(absl::StartsWith(ip, env_->cni_prefix())) << "pod IP \"" << ip << "\"";
   ASSERT_EQ(env_->QemuPids().size(), 1u);
+  // The tap the VM's NIC uses: made in the pod's namespace (qemu driver), or
+  // made in the host's for libvirt to open and then moved into the pod's.
+  const std::string tap = libvirt ? shim::HostTapName(*pod_id, 0) : "tap0_cloak";
   // The pod's shim socket, named as containerd names it (its address, the
   // k8s.io namespace, the sandbox id).
   const std::string shim_socket =
@@ -145,7 +154,10 @@ TEST_F(CriNetworkE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {
   ASSERT_FALSE(netns.empty()) << "the pod's netns mount under " << env_->dir();
   std::string filters;
   Shell(absl::StrCat("nsenter --net=", netns, " tc filter show dev eth0 ingress"), &filters);
-  EXPECT_THAT(filters, HasSubstr("Egress Redirect to device tap0_cloak"));
+  EXPECT_THAT(filters, HasSubstr("Egress Redirect to device " + tap));
+  std::string host_links;
+  Shell("ip -o link show", &host_links);
+  EXPECT_THAT(host_links, Not(HasSubstr(tap))) << "the tap must be in the pod's namespace";
 
   std::cerr << "host memory of the pod (2 containers, idle): QEMU PSS "
             << PssKib(env_->QemuPids()) << " KiB, shim PSS " << PssKib(env_->ShimPids())
@@ -170,10 +182,38 @@ TEST_F(CriNetworkE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {
   EXPECT_EQ(bridged, "") << "veths left on " << env_->cni_bridge();
   std::string links;
   Shell("ip -o link show", &links);
-  EXPECT_THAT(links, Not(HasSubstr("tap0_cloak")));
+  EXPECT_THAT(links, Not(HasSubstr(tap)));
+  if (libvirt) {
+    EXPECT_TRUE(testutil::CloakDomainsUnder(env_->libvirt_uri(), env_->dir()).empty())
+        << "a libvirt domain was left";
+  }
   EXPECT_FALSE(std::filesystem::exists(env_->dir() + "/run/" + *pod_id))
       << "sandbox state dir left";
   EXPECT_FALSE(std::filesystem::exists(shim_socket)) << "shim socket left: " << shim_socket;
+}
+
+TEST_F(CriNetworkE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {
+  TwoContainerPodServesHttpOnThePodIpAndLeavesNothing();
+}
+
+// The same pod through the libvirt driver (hypervisor.driver = "libvirt").
+class CriNetworkLibvirtE2eTest : public CriNetworkE2eTest {
+ protected:
+  CriEnvOptions Options() const override {
+    CriEnvOptions o = CriEnvOptions::ForThisBuild(/*cni=*/true);
+    o.hypervisor_driver = "libvirt";
+    return o;
+  }
+};
+
+TEST_F(CriNetworkLibvirtE2eTest, TwoContainerPodServesHttpOnThePodIpAndLeavesNothing) {
+  TwoContainerPodServesHttpOnThePodIpAndLeavesNothing();
+  // The start timeline in the shim's log (containerd's log) has libvirt's steps.
+  const std::string log = env_->ContainerdLogTail(1 << 22);
+  EXPECT_THAT(log, HasSubstr("step=libvirt-connect"));
+  EXPECT_THAT(log, HasSubstr("step=libvirt-create-domain"));
+  EXPECT_THAT(log, HasSubstr("step=libvirt-after-launch"));
+  EXPECT_THAT(log, HasSubstr("step=agent-ready"));
 }
 
 }  // namespace

@@ -95,10 +95,6 @@ agentpb::CreateSandboxRequest BuildCreateSandboxRequest(const GuestOptions& opti
   agentpb::CreateSandboxRequest create;
   create.set_sandbox_id(options.sandbox_id);
   create.set_hostname(options.hostname.substr(0, 63));
-  if (!options.insecure_registries.empty()) {
-    (*create.mutable_annotations())[kInsecureRegistriesAnnotation] =
-        absl::StrJoin(options.insecure_registries, ",");
-  }
   agentpb::NetworkInterface* iface = create.add_interfaces();
   iface->set_name("eth0");
   iface->set_mac(kQemuUserNetMac);
@@ -172,9 +168,7 @@ absl::StatusOr<std::unique_ptr<GuestHarness>> GuestHarness::Boot(const GuestOpti
 absl::Status GuestHarness::Connect(absl::Time deadline) {
   stub_.reset();
   channel_.reset();
-  transport::AgentAddress address;
-  address.kind = transport::AgentAddress::Kind::kSerial;
-  address.path = hv_->Agent().serial_socket_path;
+  const transport::AgentAddress address = hv_->Agent();
   ASSIGN_OR_RETURN(std::unique_ptr<transport::AgentTransport> t,
                    transport::CreateTransport(address));
   absl::Duration left = std::max(deadline - absl::Now(), absl::Milliseconds(1));

@@ -51,7 +51,6 @@ inline constexpr absl::Duration kDefaultCallTimeout = absl::Seconds(30);
 // copied, not included, so that the harness does not link the shim.
 inline constexpr char kBaseKernelCmdline[] =
     "console=ttyS0 quiet panic=-1 cryptomgr.notests no_timer_check net.ifnames=0";
-inline constexpr char kInsecureRegistriesAnnotation[] = "io.cloak.insecure_registries";
 inline constexpr char kGuestAddress[] = "10.0.2.15";
 inline constexpr int kGuestPrefixLength = 24;
 inline constexpr char kHostLoopbackFromGuest[] = "10.0.2.2";
@@ -69,8 +68,8 @@ struct GuestOptions {
   std::string sandbox_id = "guest-test";
   std::string hostname = "guest-test";
   // Registries the guest may use over plain HTTP, as the guest names them
-  // ("10.0.2.2:5000"): kernel parameter cloak.insecure_registries and the
-  // CreateSandbox annotation.
+  // ("10.0.2.2:5000"): kernel parameter cloak.insecure_registries, the one
+  // way the agent learns them.
   std::vector<std::string> insecure_registries;
   // Guest agent log level (kernel parameter cloak.log).
   std::string agent_log_level = "debug";

@@ -47,7 +47,8 @@ config::Config ShimConfig() {
 
 TEST(GuestHarnessConfig, VmConfigMatchesTheShims) {
   absl::StatusOr<hv::VmConfig> shim =
-      shim::BuildVmConfig(ShimConfig(), "pod-1", kStateDir, {"10.0.2.2:5000"});
+      shim::BuildVmConfig(ShimConfig(), "pod-1", kStateDir, hv::HostCapabilities{},
+                          shim::UserModeNetwork(), {"10.0.2.2:5000"});
   ASSERT_TRUE(shim.ok()) << shim.status();
   const hv::VmConfig ours = BuildGuestVmConfig(Options(), kStateDir);
   EXPECT_EQ(ours.kernel_cmdline, shim->kernel_cmdline);
@@ -78,7 +79,8 @@ TEST(GuestHarnessConfig, CreateSandboxMatchesTheShims) {
   // The shim rewrites a loopback image registry to the guest's name for it.
   request.pod.image = "127.0.0.1:5000/busybox:t";
   request.pod.annotations[std::string(shim::kCriSandboxName)] = "pod-host";
-  const shim::SandboxOptions shim = shim::BuildSandboxOptions(ShimConfig(), request, kStateDir);
+  const shim::SandboxOptions shim =
+      shim::BuildSandboxOptions(ShimConfig(), request, kStateDir, shim::UserModeNetwork());
   const agent::v1::CreateSandboxRequest ours = BuildCreateSandboxRequest(Options());
 
   EXPECT_EQ(ours.sandbox_id(), shim.id);
@@ -110,12 +112,11 @@ TEST(GuestHarnessConfig, CreateSandboxMatchesTheShims) {
 
 TEST(GuestHarnessConfig, ConstantsMatchTheShims) {
   EXPECT_EQ(kBaseKernelCmdline, shim::kBaseKernelCmdline);
-  EXPECT_EQ(kInsecureRegistriesAnnotation, shim::kInsecureRegistriesAnnotation);
   EXPECT_EQ(kHostLoopbackFromGuest, shim::kHostLoopbackFromGuest);
   EXPECT_EQ(kQemuUserNetMac, shim::kQemuUserNetMac);
 }
 
-TEST(GuestHarnessConfig, NoInsecureRegistryNoParameterNoAnnotation) {
+TEST(GuestHarnessConfig, NoInsecureRegistryNoParameter) {
   GuestOptions o = Options();
   o.insecure_registries.clear();
   EXPECT_THAT(BuildGuestVmConfig(o, kStateDir).kernel_cmdline,

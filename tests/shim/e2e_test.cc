@@ -33,6 +33,7 @@
 #include "shim/shim_process.h"
 #include "tests/util/host.h"
 #include "tests/util/kbs.h"
+#include "tests/util/libvirt.h"
 #include "tests/util/registry.h"
 
 #ifndef CLOAK_BUILD_DIR
@@ -112,7 +113,7 @@ class ShimE2eTest : public ::testing::Test {
     std::ofstream(d_ + "/cloak.toml")
         << "[runtime]\nstate_dir = \"" << d_ << "/run\"\nlog_level = \"debug\"\n"
         << "[hypervisor]\nkernel = \"" << kernel_ << "\"\ninitrd = \"" << initrd_ << "\"\n"
-        << "memory_mib = 512\n"
+        << "memory_mib = 512\n" << DriverConfig()
         << "[agent]\nboot_timeout = \"120s\"\n"
         // The suite execs and writes stdin: agent policy off (docs/policy.md).
         << "allow_all_policy = true\n";
@@ -205,9 +206,23 @@ class ShimE2eTest : public ::testing::Test {
     return args;
   }
 
-  // QEMU processes of this test (their command lines name d_).
+  // The [hypervisor] lines that choose the driver ("" for QEMU, the default).
+  virtual std::string DriverConfig() const { return ""; }
+  // The libvirt URI when the libvirt driver runs the VMs, else "".
+  virtual std::string LibvirtUri() const { return ""; }
+
+  // The test bodies, run with each driver (TEST_F below).
+  void RunPrintsOutputAndExitCodes();
+  void DetachedTaskLifecycleWithEvents();
+  void PodContainersShareOneVm();
+  void KilledQemuGivesAnExitAndTheTaskDeletes();
+  void KilledShimIsCleanedUpByDelete();
+
+  // QEMU processes of this test (their command lines name d_; with libvirt,
+  // the QEMU of each domain whose metadata names a state dir under d_).
   std::vector<pid_t> QemuPids() {
     std::vector<pid_t> out;
+    if (!LibvirtUri().empty()) return testutil::CloakDomainQemuPids(LibvirtUri(), d_ + "/run");
     for (pid_t pid : PidsMentioning(d_ + "/run")) {
       std::vector<std::string> argv = ProcessCmdline(pid);
       if (!argv.empty() && absl::StrContains(argv[0], "qemu-system")) out.push_back(pid);
@@ -259,7 +274,8 @@ class ShimE2eTest : public ::testing::Test {
       image = absl::StrCat("kernel = \"", kernel_, "\"\ninitrd = \"", initrd_, "\"\n");
     }
     std::ofstream(path) << "[runtime]\nstate_dir = \"" << d_ << "/run\"\nlog_level = \"debug\"\n"
-                        << "[hypervisor]\nmemory_mib = 512\n" << image << hypervisor_extra << "\n"
+                        << "[hypervisor]\nmemory_mib = 512\n" << DriverConfig() << image
+                        << hypervisor_extra << "\n"
                         << "[agent]\nboot_timeout = \"120s\"\nallow_all_policy = true\n" << tail;
     return path;
   }
@@ -273,7 +289,7 @@ class ShimE2eTest : public ::testing::Test {
   std::optional<Subprocess> events_;
 };
 
-TEST_F(ShimE2eTest, RunPrintsOutputAndExitCodes) {
+void ShimE2eTest::RunPrintsOutputAndExitCodes() {
   std::vector<std::string> args = RunArgs("e2e-echo");
   args.insert(args.begin() + 1, "--rm");
   args.insert(args.end(), {"echo", "hello-from-cloak"});
@@ -376,7 +392,7 @@ TEST_F(ShimE2eTest, PlainCtrRunPullsContainerdsImageByDigest) {
   EXPECT_TRUE(QemuPids().empty());
 }
 
-TEST_F(ShimE2eTest, DetachedTaskLifecycleWithEvents) {
+void ShimE2eTest::DetachedTaskLifecycleWithEvents() {
   SpawnOptions eo;
   eo.stdout_path = eo.stderr_path = d_ + "/events.log";
   auto events = Subprocess::Spawn(
@@ -470,7 +486,7 @@ TEST_F(ShimE2eTest, DetachedTaskLifecycleWithEvents) {
 }
 
 
-TEST_F(ShimE2eTest, PodContainersShareOneVm) {
+void ShimE2eTest::PodContainersShareOneVm() {
   const std::string sandbox = "io.kubernetes.cri.container-type=sandbox";
   const std::string member = "io.kubernetes.cri.container-type=container";
   const std::string pod = "io.kubernetes.cri.sandbox-id=pod1";
@@ -507,7 +523,7 @@ TEST_F(ShimE2eTest, PodContainersShareOneVm) {
   EXPECT_TRUE(ShimPids("pod1").empty());
 }
 
-TEST_F(ShimE2eTest, KilledQemuGivesAnExitAndTheTaskDeletes) {
+void ShimE2eTest::KilledQemuGivesAnExitAndTheTaskDeletes() {
   std::vector<std::string> args = RunArgs("e2e-q");
   args.insert(args.begin() + 1, "-d");
   args.insert(args.end(), {"sleep", "300"});
@@ -525,7 +541,7 @@ TEST_F(ShimE2eTest, KilledQemuGivesAnExitAndTheTaskDeletes) {
   EXPECT_TRUE(ShimPids("e2e-q").empty());
 }
 
-TEST_F(ShimE2eTest, KilledShimIsCleanedUpByDelete) {
+void ShimE2eTest::KilledShimIsCleanedUpByDelete() {
   std::vector<std::string> args = RunArgs("e2e-s");
   args.insert(args.begin() + 1, "-d");
   args.insert(args.end(), {"sleep", "300"});
@@ -797,6 +813,93 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   std::cerr << "--- kbs log ---\n" << Slurp(d_ + "/kbs.log");
 }
 #endif  // CLOAK_KBS_BINARY
+
+TEST_F(ShimE2eTest, RunPrintsOutputAndExitCodes) { RunPrintsOutputAndExitCodes(); }
+TEST_F(ShimE2eTest, DetachedTaskLifecycleWithEvents) { DetachedTaskLifecycleWithEvents(); }
+TEST_F(ShimE2eTest, PodContainersShareOneVm) { PodContainersShareOneVm(); }
+TEST_F(ShimE2eTest, KilledQemuGivesAnExitAndTheTaskDeletes) {
+  KilledQemuGivesAnExitAndTheTaskDeletes();
+}
+TEST_F(ShimE2eTest, KilledShimIsCleanedUpByDelete) { KilledShimIsCleanedUpByDelete(); }
+
+// The same cases through the libvirt driver: libvirtd (started here unless
+// it runs) launches each VM as a transient domain. Leftover domains of the
+// test are destroyed at teardown, after the assertions that none is left.
+class ShimLibvirtE2eTest : public ShimE2eTest {
+ protected:
+  void SetUp() override {
+    if (std::string missing = testutil::LibvirtDaemons::MissingPrerequisite(); !missing.empty()) {
+      GTEST_SKIP() << missing;
+    }
+    scratch_ = TempDir::Create("ckvirt-", "/tmp");
+    ASSERT_TRUE(scratch_.ok()) << scratch_.status();
+    auto daemons = testutil::LibvirtDaemons::Start(scratch_->path().string());
+    ASSERT_TRUE(daemons.ok()) << daemons.status();
+    libvirt_ = std::move(*daemons);
+    ShimE2eTest::SetUp();
+  }
+  void TearDown() override {
+    ShimE2eTest::TearDown();
+    if (libvirt_ != nullptr && !d_.empty()) {
+      testutil::DestroyCloakDomainsUnder(libvirt_->uri(), d_);
+    }
+    libvirt_.reset();
+  }
+  std::string DriverConfig() const override {
+    return absl::StrCat("driver = \"libvirt\"\nlibvirt_uri = \"", libvirt_->uri(), "\"\n");
+  }
+  std::string LibvirtUri() const override { return libvirt_ ? libvirt_->uri() : ""; }
+  std::vector<std::string> Domains() { return testutil::CloakDomainsUnder(libvirt_->uri(), d_); }
+
+  absl::StatusOr<TempDir> scratch_ = absl::UnknownError("not made");
+  std::unique_ptr<testutil::LibvirtDaemons> libvirt_;
+};
+
+TEST_F(ShimLibvirtE2eTest, RunPrintsOutputAndExitCodes) {
+  RunPrintsOutputAndExitCodes();
+  EXPECT_TRUE(Domains().empty());
+  // The start timeline in the shim's log has libvirt's steps.
+  const std::string log = Slurp(d_ + "/containerd.log");
+  EXPECT_THAT(log, HasSubstr("step=libvirt-connect"));
+  EXPECT_THAT(log, HasSubstr("step=libvirt-create-domain"));
+  EXPECT_THAT(log, HasSubstr("step=vm-start"));
+  EXPECT_THAT(log, HasSubstr("step=agent-ready"));
+}
+TEST_F(ShimLibvirtE2eTest, DetachedTaskLifecycleWithEvents) {
+  DetachedTaskLifecycleWithEvents();
+  EXPECT_TRUE(Domains().empty());
+}
+TEST_F(ShimLibvirtE2eTest, PodContainersShareOneVm) {
+  PodContainersShareOneVm();
+  EXPECT_TRUE(Domains().empty());
+}
+TEST_F(ShimLibvirtE2eTest, KilledQemuGivesAnExitAndTheTaskDeletes) {
+  KilledQemuGivesAnExitAndTheTaskDeletes();
+  EXPECT_TRUE(Domains().empty()) << "a domain outlived its QEMU";
+}
+TEST_F(ShimLibvirtE2eTest, KilledShimIsCleanedUpByDelete) {
+  KilledShimIsCleanedUpByDelete();
+  EXPECT_TRUE(Domains().empty()) << "`delete` left the dead shim's domain";
+  EXPECT_THAT(Slurp(d_ + "/containerd.log"), HasSubstr("destroyed the leftover libvirt domain"));
+}
+
+TEST_F(ShimLibvirtE2eTest, SnpAndTdxAreRefusedNamingTheLibvirtVersion) {
+  for (const char* tee : {"snp", "tdx"}) {
+    const std::string id = absl::StrCat("refused-", tee);
+    std::vector<std::string> args =
+        RunArgsWith(id, {}, WriteConfig(id, "", absl::StrCat("[tee]\ntype = \"", tee, "\"\n")));
+    args.insert(args.begin() + 1, "--rm");
+    args.insert(args.end(), {"true"});
+    RunResult r = Ctr(args, absl::Seconds(120));
+    EXPECT_NE(r.exit_code, 0) << tee;
+    EXPECT_THAT(r.output, HasSubstr(absl::StrCat("tee=", tee, " through libvirt needs libvirt ≥ ")))
+        << tee;
+    EXPECT_THAT(r.output, HasSubstr("runs libvirt ")) << tee;
+    Ctr({"container", "rm", id});
+    EXPECT_TRUE(Domains().empty()) << tee;
+    EXPECT_TRUE(ShimPids(id).empty()) << tee;
+  }
+}
 
 }  // namespace
 }  // namespace cloak::shim

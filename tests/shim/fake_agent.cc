@@ -406,11 +406,11 @@ absl::StatusOr<hypervisor::VmStatus> FakeHypervisor::Status(absl::Time) {
   return st;
 }
 
-hypervisor::AgentEndpoint FakeHypervisor::Agent() const {
-  hypervisor::AgentEndpoint e;
-  e.channel = hypervisor::AgentChannel::kSerial;
-  e.serial_socket_path = agent_socket_;
-  return e;
+transport::AgentAddress FakeHypervisor::Agent() const {
+  transport::AgentAddress a;
+  a.kind = transport::AgentAddress::Kind::kSerial;
+  a.path = agent_socket_;
+  return a;
 }
 
 void FakeHypervisor::Crash() {

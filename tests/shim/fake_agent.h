@@ -149,7 +149,7 @@ class FakeHypervisor final : public hypervisor::Hypervisor {
   pid_t Pid() const override;
   absl::StatusOr<hypervisor::VmStatus> Status(absl::Time) override;
   std::string ConsoleTail(int) const override { return "fake console: kernel booted\n"; }
-  hypervisor::AgentEndpoint Agent() const override;
+  transport::AgentAddress Agent() const override;
   std::vector<std::string> CommandLine() const override { return {"fake-vmm"}; }
 
   // Simulates kill -9 of the VMM.

@@ -25,6 +25,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string Sha256Hex(const std::string& s) {
   unsigned char d[SHA256_DIGEST_LENGTH];
@@ -314,14 +315,23 @@ TEST(SandboxConfigTest, VmConfigFromConfig) {
   config::Config cfg = config::DefaultConfig();
   cfg.hypervisor.memory_mib = 1024;
   cfg.hypervisor.kernel_params = "foo=1";
-  auto vm = BuildVmConfig(cfg, "sb1", "/run/cloak/sb1", {"10.0.2.2:5000"});
+  hypervisor::HostCapabilities caps;  // no vhost-vsock: auto resolves to serial
+  auto vm = BuildVmConfig(cfg, "sb1", "/run/cloak/sb1", caps, UserModeNetwork(), {"10.0.2.2:5000"});
   ASSERT_TRUE(vm.ok()) << vm.status();
   EXPECT_EQ(vm->memory_mib, 1024);
   EXPECT_EQ(vm->qmp_socket_path, "/run/cloak/sb1/qmp.sock");
   EXPECT_EQ(vm->serial_socket_path, "/run/cloak/sb1/agent.sock");
   EXPECT_EQ(vm->console_log_path, "/run/cloak/sb1/console.log");
   EXPECT_THAT(vm->kernel_cmdline, HasSubstr("console=ttyS0"));
-  EXPECT_THAT(vm->kernel_cmdline, HasSubstr("cloak.channel=auto"));
+  // The channel is resolved before the command line is built.
+  EXPECT_EQ(vm->agent_channel, hypervisor::AgentChannel::kSerial);
+  EXPECT_THAT(vm->kernel_cmdline, HasSubstr("cloak.channel=serial "));
+  caps.vhost_vsock = true;
+  auto vsock = BuildVmConfig(cfg, "sb1", "/run/cloak/sb1", caps, UserModeNetwork());
+  ASSERT_TRUE(vsock.ok()) << vsock.status();
+  EXPECT_EQ(vsock->agent_channel, hypervisor::AgentChannel::kVsock);
+  EXPECT_THAT(vsock->kernel_cmdline, HasSubstr("cloak.channel=vsock "));
+  EXPECT_THAT(vsock->kernel_cmdline, Not(HasSubstr("insecure")));
   EXPECT_THAT(vm->kernel_cmdline, HasSubstr("cloak.insecure_registries=10.0.2.2:5000"));
   EXPECT_THAT(vm->kernel_cmdline, ::testing::EndsWith(" foo=1"));
   EXPECT_EQ(vm->tee, hypervisor::TeeType::kNone);
@@ -336,7 +346,8 @@ TEST(SandboxConfigTest, VmConfigFromConfig) {
   cfg.agent.allow_all_policy = false;
 
   cfg.runtime.state_dir = "/" + std::string(120, 'x');
-  EXPECT_FALSE(BuildVmConfig(cfg, "sb1", SandboxStateDir(cfg, "sb1")).ok());
+  EXPECT_FALSE(
+      BuildVmConfig(cfg, "sb1", SandboxStateDir(cfg, "sb1"), caps, UserModeNetwork()).ok());
 }
 
 TEST(SandboxConfigTest, InsecureRegistries) {

@@ -220,12 +220,11 @@ class TaskServiceTest : public ::testing::Test {
       so.state_dir = dir_->Join("state/" + req.sandbox_id);
       so.boot_timeout = absl::Seconds(5);
       so.request_timeout = absl::Seconds(5);
-      so.annotations["io.cloak.insecure_registries"] = "10.0.2.2:5000";
       return std::make_unique<Sandbox>(
           so, std::move(hv),
-          [](const hypervisor::AgentEndpoint& e,
+          [](const transport::AgentAddress& a,
              absl::Duration) -> absl::StatusOr<std::shared_ptr<grpc::Channel>> {
-            return grpc::CreateChannel("unix:" + e.serial_socket_path,
+            return grpc::CreateChannel("unix:" + a.path,
                                        grpc::InsecureChannelCredentials());
           });
     };
@@ -652,8 +651,6 @@ TEST_F(TaskServiceTest, PodContainersShareOneVm) {
   ASSERT_TRUE(Delete("app1").ok());
   ASSERT_TRUE(Shutdown().ok());
   EXPECT_TRUE(shutdown_called_.HasBeenNotified());
-  EXPECT_EQ(agent_->service().SandboxAnnotations()["io.cloak.insecure_registries"],
-            "10.0.2.2:5000");
 }
 
 TEST_F(TaskServiceTest, RuntimeOptionsReachTheFactory) {

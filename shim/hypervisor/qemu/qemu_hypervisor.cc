@@ -53,20 +53,6 @@ std::optional<ExitInfo> PollUntil(F poll, absl::Time deadline) {
 
 }  // namespace
 
-absl::string_view VmStateName(VmState state) {
-  switch (state) {
-    case VmState::kCreated:
-      return "created";
-    case VmState::kRunning:
-      return "running";
-    case VmState::kPaused:
-      return "paused";
-    case VmState::kExited:
-      return "exited";
-  }
-  return "?";
-}
-
 absl::StatusOr<std::unique_ptr<Hypervisor>> QemuHypervisor::Create(const VmConfig& config,
                                                                    const HostCapabilities& caps) {
   auto log = Logger("hypervisor");
@@ -87,14 +73,7 @@ absl::StatusOr<std::unique_ptr<Hypervisor>> QemuHypervisor::Create(const VmConfi
   log->info("vm {}: agent channel {}: {}", config.name,
             std::string(AgentChannelName(channel.channel)), channel.reason);
 
-  AgentEndpoint agent;
-  agent.channel = channel.channel;
-  if (channel.channel == AgentChannel::kSerial) {
-    agent.serial_socket_path = config.serial_socket_path;
-  } else {
-    agent.vsock_cid = config.vsock_guest_cid;
-    agent.vsock_port = config.vsock_port;
-  }
+  transport::AgentAddress agent = AgentAddressFor(config, channel.channel);
   std::string vmm_log = config.vmm_log_path;
   if (vmm_log.empty()) {
     vmm_log = (std::filesystem::path(config.console_log_path).parent_path() / "qemu.log").string();
@@ -104,7 +83,7 @@ absl::StatusOr<std::unique_ptr<Hypervisor>> QemuHypervisor::Create(const VmConfi
 }
 
 QemuHypervisor::QemuHypervisor(VmConfig config, std::vector<std::string> args,
-                               AgentEndpoint agent, std::string vmm_log_path)
+                               transport::AgentAddress agent, std::string vmm_log_path)
     : config_(std::move(config)),
       args_(std::move(args)),
       agent_(std::move(agent)),
@@ -178,7 +157,7 @@ absl::Status QemuHypervisor::Start(absl::Time deadline) {
   }
   // Stale sockets from an earlier run would only confuse the connect loop.
   ::unlink(config_.qmp_socket_path.c_str());
-  if (!agent_.serial_socket_path.empty()) ::unlink(agent_.serial_socket_path.c_str());
+  if (agent_.kind == transport::AgentAddress::Kind::kSerial) ::unlink(agent_.path.c_str());
   {
     UniqueFd truncate(
         ::open(vmm_log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
@@ -359,6 +338,6 @@ std::string QemuHypervisor::ConsoleTail(int lines) const {
   return ReadConsoleTail(config_.console_log_path, lines);
 }
 
-AgentEndpoint QemuHypervisor::Agent() const { return agent_; }
+transport::AgentAddress QemuHypervisor::Agent() const { return agent_; }
 
 }  // namespace cloak::shim::hypervisor

@@ -45,11 +45,11 @@ class QemuHypervisor final : public Hypervisor {
   pid_t Pid() const override;
   absl::StatusOr<VmStatus> Status(absl::Time deadline) override;
   std::string ConsoleTail(int lines) const override;
-  AgentEndpoint Agent() const override;
+  transport::AgentAddress Agent() const override;
   std::vector<std::string> CommandLine() const override { return args_; }
 
  private:
-  QemuHypervisor(VmConfig config, std::vector<std::string> args, AgentEndpoint agent,
+  QemuHypervisor(VmConfig config, std::vector<std::string> args, transport::AgentAddress agent,
                  std::string vmm_log_path);
 
   // Reaps the process if it ended; returns its exit. Needs process_mu_.
@@ -62,7 +62,7 @@ class QemuHypervisor final : public Hypervisor {
 
   const VmConfig config_;
   const std::vector<std::string> args_;
-  const AgentEndpoint agent_;
+  const transport::AgentAddress agent_;
   const std::string vmm_log_path_;
 
   // Serialises Start / Stop / Pause / Resume against each other.

@@ -276,14 +276,5 @@ TEST(HostCapabilitiesTest, RealHostProbeDoesNotCrash) {
   SUCCEED() << caps.Summary();
 }
 
-TEST(VmConfigTest, ParsesNames) {
-  EXPECT_EQ(*ParseAccel("tcg"), Accel::kTcg);
-  EXPECT_EQ(*ParseTeeType("snp"), TeeType::kSnp);
-  EXPECT_EQ(*ParseAgentChannel("serial"), AgentChannel::kSerial);
-  absl::Status s = ParseTeeType("sgx").status();
-  EXPECT_TRUE(absl::IsInvalidArgument(s));
-  EXPECT_EQ(s.message(), "unknown TEE type \"sgx\": use none, snp or tdx");
-}
-
 }  // namespace
 }  // namespace cloak::shim::hypervisor

@@ -121,7 +121,8 @@ TEST(QemuArgsGoldenTest, NoneTcgSerialPodTaps) {
   // pod interface's MAC.
   VmConfig c = BaseConfig();
   c.user_network = false;
-  c.taps = {{.fd = 17, .mac = "0a:58:0a:58:4d:05"}, {.fd = 9, .mac = "0a:58:0a:59:00:07"}};
+  c.taps = {{.fd = 17, .name = "tap0_cloak", .mac = "0a:58:0a:58:4d:05"},
+            {.fd = 9, .name = "tap1_cloak", .mac = "0a:58:0a:59:00:07"}};
   auto args = BuildQemuArgs(c, PvmHost());
   ASSERT_TRUE(args.ok()) << args.status();
   ExpectGolden("none_tcg_serial_pod_taps", *args);

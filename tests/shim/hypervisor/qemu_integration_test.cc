@@ -298,8 +298,8 @@ TEST_F(QemuIntegrationTest, AutoAccelAvoidsPvmKvm) {
   auto hv = QemuHypervisor::Create(config, caps_);
   ASSERT_TRUE(hv.ok()) << hv.status();
   EXPECT_THAT((*hv)->CommandLine(), ::testing::Contains("tcg"));
-  EXPECT_EQ((*hv)->Agent().channel,
-            caps_.vhost_vsock ? AgentChannel::kVsock : AgentChannel::kSerial);
+  EXPECT_EQ((*hv)->Agent().kind, caps_.vhost_vsock ? transport::AgentAddress::Kind::kVsock
+                                                    : transport::AgentAddress::Kind::kSerial);
 }
 
 TEST_F(QemuIntegrationTest, RawQmpClientAgainstRealQemu) {
