@@ -14,12 +14,12 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "common/config/config.h"
+#include "shim/config/config.h"
 
 namespace cloak::shim::hypervisor {
 
 // One set of enumerations for the whole shim: the configuration's own
-// (common/config/config.h), so nothing is converted through strings.
+// (shim/config/config.h), so nothing is converted through strings.
 //   Accel         kAuto: KVM when usable, else TCG (ResolveAccel).
 //   TeeType       the confidential-computing technology of the launch.
 //   AgentChannel  kAuto: vsock when /dev/vhost-vsock exists, else
