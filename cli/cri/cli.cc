@@ -77,8 +77,10 @@ class RawTerminal {
 };
 
 // Streams a CRI Exec/Attach URL on this process's stdio.
-int Stream(const absl::StatusOr<std::string>& url, bool interactive, bool tty, bool attach) {
-  if (!url.ok()) return Fail(url.status(), 1);
+// The remote command's exit code (0 for an attach the client left).
+absl::StatusOr<int> Stream(const absl::StatusOr<std::string>& url, bool interactive, bool tty,
+                           bool attach) {
+  if (!url.ok()) return url.status();
   StreamIo io;
   io.stdin_fd = interactive ? 0 : -1;
   io.close_on_stdin_eof = attach;
@@ -92,8 +94,7 @@ int Stream(const absl::StatusOr<std::string>& url, bool interactive, bool tty, b
   if (tty && interactive) raw.emplace(0);
   auto code = RunStream(*url, io);
   raw.reset();
-  if (!code.ok()) return Fail(code.status(), 1);
-  return *code;
+  return code;
 }
 
 struct CommandSpec {
@@ -497,9 +498,15 @@ int RunCriCli(int argc, char** argv) {
     if (f.Bool("sync")) {
       auto r = c.ExecSync(id, command, *exec_timeout);
       if (!r.ok()) return Fail(r.status(), 1);
-      std::cout << r->stdout();
-      std::cerr << r->stderr();
-      return r->exit_code();
+      std::cout << r->stdout() << std::flush;
+      if (r->exit_code() == 0) {
+        std::cerr << r->stderr();
+        return 0;
+      }
+      // As crictl 1.26: exit 1, the code (and stderr) in the message.
+      std::cerr << "cloak-cri: " << ExecSyncExitMessage(command, r->exit_code(), r->stderr())
+                << "\n";
+      return 1;
     }
     const bool interactive = f.Bool("interactive"), tty = f.Bool("tty");
     v1::ExecRequest req;
@@ -512,7 +519,12 @@ int RunCriCli(int argc, char** argv) {
     req.set_tty(tty);
     req.set_stdout(true);
     req.set_stderr(!tty);  // a TTY has one output stream
-    return Stream(c.Exec(req), interactive, tty, /*attach=*/false);
+    auto rc = Stream(c.Exec(req), interactive, tty, /*attach=*/false);
+    if (!rc.ok()) return Fail(rc.status(), 1);
+    if (*rc == 0) return 0;
+    // As crictl 1.26: exit 1, the code in the message.
+    std::cerr << "cloak-cri: " << ExecStreamExitMessage(*rc) << "\n";
+    return 1;
   } else if (cmd == "attach") {
     const bool tty = f.Bool("tty");
     v1::AttachRequest req;
@@ -524,7 +536,9 @@ int RunCriCli(int argc, char** argv) {
     req.set_tty(tty);
     req.set_stdout(true);
     req.set_stderr(!tty);
-    return Stream(c.Attach(req), f.Bool("stdin"), tty, /*attach=*/true);
+    auto rc = Stream(c.Attach(req), f.Bool("stdin"), tty, /*attach=*/true);
+    if (!rc.ok()) return Fail(rc.status(), 1);
+    return *rc == 0 ? 0 : 1;
   } else if (cmd == "pull") {
     auto ref = image_client->PullImage(a[0]);
     if (!ref.ok()) return Fail(ref.status(), 1);

@@ -35,9 +35,10 @@ struct CommandLine {
 // InvalidArgument for a bad flag or the wrong number of arguments.
 absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args);
 
-// Exit codes, as crictl's: 0 success; 1 a CRI call failed, bad usage or an
-// unreadable config; 3 an unknown command; `exec` (with or without -s)
-// exits with the command's own exit code when it ran.
+// Exit codes, as crictl 1.26's: 0 success; 1 a CRI call failed, bad usage,
+// an unreadable config, or an `exec` (with or without -s) whose command
+// exited non-zero (the message names its exit code, in crictl's words);
+// 3 an unknown command.
 int RunCriCli(int argc, char** argv);
 
 }  // namespace cloak::cri

@@ -4,7 +4,9 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "google/protobuf/descriptor.h"
 #include "nlohmann/json.hpp"
 
@@ -104,6 +106,21 @@ Json FieldValue(const pb::Message& msg, const pb::FieldDescriptor* f, int index)
       return ToJson(rep ? r->GetRepeatedMessage(msg, f, index) : r->GetMessage(msg, f));
   }
   return nullptr;
+}
+
+// Objects with their keys sorted, at every depth (Go's encoding/json of a map).
+Json SortKeys(const Json& j) {
+  if (j.is_array()) {
+    Json arr = Json::array();
+    for (const Json& e : j) arr.push_back(SortKeys(e));
+    return arr;
+  }
+  if (!j.is_object()) return j;
+  std::map<std::string, Json> sorted;
+  for (const auto& [k, v] : j.items()) sorted[k] = SortKeys(v);
+  Json obj = Json::object();
+  for (auto& [k, v] : sorted) obj[k] = std::move(v);
+  return obj;
 }
 
 std::string Dump(const Json& j) {
@@ -221,12 +238,39 @@ std::string MessageJson(const pb::Message& msg) { return Dump(ToJson(msg)); }
 
 std::string StatusJson(const pb::Message& status, const std::map<std::string, std::string>& info) {
   Json out = Json::object();
-  out["status"] = ToJson(status);
+  Json st = Json::object();
+  const Json full = ToJson(status);
+  for (const auto& [key, value] : full.items()) {
+    if ((key == "createdAt" || key == "startedAt" || key == "finishedAt") && value.is_string()) {
+      int64_t ns = 0;
+      st[key] = absl::SimpleAtoi(value.get<std::string>(), &ns) ? Json(Rfc3339Nano(ns)) : value;
+    } else {
+      st[key] = SortKeys(value);
+    }
+  }
+  out["status"] = std::move(st);
   for (const auto& [key, value] : info) {
     Json parsed = Json::parse(value, nullptr, /*allow_exceptions=*/false);
     out[key] = parsed.is_discarded() ? Json(value) : std::move(parsed);
   }
   return Dump(out);
+}
+
+std::string Rfc3339Nano(int64_t unix_nanos) {
+  if (unix_nanos == 0) return "0001-01-01T00:00:00Z";  // Go's zero time
+  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E*SZ", absl::FromUnixNanos(unix_nanos),
+                          absl::UTCTimeZone());
+}
+
+std::string ExecSyncExitMessage(const std::vector<std::string>& cmd, int exit_code,
+                                absl::string_view stderr_text) {
+  return absl::StrCat("execing command in container synchronously: command '",
+                      absl::StrJoin(cmd, " "), "' exited with ", exit_code, ": ", stderr_text);
+}
+
+std::string ExecStreamExitMessage(int exit_code) {
+  return absl::StrCat("execing command in container: command terminated with exit code ",
+                      exit_code);
 }
 
 }  // namespace cloak::cri

@@ -49,9 +49,23 @@ std::string PodsTable(const std::vector<runtime::v1::PodSandbox>& pods, absl::Ti
 std::string MessageJson(const google::protobuf::Message& msg);
 
 // `crictl inspect` / `inspectp`: {"status": <status>, then each info key
-// (sorted) with its value as JSON where it parses, else as a string}.
+// (sorted) with its value as JSON where it parses (keys in the runtime's
+// order), else as a string}. In status, the fields stay in proto order,
+// nested objects have their keys sorted, and createdAt / startedAt /
+// finishedAt are RFC 3339 times (Rfc3339Nano).
 std::string StatusJson(const google::protobuf::Message& status,
                        const std::map<std::string, std::string>& info);
+
+// Go's time.RFC3339Nano in UTC ("2026-12-07T17:34:00.495713696Z", trailing
+// zeros of the fraction dropped); 0 is Go's zero time, 0001-01-01T00:00:00Z.
+std::string Rfc3339Nano(int64_t unix_nanos);
+
+// crictl's error for an exec whose command exited non-zero (crictl 1.26
+// then exits 1): for ExecSync "command 'sh -c exit 7' exited with 7: <stderr>",
+// for a streamed exec "command terminated with exit code 4".
+std::string ExecSyncExitMessage(const std::vector<std::string>& cmd, int exit_code,
+                                absl::string_view stderr_text);
+std::string ExecStreamExitMessage(int exit_code);
 
 }  // namespace cloak::cri
 

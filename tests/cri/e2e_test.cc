@@ -102,11 +102,13 @@ TEST_F(CriE2eTest, HostNetworkPodRunsLogsExecsAndCleansUp) {
   const std::string endpoint = env_->endpoint();
   ASSERT_EQ(Run({kCriBinary, "-r", endpoint, "ps", "--no-trunc", "--pod", pod_id_}), 0)
       << env_->last_output();
-  EXPECT_THAT(env_->last_output(), ContainsRegex(*ctr_id + " +[0-9a-f]+ +.* ago +Running +hello "));
+  EXPECT_THAT(env_->last_output(), ContainsRegex(*ctr_id + " +[^ ]+ +.* ago +Running +hello "));
+  // A non-zero exit is exit 1 with the code in the message, as with crictl 1.26.
   EXPECT_EQ(Run({kCriBinary, "-r", endpoint, "exec", "-s", *ctr_id, "sh", "-c",
                  "echo via-cli; exit 5"}),
-            5);
+            1);
   EXPECT_THAT(env_->last_output(), HasSubstr("via-cli"));
+  EXPECT_THAT(env_->last_output(), HasSubstr("command 'sh -c echo via-cli; exit 5' exited with 5"));
 
   // CRI log format: "<RFC3339Nano> stdout F hello-cri".
   const std::string log_path = d_ + "/logs/hello/hello/0.log";

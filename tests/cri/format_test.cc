@@ -43,9 +43,10 @@ TEST(HumanDuration, GoUnitsWords) {
 }
 
 TEST(FormatTable, MinWidthTwentyPaddingThreeLastCellUnpadded) {
-  EXPECT_EQ(FormatTable({{"A", "B", "C"}, {"a-cell-of-twenty-chars", "b", "last"}}),
-            "A                         B                   C\n"
-            "a-cell-of-twenty-chars   b                   last\n");
+  // Column 1: 22 characters + 3 = 25; column 2: the minimum, 20.
+  EXPECT_EQ(FormatTable({{"A", "B", "C"}, {"twenty-two-characters!", "b", "last"}}),
+            "A" + std::string(24, ' ') + "B" + std::string(19, ' ') + "C\n" +
+                "twenty-two-characters!   b" + std::string(19, ' ') + "last\n");
 }
 
 v1::Container RunningContainer(absl::Time now) {
@@ -126,13 +127,35 @@ TEST(MessageJson, LowerCamelEveryFieldTwoSpaces) {
 TEST(StatusJson, StatusFirstThenInfoKeysParsedWhereJson) {
   v1::ContainerStatus st;
   st.set_id("abc");
-  const std::string json =
-      StatusJson(st, {{"info", R"({"pid": 42, "sandboxID": "p"})"}, {"note", "plain text"}});
+  st.mutable_metadata()->set_name("hello");
+  st.set_created_at(1796664840495713696);  // as containerd answered in e2e/local
+  st.set_exit_code(3);
+  const std::string json = StatusJson(
+      st, {{"info", R"({"sandboxID": "p", "pid": 42})"}, {"note", "plain text"}});
   auto parsed = nlohmann::json::parse(json);
   EXPECT_EQ(parsed["status"]["id"], "abc");
+  EXPECT_EQ(parsed["status"]["exitCode"], 3);
   EXPECT_EQ(parsed["info"]["pid"], 42);
   EXPECT_EQ(parsed["note"], "plain text");
-  EXPECT_EQ(json.rfind("{\n  \"status\": {", 0), 0u) << json;
+  EXPECT_EQ(json.rfind("{\n  \"status\": {\n    \"id\": \"abc\",\n", 0), 0u) << json;
+  // Times as crictl prints them; nested keys sorted; info keys in the runtime's order.
+  EXPECT_THAT(json, HasSubstr("\"createdAt\": \"2026-12-07T17:34:00.495713696Z\""));
+  EXPECT_THAT(json, HasSubstr("\"finishedAt\": \"0001-01-01T00:00:00Z\""));
+  EXPECT_THAT(json, HasSubstr("\"metadata\": {\n      \"attempt\": 0,\n      \"name\": \"hello\"\n"));
+  EXPECT_LT(json.find("\"sandboxID\""), json.find("\"pid\""));
+}
+
+TEST(Rfc3339Nano, GoFormat) {
+  EXPECT_EQ(Rfc3339Nano(0), "0001-01-01T00:00:00Z");
+  EXPECT_EQ(Rfc3339Nano(1700000000000000000), "2023-11-14T22:13:20Z");
+  EXPECT_EQ(Rfc3339Nano(1700000000500000000), "2023-11-14T22:13:20.5Z");
+}
+
+TEST(ExecExitMessages, CrictlsWords) {
+  EXPECT_EQ(ExecSyncExitMessage({"sh", "-c", "exit 7"}, 7, ""),
+            "execing command in container synchronously: command 'sh -c exit 7' exited with 7: ");
+  EXPECT_EQ(ExecStreamExitMessage(4),
+            "execing command in container: command terminated with exit code 4");
 }
 
 }  // namespace

@@ -134,8 +134,9 @@ TEST_F(CriPodE2eTest, ExecStreamsStdinOutputAndExitCode) {
       << env_->last_output();
   EXPECT_THAT(env_->last_output(), HasSubstr("cli-via-pipe"));
   EXPECT_EQ(
-      env_->Run({kCriBinary, "-r", env_->endpoint(), "exec", ctr, "sh", "-c", "exit 9"}), 9)
+      env_->Run({kCriBinary, "-r", env_->endpoint(), "exec", ctr, "sh", "-c", "exit 9"}), 1)
       << env_->last_output();
+  EXPECT_THAT(env_->last_output(), HasSubstr("command terminated with exit code 9"));
   // A TTY: one output stream, carriage returns from the terminal.
   EXPECT_EQ(env_->Run({kCriBinary, "-r", env_->endpoint(), "exec", "-t", ctr, "sh", "-c",
                        "tty >/dev/null && echo in-a-tty"}),
