@@ -8,8 +8,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/tee/snp_report.h"
+#include "common/tee/tdx_quote.h"
 #include "common/transport/agent_transport.h"
 #include "shim/bundle.h"
 #include "shim/hypervisor/host_capabilities.h"
@@ -205,8 +208,8 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
                    InitDataFromAnnotations(request.pod.annotations));
   if (initdata.has_value()) {
     // Bound into the launch: what the TEE evidence will carry.
-    vm.snp.host_data = DigestForField(initdata->digest, 32);
-    vm.tdx.mrconfigid = DigestForField(initdata->digest, 48);
+    vm.snp.host_data = tee::DigestForField(initdata->digest, tee::kSnpHostDataSize);
+    vm.tdx.mrconfigid = tee::DigestForField(initdata->digest, tee::kTdxMrConfigIdSize);
     Logger("shim")->info("sandbox={} init-data: {} bytes, {} {}", request.sandbox_id,
                          initdata->document.size(), initdata->algorithm,
                          absl::BytesToHexString(initdata->digest));
@@ -234,10 +237,12 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
     std::filesystem::create_directories(state_dir, ec);
     if (ec) return absl::InternalError(absl::StrCat("create ", state_dir, ": ", ec.message()));
     vm.sp_socket_path = absl::StrCat(state_dir, "/sp.sock");
-    ASSIGN_OR_RETURN(sp, SimulatedSpHost::Start(
-                             cfg->tee.simulated_snp_chain, vm.sp_socket_path, vm.kernel,
-                             vm.initrd, vm.kernel_cmdline,
-                             initdata.has_value() ? DigestForField(initdata->digest, 32) : ""));
+    ASSIGN_OR_RETURN(
+        sp, SimulatedSpHost::Start(
+                cfg->tee.simulated_snp_chain, vm.sp_socket_path, vm.kernel, vm.initrd,
+                vm.kernel_cmdline,
+                initdata.has_value() ? tee::DigestForField(initdata->digest, tee::kSnpHostDataSize)
+                                     : ""));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<hv::Hypervisor> hypervisor, hv::QemuHypervisor::Create(vm, caps));
   if (!request.bundle.empty()) {
@@ -252,8 +257,7 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeQemuSandbox(const SandboxRequest& r
     options.dns.clear();
     options.annotations.erase(std::string(kInsecureRegistriesAnnotation));
     if (!request.pod.resolv_conf_source.empty()) {
-      absl::StatusOr<std::string> resolv =
-          ReadFileToString(request.pod.resolv_conf_source, 64 << 10);
+      absl::StatusOr<std::string> resolv = ReadFile(request.pod.resolv_conf_source, 64 << 10);
       if (resolv.ok()) {
         options.dns = ResolvConfLines(*resolv);
       } else {

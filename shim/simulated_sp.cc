@@ -12,6 +12,7 @@
 #include "common/simsp/measurement.h"
 #include "common/simsp/server.h"
 #include "common/status_macros.h"
+#include "common/tee/digest.h"
 
 namespace cloak::shim {
 namespace {
@@ -34,13 +35,6 @@ absl::StatusOr<std::string> FileSha256(const std::string& path) {
   return std::string(reinterpret_cast<char*>(md), len);
 }
 
-std::string Sha256(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return std::string(reinterpret_cast<char*>(md), len);
-}
-
 }  // namespace
 
 struct SimulatedSpHost::State {
@@ -58,7 +52,7 @@ absl::StatusOr<std::shared_ptr<SimulatedSpHost>> SimulatedSpHost::Start(
   ASSIGN_OR_RETURN(std::string kernel_sha, FileSha256(kernel));
   ASSIGN_OR_RETURN(std::string initrd_sha, FileSha256(initrd));
   ASSIGN_OR_RETURN(std::string measurement,
-                   simsp::SimulatedMeasurement(kernel_sha, initrd_sha, Sha256(cmdline)));
+                   simsp::SimulatedMeasurement(kernel_sha, initrd_sha, tee::Sha256(cmdline)));
   simsp::SimulatedSpOptions options;
   options.measurement = measurement;
   options.host_data = host_data;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "containerd/events/task.pb.h"
@@ -305,7 +306,7 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
   if (req.has_options()) {
     ASSIGN_OR_RETURN(config_path, ConfigPathFromOptions(req.options()));
   }
-  ASSIGN_OR_RETURN(std::string spec_json, ReadFileToString(req.bundle() + "/config.json"));
+  ASSIGN_OR_RETURN(std::string spec_json, ReadFile(req.bundle() + "/config.json"));
 
   {
     absl::MutexLock lock(&mu_);

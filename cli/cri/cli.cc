@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/cri/client.h"
 #include "cli/cri/stream.h"
+#include "common/files.h"
 
 namespace cloak::cri {
 namespace {
@@ -33,14 +34,6 @@ absl::StatusOr<Msg> ParseJson(const std::string& json, const char* what) {
         absl::StrCat("not a valid ", what, " (JSON as crictl takes it): ", s.ToString()));
   }
   return msg;
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::string ToJson(const google::protobuf::Message& msg) {

@@ -13,7 +13,7 @@ absl::StatusOr<std::string> Digest32(const nlohmann::json* j, absl::string_view 
     return absl::InvalidArgumentError(
         absl::StrCat("guest image manifest: ", what, " missing or not a string"));
   }
-  auto raw = HexDecode(j->get<std::string>());
+  auto raw = tee::HexDecode(j->get<std::string>());
   if (!raw.ok() || raw->size() != 32) {
     return absl::InvalidArgumentError(
         absl::StrCat("guest image manifest: ", what, " is not a SHA-256 in hex"));
@@ -43,7 +43,7 @@ absl::StatusOr<std::string> SimulatedMeasurement(absl::string_view kernel_sha256
   std::string input(kMeasurementLabel);
   input += '\0';
   absl::StrAppend(&input, kernel_sha256, initrd_sha256, cmdline_sha256);
-  return Sha384(input);
+  return tee::Sha384(input);
 }
 
 absl::StatusOr<ImageDigests> ParseManifest(absl::string_view manifest_json) {
@@ -62,7 +62,7 @@ absl::StatusOr<ImageDigests> ParseManifest(absl::string_view manifest_json) {
     return absl::InvalidArgumentError("guest image manifest: cmdline missing or not a string");
   }
   out.cmdline = cmdline->get<std::string>();
-  if (Sha256(out.cmdline) != out.cmdline_sha256) {
+  if (tee::Sha256(out.cmdline) != out.cmdline_sha256) {
     return absl::InvalidArgumentError(
         "guest image manifest: cmdline_sha256 is not the SHA-256 of cmdline");
   }
@@ -79,7 +79,7 @@ absl::StatusOr<ImageDigests> ReadManifest(const std::string& path) {
 absl::StatusOr<std::string> MeasurementFromManifest(const ImageDigests& image,
                                                     absl::string_view final_cmdline) {
   std::string cmdline_digest =
-      final_cmdline.empty() ? image.cmdline_sha256 : Sha256(final_cmdline);
+      final_cmdline.empty() ? image.cmdline_sha256 : tee::Sha256(final_cmdline);
   return SimulatedMeasurement(image.kernel_sha256, image.initrd_sha256, cmdline_digest);
 }
 

@@ -1,5 +1,5 @@
 // The simulated SP's launch measurement (docs/simulated-snp.md). A real SNP
-// MEASUREMENT is the PSP's digest of the launch pages (FACTS §F7: OVMF,
+// MEASUREMENT is the PSP's digest of the launch pages (docs/simulated-snp.md; OVMF,
 // VMSAs, the kernel-hashes table); without a PSP we define our own 48-byte
 // value over what a direct-boot kernel-hashes table commits to:
 //

@@ -38,12 +38,12 @@ TEST(MeasurementTest, MatchesTheDocumentedDefinition) {
   auto m = MeasurementFromManifest(*image, "");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->size(), 48u);
-  EXPECT_EQ(HexEncode(*m), kImageMeasurement);
+  EXPECT_EQ(tee::HexEncode(*m), kImageMeasurement);
   // The manifest's command line given explicitly: the same value.
-  EXPECT_EQ(HexEncode(*MeasurementFromManifest(*image, image->cmdline)), kImageMeasurement);
+  EXPECT_EQ(tee::HexEncode(*MeasurementFromManifest(*image, image->cmdline)), kImageMeasurement);
   // The shim appends a parameter: another measurement.
   auto appended = MeasurementFromManifest(*image, image->cmdline + " cloak.test=1");
-  EXPECT_EQ(HexEncode(*appended), kWithTestParam);
+  EXPECT_EQ(tee::HexEncode(*appended), kWithTestParam);
 }
 
 TEST(MeasurementTest, EachInputMovesIt) {
@@ -79,7 +79,7 @@ TEST(MeasurementTest, ReadsTheManifestFile) {
   std::ofstream(dir->Join("manifest.json")) << kManifest;
   auto image = ReadManifest(dir->Join("manifest.json"));
   ASSERT_TRUE(image.ok()) << image.status();
-  EXPECT_EQ(HexEncode(image->kernel_sha256),
+  EXPECT_EQ(tee::HexEncode(image->kernel_sha256),
             "391d229a7c641821b7414d001c090043d977e11daf865362d36ea832ccf0dd69");
   EXPECT_FALSE(ReadManifest(dir->Join("missing.json")).ok());
 }
