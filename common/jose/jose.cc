@@ -449,6 +449,15 @@ absl::StatusOr<std::string> SignHs256(absl::string_view payload, absl::string_vi
 absl::StatusOr<std::string> VerifyHs256(absl::string_view token, absl::string_view key) {
   std::vector<std::string> parts = absl::StrSplit(token, '.');
   if (parts.size() != 3) return absl::UnauthenticatedError("token is not a compact JWS");
+  // The signature first: nothing of an unverified token is looked at.
+  Cfg cfg;
+  ASSIGN_OR_RETURN(Json jwk, OctJwk(key));
+  json_object_set_new(jwk.get(), "alg", json_string("HS256"));
+  Json jws(json_pack("{s:s,s:s,s:s}", "protected", parts[0].c_str(), "payload", parts[1].c_str(),
+                     "signature", parts[2].c_str()));
+  if (!jws || !jose_jws_ver(cfg.get(), jws.get(), nullptr, jwk.get(), false)) {
+    return absl::UnauthenticatedError("token signature is not valid");
+  }
   absl::StatusOr<std::string> header_text = tee::Base64UrlDecode(parts[0]);
   absl::StatusOr<std::string> payload = tee::Base64UrlDecode(parts[1]);
   if (!header_text.ok() || !payload.ok()) {
@@ -457,13 +466,6 @@ absl::StatusOr<std::string> VerifyHs256(absl::string_view token, absl::string_vi
   nlohmann::json header = nlohmann::json::parse(*header_text, nullptr, false);
   if (!header.is_object() || !header.contains("alg") || header["alg"] != "HS256") {
     return absl::UnauthenticatedError("token is not signed with HS256");
-  }
-  Cfg cfg;
-  ASSIGN_OR_RETURN(Json jwk, OctJwk(key));
-  Json jws(json_pack("{s:s,s:s,s:s}", "protected", parts[0].c_str(), "payload", parts[1].c_str(),
-                     "signature", parts[2].c_str()));
-  if (!jws || !jose_jws_ver(cfg.get(), jws.get(), nullptr, jwk.get(), false)) {
-    return absl::UnauthenticatedError("token signature is not valid");
   }
   return *std::move(payload);
 }

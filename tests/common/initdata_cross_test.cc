@@ -108,7 +108,9 @@ TEST_P(InitDataAcrossTest, SameDocumentSameDigestEverywhere) {
   simsp::SimulatedSpOptions sp_options;
   sp_options.measurement = std::string(48, 'm');
   sp_options.host_data = host_data;
-  auto sp = simsp::SimulatedSp::Create(chain_, sp_options);
+  auto chain = simsp::LoadDevChain(dir_->Join("chain"));
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  auto sp = simsp::SimulatedSp::Create(*std::move(chain), sp_options);
   ASSERT_TRUE(sp.ok()) << sp.status();
   const std::string report_data(64, '\x42');
   auto response = simsp::DecodeResponse((*sp)->Handle(*simsp::EncodeRequest(report_data)));

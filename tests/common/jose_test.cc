@@ -235,7 +235,10 @@ TEST(Hs256Test, SignsAndVerifies) {
   EXPECT_FALSE(VerifyHs256(tampered, key).ok());
   const std::string none =
       tee::Base64UrlEncode(R"({"alg":"none"})") + "." + tee::Base64UrlEncode(R"({"a":1})") + ".";
-  EXPECT_THAT(VerifyHs256(none, key).status().message(), HasSubstr("HS256"));
+  EXPECT_THAT(VerifyHs256(none, key).status().message(), HasSubstr("signature is not valid"));
+  // Signed with the right key but another algorithm: refused too.
+  const std::string hs512_header = tee::Base64UrlEncode(R"({"alg":"HS512"})");
+  EXPECT_FALSE(VerifyHs256(hs512_header + token->substr(token->find('.')), key).ok());
   EXPECT_FALSE(VerifyHs256("a.b", key).ok());
   EXPECT_FALSE(SignHs256("x", "short").ok());  // RFC 7518 §3.2: at least 256 bits
 }
