@@ -1,5 +1,7 @@
 #include "agent/agent_service.h"
 
+#include "common/grpc_status.h"
+
 #include <sys/sysinfo.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -28,11 +30,6 @@ absl::Time CallDeadline(grpc::ServerContext* ctx) {
 }
 
 }  // namespace
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
 
 grpc::Status AgentServiceImpl::Handle(const char* rpc, const google::protobuf::Message& request,
                                       const std::function<absl::Status()>& body,

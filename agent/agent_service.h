@@ -16,9 +16,6 @@
 
 namespace cloak::agent {
 
-// absl::Status → grpc::Status, same code, same message.
-grpc::Status ToGrpcStatus(const absl::Status& status);
-
 class AgentServiceImpl final : public v1::AgentService::Service {
  public:
   struct Options {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/fd.h"
+#include "common/files.h"
 #include "common/status_macros.h"
 
 namespace cloak::agent {
@@ -38,26 +39,6 @@ absl::StatusOr<uint64_t> ParseSingleValue(absl::string_view content) {
   return value;
 }
 
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) return ErrnoError(errno, "open ", path);
-  std::string out;
-  char buf[8192];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(errno, "read ", path);
-    }
-    if (n == 0) break;
-    if (out.size() + static_cast<size_t>(n) > max_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(path, " is larger than ", max_bytes, " bytes"));
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
 namespace {
 
 constexpr size_t kMaxCgroupFile = 256 * 1024;
@@ -65,7 +46,7 @@ constexpr size_t kMaxCgroupFile = 256 * 1024;
 // Reads `dir`/`name`; an absent file (controller not enabled) reads as "".
 absl::StatusOr<std::string> ReadOptional(const std::string& dir, absl::string_view name) {
   std::string path = absl::StrCat(dir, "/", name);
-  absl::StatusOr<std::string> content = ReadSmallFile(path, kMaxCgroupFile);
+  absl::StatusOr<std::string> content = ReadFile(path, kMaxCgroupFile, Symlinks::kRefuse);
   if (absl::IsNotFound(content.status())) return std::string();
   return content;
 }

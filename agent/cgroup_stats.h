@@ -42,9 +42,6 @@ absl::StatusOr<CgroupStats> ReadCgroupV2Stats(const std::string& dir);
 // Reads the oom_kill counter of `dir`/memory.events (0 if absent).
 absl::StatusOr<uint64_t> ReadOomKillCount(const std::string& dir);
 
-// Reads a small file whole, at most `max_bytes`; ResourceExhausted if larger.
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t max_bytes = 1 << 20);
-
 }  // namespace cloak::agent
 
 #endif  // CLOAK_AGENT_CGROUP_STATS_H_

@@ -17,6 +17,7 @@
 #include "agent/ids.h"
 #include "agent/image_process.h"
 #include "agent/spec_builder.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -25,23 +26,6 @@ namespace cloak::agent {
 namespace {
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("agent"); }
-
-absl::Status WriteFileAtomic(const std::string& path, absl::string_view content, mode_t mode) {
-  std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
-  if (!fd) return ErrnoError(errno, "create ", tmp);
-  RETURN_IF_ERROR(WriteAll(fd.get(), content));
-  fd.Reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError(errno, "rename ", tmp);
-  return absl::OkStatus();
-}
-
-absl::Status MakeDirs(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("mkdir ", path, ": ", ec.message()));
-  return absl::OkStatus();
-}
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
@@ -338,7 +322,7 @@ absl::StatusOr<v1::CreateContainerResponse> ContainerManager::CreateContainer(
   if (!status.ok()) {
     Log()->error("create container {}: {}", c->id, status.ToString());
     (void)crun_->Delete(c->id, /*force=*/true);
-    (void)RemoveTree(c->dir);
+    (void)UnmountAndRemoveTree(c->dir);
     absl::MutexLock lock(&mu_);
     containers_.erase(c->id);
     if (c->sandbox) have_sandbox_container_ = false;
@@ -356,7 +340,7 @@ absl::Status ContainerManager::CreateLocked(Container* c, const v1::CreateContai
     absl::MutexLock lock(&mu_);
     resolv = resolv_conf_;
   }
-  RETURN_IF_ERROR(RemoveTree(c->dir));  // leftovers of an earlier failed attempt
+  RETURN_IF_ERROR(UnmountAndRemoveTree(c->dir));  // leftovers of an earlier failed attempt
   RETURN_IF_ERROR(MakeDirs(c->dir));
   ::chmod(c->dir.c_str(), 0700);
   RootfsProvider* provider = c->sandbox ? pause_ : images_;
@@ -505,7 +489,7 @@ absl::Status ContainerManager::SignalProcess(const std::string& id, const std::s
 absl::StatusOr<std::vector<pid_t>> ContainerManager::ListProcesses(const std::string& id) {
   ASSIGN_OR_RETURN(std::shared_ptr<Container> c, Find(id));
   std::string procs_file = c->cgroup_dir + "/cgroup.procs";
-  absl::StatusOr<std::string> procs = ReadSmallFile(procs_file, 1 << 20);
+  absl::StatusOr<std::string> procs = ReadFile(procs_file, 1 << 20, Symlinks::kRefuse);
   if (procs.ok() && ::access((c->cgroup_dir + "/cgroup.controllers").c_str(), F_OK) == 0) {
     std::vector<pid_t> pids;
     for (absl::string_view line : absl::StrSplit(*procs, '\n', absl::SkipWhitespace())) {
@@ -618,7 +602,7 @@ absl::Status ContainerManager::StopAndDelete(Container* c, absl::Duration timeou
     for (auto& [exec_id, p] : c->execs) processes.push_back(p);
   }
   for (auto& p : processes) p->io()->Shutdown();
-  return RemoveTree(c->dir);
+  return UnmountAndRemoveTree(c->dir);
 }
 
 absl::Status ContainerManager::RemoveContainer(const std::string& id, absl::Duration timeout) {

@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "agent/cgroup_stats.h"
 #include "agent/spec_builder.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -22,7 +23,7 @@ namespace {
 
 // crun's error, from its log file (last lines), for a failed call.
 std::string CrunLog(const std::string& log_file) {
-  absl::StatusOr<std::string> log = ReadSmallFile(log_file, 1 << 20);
+  absl::StatusOr<std::string> log = ReadFile(log_file, 1 << 20, Symlinks::kRefuse);
   if (!log.ok()) return "";
   std::string text = std::string(absl::StripAsciiWhitespace(*log));
   if (text.size() > 2048) text = text.substr(text.size() - 2048);
@@ -132,7 +133,7 @@ absl::StatusOr<Crun::Launch> Crun::Launch_(
                                             crun_exit->exit_status, "): ", CrunLog(log_file)));
   }
   RETURN_IF_ERROR(console);
-  ASSIGN_OR_RETURN(std::string pid_text, ReadSmallFile(pid_file, 64));
+  ASSIGN_OR_RETURN(std::string pid_text, ReadFile(pid_file, 64, Symlinks::kRefuse));
   int pid = 0;
   if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(pid_text), &pid) || pid <= 1) {
     return absl::InternalError(absl::StrCat("crun ", what, ": bad pid file '", pid_text, "'"));

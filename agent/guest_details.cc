@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "agent/cgroup_stats.h"
+#include "common/files.h"
 #include "common/version.h"
 
 namespace cloak::agent {
@@ -24,7 +25,7 @@ std::string DetectTee(const std::string& root) {
   if (DIR* d = ::opendir(reports.c_str())) {
     std::string probe = reports + "/cloak-probe";
     if (::mkdir(probe.c_str(), 0700) == 0 || errno == EEXIST) {
-      absl::StatusOr<std::string> provider = ReadSmallFile(probe + "/provider", 256);
+      absl::StatusOr<std::string> provider = ReadFile(probe + "/provider", 256, Symlinks::kRefuse);
       if (provider.ok()) {
         if (absl::StrContains(*provider, "sev")) tee = "snp";
         if (absl::StrContains(*provider, "tdx")) tee = "tdx";

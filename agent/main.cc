@@ -11,6 +11,7 @@
 #include "agent/agent.h"
 #include "agent/cgroup_stats.h"
 #include "agent/init.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "common/version.h"
 
@@ -22,7 +23,8 @@ int RunAsInit() {
   (void)cloak::InitLogging({.level = "info", .file = "", .component = "cloak-agent"});
   auto log = cloak::Logger("init");
   if (!mounted.ok()) log->error("{}", mounted.ToString());
-  absl::StatusOr<std::string> cmdline_text = ReadSmallFile("/proc/cmdline", 64 * 1024);
+  absl::StatusOr<std::string> cmdline_text =
+      cloak::ReadFile("/proc/cmdline", 64 * 1024, cloak::Symlinks::kRefuse);
   absl::StatusOr<KernelCmdline> cmdline =
       ParseKernelCmdline(cmdline_text.ok() ? *cmdline_text : "");
   if (!cmdline.ok()) {

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/fd.h"
+#include "common/files.h"
 #include "common/status_macros.h"
 
 namespace cloak::agent {
@@ -63,7 +64,7 @@ absl::StatusOr<PreparedRootfs> BusyboxRootfsProvider::Prepare(absl::string_view 
   return prepared;
 }
 
-absl::Status RemoveTree(const std::string& dir) {
+absl::Status UnmountAndRemoveTree(const std::string& dir) {
   namespace fs = std::filesystem;
   struct stat top;
   if (::lstat(dir.c_str(), &top) != 0) {
@@ -95,9 +96,7 @@ absl::Status RemoveTree(const std::string& dir) {
   if (::lstat(rootfs.c_str(), &st) == 0 && st.st_dev != top.st_dev) {
     ::umount2(rootfs.c_str(), MNT_DETACH);
   }
-  fs::remove_all(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("remove ", dir, ": ", ec.message()));
-  return absl::OkStatus();
+  return cloak::RemoveTree(dir);
 }
 
 }  // namespace cloak::agent

@@ -54,10 +54,9 @@ class BusyboxRootfsProvider final : public RootfsProvider {
   std::string busybox_;
 };
 
-// Removes `dir` recursively without crossing into other filesystems
-// (anything mounted below is detached first). Best effort; returns the
-// first error.
-absl::Status RemoveTree(const std::string& dir);
+// Detaches everything mounted below `dir` (deepest first), then removes it
+// with cloak::RemoveTree (common/files.h). Returns the first error.
+absl::Status UnmountAndRemoveTree(const std::string& dir);
 
 }  // namespace cloak::agent
 

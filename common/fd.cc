@@ -90,27 +90,4 @@ absl::Status SetCloexec(int fd, bool on) {
   return absl::OkStatus();
 }
 
-absl::Status WriteFileDurably(const std::string& path, absl::string_view data, int mode) {
-  const std::string tmp = absl::StrCat(path, ".tmp");
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-  if (!fd) return ErrnoError(errno, "create ", tmp);
-  absl::Status written = WriteAll(fd.get(), data);
-  if (written.ok() && ::fsync(fd.get()) != 0) written = ErrnoError(errno, "fsync ", tmp);
-  fd.Reset();
-  if (written.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    written = ErrnoError(errno, "rename ", tmp, " to ", path);
-  }
-  if (!written.ok()) {
-    ::unlink(tmp.c_str());
-    return written;
-  }
-  const size_t slash = path.rfind('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dfd) return ErrnoError(errno, "open directory ", dir);
-  if (::fsync(dfd.get()) != 0) return ErrnoError(errno, "fsync directory ", dir);
-  return absl::OkStatus();
-}
-
 }  // namespace cloak

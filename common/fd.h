@@ -48,11 +48,6 @@ absl::Status WaitReadable(int fd, absl::Duration timeout);
 absl::Status SetNonBlocking(int fd, bool on);
 absl::Status SetCloexec(int fd, bool on);
 
-// Replaces `path` with `data` so that a crash leaves either the old or the
-// new file, never a torn one: writes `path`.tmp, fsyncs it, renames it over
-// `path` and fsyncs the directory.
-absl::Status WriteFileDurably(const std::string& path, absl::string_view data, int mode = 0600);
-
 }  // namespace cloak
 
 #endif  // CLOAK_COMMON_FD_H_

@@ -23,7 +23,7 @@ absl::StatusOr<std::vector<std::string>> StringList(const nlohmann::json& j,
     }
     std::string s = item.get<std::string>();
     if (hex) {
-      if (s.empty() || !HexDecode(s).ok()) {
+      if (s.empty() || !tee::HexDecode(s).ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat("policy: ", what, " value \"", s, "\" is not hex"));
       }

@@ -1,16 +1,17 @@
 #include "kbs/service.h"
 
-#include <openssl/evp.h>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/jose/jose.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/tee/encoding.h"
+#include "common/tee/initdata.h"
+#include "common/tee/report_data.h"
 #include "kbs/policy.h"
-#include "toml++/toml.h"
 
 namespace cloak::kbs {
 namespace {
@@ -42,43 +43,6 @@ std::string Short(absl::string_view id) { return std::string(id.substr(0, 8)); }
 
 double Millis(absl::Time start) { return absl::ToDoubleMilliseconds(absl::Now() - start); }
 
-// The init-data's own `algorithm` (Trustee's initdata spec: a TOML document
-// with `algorithm = "sha256" | "sha384" | "sha512"`), or "" if it names none.
-std::string InitDataAlgorithm(absl::string_view body) {
-  try {
-    toml::table doc = toml::parse(std::string_view(body.data(), body.size()));
-    return doc["algorithm"].value_or(std::string());
-  } catch (const toml::parse_error&) {
-    return "";
-  }
-}
-
-// Lowercase hex digest of `body` fitted to the evidence's init-data field of
-// `hex_len` hex digits: hashed with the document's algorithm, then
-// truncated or zero-padded (SNP HOST_DATA is 32 bytes, TDX MRCONFIGID 48,
-// as Trustee binds them). A document without an algorithm is hashed with
-// the one whose size matches the field.
-absl::StatusOr<std::string> InitDataDigest(absl::string_view body, size_t hex_len) {
-  const std::string algorithm = InitDataAlgorithm(body);
-  const EVP_MD* md = algorithm == "sha256"   ? EVP_sha256()
-                     : algorithm == "sha384" ? EVP_sha384()
-                     : algorithm == "sha512" ? EVP_sha512()
-                     : algorithm.empty()     ? (hex_len == 64 ? EVP_sha256() : EVP_sha384())
-                                             : nullptr;
-  if (md == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("init-data algorithm \"", algorithm, "\" is not sha256, sha384 or sha512"));
-  }
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(body.data(), body.size(), out, &len, md, nullptr) != 1) {
-    return absl::InternalError("EVP_Digest failed");
-  }
-  std::string digest(reinterpret_cast<char*>(out), len);
-  digest.resize(hex_len / 2, '\0');
-  return HexEncode(digest);
-}
-
 }  // namespace
 
 HttpResponse ErrorResponse(int status, absl::string_view type, absl::string_view detail) {
@@ -98,15 +62,6 @@ std::string CookieValue(absl::string_view header, absl::string_view name) {
     }
   }
   return "";
-}
-
-absl::StatusOr<Bytes> RuntimeDataDigest(absl::string_view nonce, const Jwk& tee_pubkey,
-                                        absl::string_view additional_evidence) {
-  nlohmann::json runtime = {{"additional-evidence", std::string(additional_evidence)},
-                            {"nonce", std::string(nonce)},
-                            {"tee-pubkey", tee_pubkey.json}};
-  ASSIGN_OR_RETURN(std::string canonical, CanonicalJson(runtime));
-  return Sha384(canonical);
 }
 
 absl::StatusOr<std::unique_ptr<KbsService>> KbsService::Create(const KbsConfig& config,
@@ -223,11 +178,11 @@ HttpResponse KbsService::Attest(const HttpRequest& request) {
       !runtime.contains("tee-pubkey")) {
     return fail(400, "SerdeError", "runtime-data needs \"nonce\" and \"tee-pubkey\"");
   }
-  if (!SecureEquals(runtime["nonce"].get<std::string>(), session->nonce)) {
+  if (!tee::SecureEquals(runtime["nonce"].get<std::string>(), session->nonce)) {
     return fail(401, "AttestationError",
                 "runtime-data.nonce is not this session's nonce (stale or replayed evidence)");
   }
-  auto jwk = ParseJwk(runtime["tee-pubkey"]);
+  auto jwk = jose::ParsePublicJwk(runtime["tee-pubkey"]);
   if (!jwk.ok()) return fail(400, "SerdeError", jwk.status().message());
 
   const nlohmann::json& tee_evidence = body["tee-evidence"];
@@ -246,7 +201,7 @@ HttpResponse KbsService::Attest(const HttpRequest& request) {
     nlohmann::json parsed = ParseJson(evidence.get<std::string>());
     if (!parsed.is_discarded()) evidence = std::move(parsed);
   }
-  auto binding = RuntimeDataDigest(session->nonce, *jwk, additional);
+  auto binding = tee::RuntimeDataDigest(session->nonce, jwk->json, additional);
   if (!binding.ok()) return fail(400, "SerdeError", binding.status().message());
 
   absl::Time verify_start = absl::Now();
@@ -275,11 +230,12 @@ HttpResponse KbsService::Attest(const HttpRequest& request) {
       return fail(401, "AttestationError",
                   "evidence init-data digest is not 32, 48 or 64 bytes long");
     }
-    absl::StatusOr<std::string> digest = InitDataDigest(text, len);
-    if (!digest.ok()) return fail(400, "SerdeError", digest.status().message());
-    if (*digest != claims->init_data_digest) {
+    absl::StatusOr<std::string> field = tee::InitDataFieldValue(text, len / 2);
+    if (!field.ok()) return fail(400, "SerdeError", field.status().message());
+    const std::string digest = tee::HexEncode(*field);
+    if (digest != claims->init_data_digest) {
       return fail(401, "AttestationError",
-                  absl::StrCat("init-data digest ", *digest, " does not match the ",
+                  absl::StrCat("init-data digest ", digest, " does not match the ",
                                claims->init_data_digest, " the evidence carries"));
     }
   }
@@ -341,7 +297,7 @@ HttpResponse KbsService::Resource(const HttpRequest& request, absl::string_view 
                 absl::StrCat("key-release policy of ", resource_path->ToString(),
                              " denies: ", decision.reason));
   }
-  auto jwe = EncryptJwe(*data, contents->tee_pubkey);
+  auto jwe = jose::EncryptJwe(*data, contents->tee_pubkey);
   if (!jwe.ok()) return fail(500, "JweError", jwe.status().message());
   HttpResponse r;
   r.body = jwe->dump();

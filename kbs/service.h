@@ -1,4 +1,5 @@
-// The Trustee KBS protocol, version 0.4.0 (FACTS §D), as a pure request →
+// The Trustee KBS protocol, version 0.4.0 (docs/formats.md,
+// "KBS protocol"), as a pure request →
 // response function: no sockets here (server.h is the HTTP shell).
 //
 //   POST /kbs/v0/auth                        Request → Challenge + kbs-session-id cookie
@@ -58,11 +59,6 @@ HttpResponse ErrorResponse(int status, absl::string_view type, absl::string_view
 
 // The value of cookie `name` in a Cookie header, or "".
 std::string CookieValue(absl::string_view header, absl::string_view name);
-
-// SHA-384 of JCS({"additional-evidence", "nonce", "tee-pubkey"}): what the
-// evidence's report data must carry (FACTS §D3).
-absl::StatusOr<Bytes> RuntimeDataDigest(absl::string_view nonce, const Jwk& tee_pubkey,
-                                        absl::string_view additional_evidence);
 
 class KbsService {
  public:

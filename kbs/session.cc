@@ -11,12 +11,12 @@ void SessionStore::ForgetExpiredLocked(absl::Time now) {
 }
 
 absl::StatusOr<Session> SessionStore::Create(absl::string_view tee) {
-  ASSIGN_OR_RETURN(Bytes id, RandomBytes(16));
-  ASSIGN_OR_RETURN(Bytes nonce, RandomBytes(32));
+  ASSIGN_OR_RETURN(Bytes id, tee::RandomBytes(16));
+  ASSIGN_OR_RETURN(Bytes nonce, tee::RandomBytes(32));
   absl::Time now = clock_();
   Session s;
-  s.id = HexEncode(id);
-  s.nonce = Base64Encode(nonce);
+  s.id = tee::HexEncode(id);
+  s.nonce = tee::Base64Encode(nonce);
   s.tee = std::string(tee);
   s.nonce_deadline = now + nonce_ttl_;
   s.expires = s.nonce_deadline;
@@ -82,39 +82,26 @@ absl::StatusOr<TokenIssuer::Issued> TokenIssuer::Issue(const Claims& claims,
                                                        const Jwk& tee_pubkey) const {
   absl::Time now = clock_();
   absl::Time expires = now + ttl_;
-  ASSIGN_OR_RETURN(Bytes jti, RandomBytes(16));
-  nlohmann::json header = {{"alg", "HS256"}, {"typ", "JWT"}};
+  ASSIGN_OR_RETURN(Bytes jti, tee::RandomBytes(16));
   nlohmann::json payload = {{"iss", "cloak-kbs"},
                             {"iat", absl::ToUnixSeconds(now)},
                             {"exp", absl::ToUnixSeconds(expires)},
-                            {"jti", HexEncode(jti)},
+                            {"jti", tee::HexEncode(jti)},
                             {"tee-pubkey", tee_pubkey.json},
                             {"claims", claims.ToJson()}};
-  std::string signing_input =
-      absl::StrCat(Base64UrlEncode(header.dump()), ".", Base64UrlEncode(payload.dump()));
-  std::string token =
-      absl::StrCat(signing_input, ".", Base64UrlEncode(HmacSha256(key_, signing_input)));
+  ASSIGN_OR_RETURN(std::string token, jose::SignHs256(payload.dump(), key_));
   return Issued{std::move(token), expires};
 }
 
 absl::StatusOr<TokenContents> TokenIssuer::Verify(absl::string_view token) const {
-  std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
-  if (parts.size() != 3) return absl::UnauthenticatedError("attestation token is not a JWT");
-  std::string signing_input = absl::StrCat(parts[0], ".", parts[1]);
-  auto sig = Base64UrlDecode(parts[2]);
-  if (!sig.ok() || !SecureEquals(*sig, HmacSha256(key_, signing_input))) {
+  absl::StatusOr<std::string> payload_text = jose::VerifyHs256(token, key_);
+  if (!payload_text.ok()) {
     return absl::UnauthenticatedError(
-        "attestation token signature is not valid (not issued by this KBS, or its key changed)");
+        absl::StrCat("attestation token refused: ", payload_text.status().message(),
+                     " (not issued by this KBS, or its key changed)"));
   }
-  auto header_text = Base64UrlDecode(parts[0]);
-  auto payload_text = Base64UrlDecode(parts[1]);
-  if (!header_text.ok() || !payload_text.ok()) {
-    return absl::UnauthenticatedError("attestation token is not base64url");
-  }
-  nlohmann::json header = nlohmann::json::parse(*header_text, nullptr, false);
   nlohmann::json payload = nlohmann::json::parse(*payload_text, nullptr, false);
-  if (!header.is_object() || header.value("alg", "") != "HS256" || !payload.is_object() ||
-      !payload.contains("exp") || !payload["exp"].is_number_integer() ||
+  if (!payload.is_object() || !payload.contains("exp") || !payload["exp"].is_number_integer() ||
       !payload.contains("claims") || !payload.contains("tee-pubkey")) {
     return absl::UnauthenticatedError("attestation token has an unexpected layout");
   }
@@ -127,7 +114,7 @@ absl::StatusOr<TokenContents> TokenIssuer::Verify(absl::string_view token) const
   }
   auto claims = Claims::FromJson(payload["claims"]);
   if (!claims.ok()) return absl::UnauthenticatedError(claims.status().message());
-  auto jwk = ParseJwk(payload["tee-pubkey"]);
+  auto jwk = jose::ParsePublicJwk(payload["tee-pubkey"]);
   if (!jwk.ok()) return absl::UnauthenticatedError(jwk.status().message());
   return TokenContents{*std::move(claims), *std::move(jwk), expires};
 }

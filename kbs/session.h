@@ -12,12 +12,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "kbs/jose.h"
+#include "common/jose/jose.h"
 #include "kbs/verify/claims.h"
 
 namespace cloak::kbs {
 
 using Clock = std::function<absl::Time()>;
+// A validated tee-pubkey (common/jose).
+using Jwk = jose::PublicJwk;
 
 inline constexpr absl::Duration kDefaultNonceTtl = absl::Seconds(60);
 inline constexpr absl::Duration kDefaultTokenTtl = absl::Minutes(5);

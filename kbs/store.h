@@ -10,21 +10,14 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/tee/resource_path.h"
 #include "kbs/policy.h"
 
 namespace cloak::kbs {
 
-// A resource's address, as in kbs:///<repo>/<type>/<tag>.
-struct ResourcePath {
-  std::string repo;
-  std::string type;
-  std::string tag;
-  std::string ToString() const { return repo + "/" + type + "/" + tag; }
-};
-
-// Parses "repo/type/tag". Each part: 1-128 of [A-Za-z0-9._-], not "." or
-// "..". InvalidArgument otherwise (so no path can leave the state dir).
-absl::StatusOr<ResourcePath> ParseResourcePath(absl::string_view text);
+// A resource's address and its parser are common/tee's (resource_path.h).
+using tee::ParseResourcePath;
+using tee::ResourcePath;
 
 class ResourceStore {
  public:

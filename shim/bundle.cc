@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/fd.h"
+#include "common/files.h"
 #include "common/status_macros.h"
 #include "containerd/task/v2/shim.pb.h"
 #include "nlohmann/json.hpp"
@@ -125,7 +126,7 @@ absl::StatusOr<PodInfo> ParsePodInfo(absl::string_view config_json, absl::string
 
 absl::StatusOr<PodInfo> ReadPodInfo(absl::string_view bundle, absl::string_view id) {
   const std::string path = absl::StrCat(bundle, "/config.json");
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
   absl::StatusOr<PodInfo> info = ParsePodInfo(text, id);
   if (!info.ok()) return Annotate(info.status(), path);
   return info;
@@ -140,41 +141,6 @@ std::string EncodeDeleteResponse(uint32_t pid, uint32_t exit_status, absl::Time 
   response.mutable_exited_at()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
   std::string out;
   response.SerializeToString(&out);
-  return out;
-}
-
-absl::Status WriteFileAtomic(const std::string& path, absl::string_view content, int mode) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-  if (!fd) return ErrnoError(errno, "create ", tmp);
-  absl::Status written = WriteAll(fd.get(), content);
-  if (written.ok() && ::fsync(fd.get()) != 0) written = ErrnoError(errno, "fsync ", tmp);
-  fd.Reset();
-  if (written.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    written = ErrnoError(errno, "rename ", tmp, " to ", path);
-  }
-  if (!written.ok()) ::unlink(tmp.c_str());
-  return written;
-}
-
-absl::StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return ErrnoError(errno, "open ", path);
-  std::string out;
-  char buf[16384];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(errno, "read ", path);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > max_bytes) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat(path, " is larger than ", max_bytes, " bytes"));
-    }
-  }
   return out;
 }
 

@@ -1,5 +1,6 @@
 // The bundle and the pod: what the shim learns from containerd's bundle
-// directory (FACTS.md §A3, §A5) and where its ttrpc socket lives. Pure
+// directory (docs/shim.md: "Contract: start",
+// "Contract: bundle") and where its ttrpc socket lives. Pure
 // functions, except the small file helpers at the end.
 #ifndef CLOAK_SHIM_BUNDLE_H_
 #define CLOAK_SHIM_BUNDLE_H_
@@ -14,7 +15,7 @@
 
 namespace cloak::shim {
 
-// CRI annotations (FACTS.md §A3).
+// CRI annotations (docs/shim.md, "Contract: start").
 inline constexpr absl::string_view kCriContainerType = "io.kubernetes.cri.container-type";
 inline constexpr absl::string_view kCriSandboxId = "io.kubernetes.cri.sandbox-id";
 inline constexpr absl::string_view kCriImageName = "io.kubernetes.cri.image-name";
@@ -73,11 +74,6 @@ absl::StatusOr<PodInfo> ReadPodInfo(absl::string_view bundle, absl::string_view 
 
 // The binary containerd.task.v2.DeleteResponse `delete` prints.
 std::string EncodeDeleteResponse(uint32_t pid, uint32_t exit_status, absl::Time exited_at);
-
-// Writes `content` to `path` through a temporary file and rename(2).
-absl::Status WriteFileAtomic(const std::string& path, absl::string_view content, int mode = 0644);
-// The whole file (at most `max_bytes`).
-absl::StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes = 16 << 20);
 
 }  // namespace cloak::shim
 

@@ -1,4 +1,4 @@
-// `containerd-shim-cloak-v2 ... delete` (FACTS.md §A4): runs after every
+// `containerd-shim-cloak-v2 ... delete` (docs/shim.md, "Contract: delete"): runs after every
 // task's ttrpc connection closes — on normal teardown too — and after a
 // shim died. Idempotent; must finish within containerd's 5 s cleanup
 // timeout; prints the binary DeleteResponse and exits 0.
@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "shim/bundle.h"
 #include "shim/commands.h"
@@ -81,7 +82,7 @@ void Delete(const ShimFlags& flags, const std::string& bundle) {
   const bool is_sandbox = !pod.ok() || pod->is_sandbox;
   if (is_sandbox) {
     absl::StatusOr<std::string> state =
-        ReadFileToString(absl::StrCat(bundle, "/", kBundleStateDirFile), 4096);
+        ReadFile(absl::StrCat(bundle, "/", kBundleStateDirFile), 4096);
     if (state.ok()) CleanSandboxState(std::string(absl::StripAsciiWhitespace(*state)));
   }
   // A socket nobody serves any more: the one the bundle's address file
@@ -90,7 +91,7 @@ void Delete(const ShimFlags& flags, const std::string& bundle) {
   pid_t shim = ReadPidFile(bundle + "/shim.pid");
   const bool daemon_alive = shim > 1 && ProcessMatches(shim, kShimBinaryName, "");
   if (!daemon_alive && is_sandbox) {
-    absl::StatusOr<std::string> address = ReadFileToString(bundle + "/address", 4096);
+    absl::StatusOr<std::string> address = ReadFile(bundle + "/address", 4096);
     const std::string path =
         address.ok() ? SocketPathFromAddress(absl::StripAsciiWhitespace(*address))
                      : SocketPath(flags.address, flags.namespace_name, flags.id, ShimSocketDir());

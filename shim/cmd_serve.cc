@@ -1,4 +1,4 @@
-// The shim daemon (no action word; re-executed by `start`), FACTS.md §A3.
+// The shim daemon (no action word; re-executed by `start`), docs/shim.md "Contract: start".
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>

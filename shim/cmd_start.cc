@@ -1,4 +1,4 @@
-// `containerd-shim-cloak-v2 ... start` (FACTS.md §A3).
+// `containerd-shim-cloak-v2 ... start` (docs/shim.md, "Contract: start").
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/fd.h"
+#include "common/files.h"
 #include "common/status_macros.h"
 #include "shim/bundle.h"
 #include "shim/commands.h"
@@ -82,7 +83,7 @@ absl::StatusOr<pid_t> SpawnDaemon(const ShimFlags& flags, int listener) {
 }
 
 void BumpOomScore(pid_t child) {
-  absl::StatusOr<std::string> own = ReadFileToString("/proc/self/oom_score_adj");
+  absl::StatusOr<std::string> own = ReadFile("/proc/self/oom_score_adj");
   int score = 0;
   if (!own.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*own), &score)) return;
   if (score >= 1000) return;
@@ -121,7 +122,7 @@ absl::StatusOr<std::string> Start(const ShimFlags& flags) {
   if (!listener.ok() && listener.status().code() == absl::StatusCode::kAlreadyExists) {
     if (CanConnect(path)) {
       // The pod's shim is alive: this container joins it.
-      RETURN_IF_ERROR(WriteFileAtomic(bundle + "/address", address));
+      RETURN_IF_ERROR(WriteFileAtomic(bundle + "/address", address, 0644));
       return address;
     }
     ::unlink(path.c_str());  // stale
@@ -130,7 +131,7 @@ absl::StatusOr<std::string> Start(const ShimFlags& flags) {
   if (!listener.ok()) return listener.status();
   if (::listen(listener->get(), 128) != 0) return ErrnoError(errno, "listen ", path);
   ::chmod(path.c_str(), 0600);
-  absl::Status written = WriteFileAtomic(bundle + "/address", address);
+  absl::Status written = WriteFileAtomic(bundle + "/address", address, 0644);
   if (!written.ok()) {
     ::unlink(path.c_str());
     return written;
@@ -141,7 +142,7 @@ absl::StatusOr<std::string> Start(const ShimFlags& flags) {
     return pid.status();
   }
   BumpOomScore(*pid);
-  (void)WriteFileAtomic(bundle + "/shim.pid", absl::StrCat(*pid));
+  (void)WriteFileAtomic(bundle + "/shim.pid", absl::StrCat(*pid), 0644);
   return address;
 }
 

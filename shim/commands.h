@@ -1,4 +1,4 @@
-// The three things containerd-shim-cloak-v2 does (FACTS.md §A2–A4), one
+// The three things containerd-shim-cloak-v2 does (docs/shim.md, "Contract: …"), one
 // file each: cmd_start.cc, cmd_delete.cc, cmd_serve.cc. Each returns the
 // process exit code.
 #ifndef CLOAK_SHIM_COMMANDS_H_

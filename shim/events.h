@@ -1,4 +1,4 @@
-// Where the Task service sends containerd events (FACTS.md §A11). The
+// Where the Task service sends containerd events (docs/shim.md, "Contract: events"). The
 // production sink queues them, in order, on the ttrpc events publisher to
 // $TTRPC_ADDRESS; tests capture them.
 #ifndef CLOAK_SHIM_EVENTS_H_

@@ -1,7 +1,7 @@
 // Command-line flags of containerd-shim-cloak-v2, parsed the way Go's `flag`
-// package parses them (FACTS.md §A2): single or double dash, `-flag value`
-// or `-flag=value`, boolean flags take no value (or `-flag=true|false`),
-// parsing stops at the first non-flag word, which is the action.
+// package parses them (docs/shim.md, "Contract: command line"): single or double dash, `-flag
+// value` or `-flag=value`, boolean flags take no value (or `-flag=true|false`), parsing stops at
+// the first non-flag word, which is the action.
 #ifndef CLOAK_SHIM_FLAGS_H_
 #define CLOAK_SHIM_FLAGS_H_
 

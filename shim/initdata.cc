@@ -1,15 +1,12 @@
 #include "shim/initdata.h"
 
-#include <openssl/evp.h>
 #include <zlib.h>
 
 #include <memory>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "toml++/toml.h"
 
 namespace cloak::shim {
 namespace {
@@ -48,20 +45,6 @@ absl::StatusOr<std::string> Gunzip(absl::string_view in) {
   return out;
 }
 
-absl::StatusOr<std::string> Digest(absl::string_view algorithm, absl::string_view data) {
-  const EVP_MD* md = algorithm == "sha256"   ? EVP_sha256()
-                     : algorithm == "sha384" ? EVP_sha384()
-                     : algorithm == "sha512" ? EVP_sha512()
-                                             : nullptr;
-  if (md == nullptr) return absl::InvalidArgumentError("unknown digest algorithm");
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out, &len, md, nullptr) != 1) {
-    return absl::InternalError("EVP_Digest failed");
-  }
-  return std::string(reinterpret_cast<char*>(out), len);
-}
-
 }  // namespace
 
 absl::StatusOr<std::optional<InitData>> InitDataFromAnnotations(
@@ -96,37 +79,11 @@ absl::StatusOr<std::optional<InitData>> InitDataFromAnnotations(
     return Bad(name, absl::StrCat("the document is larger than ", kMaxInitDataBytes, " bytes"));
   }
 
-  toml::table doc;
-  try {
-    doc = toml::parse(out.document);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream where;
-    where << e.source().begin;
-    return Bad(name, absl::StrCat("the document is not valid TOML (", std::string(e.description()), " at ",
-                                  where.str(), ")"));
-  }
-  const std::optional<std::string> version = doc["version"].value<std::string>();
-  if (!version || *version != "0.1.0") {
-    return Bad(name, "version must be \"0.1.0\"");
-  }
-  const std::optional<std::string> algorithm = doc["algorithm"].value<std::string>();
-  if (!algorithm || (*algorithm != "sha256" && *algorithm != "sha384" && *algorithm != "sha512")) {
-    return Bad(name, "algorithm must be \"sha256\", \"sha384\" or \"sha512\"");
-  }
-  if (doc.contains("data") && !doc["data"].is_table()) {
-    return Bad(name, "data must be a table");
-  }
-  out.algorithm = *algorithm;
-  absl::StatusOr<std::string> digest = Digest(out.algorithm, out.document);
-  if (!digest.ok()) return digest.status();
-  out.digest = std::move(*digest);
+  absl::StatusOr<tee::InitData> parsed = tee::ParseInitData(out.document);
+  if (!parsed.ok()) return Bad(name, parsed.status().message());
+  out.algorithm = std::string(tee::HashAlgorithmName(parsed->algorithm));
+  out.digest = std::move(parsed->digest);
   return std::optional<InitData>(std::move(out));
-}
-
-std::string DigestForField(absl::string_view digest, size_t size) {
-  std::string out(digest.substr(0, size));
-  out.resize(size, '\0');
-  return out;
 }
 
 }  // namespace cloak::shim

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/tee/initdata.h"
 
 namespace cloak::shim {
 
@@ -21,7 +22,7 @@ inline constexpr absl::string_view kInitDataAnnotation = "io.cloak.initdata";
 inline constexpr absl::string_view kKataInitDataAnnotation =
     "io.katacontainers.config.hypervisor.cc_init_data";
 // Largest init-data document accepted, after decompression.
-inline constexpr size_t kMaxInitDataBytes = 256 * 1024;
+inline constexpr size_t kMaxInitDataBytes = tee::kMaxInitDataBytes;
 
 struct InitData {
   // The document exactly as the pod gave it (decoded, decompressed).
@@ -32,16 +33,12 @@ struct InitData {
   std::string digest;
 };
 
-// Decodes and checks the init-data annotation, if any. InvalidArgument
-// naming the annotation for bad base64, a bad gzip stream, an oversized
-// document, TOML that does not parse, or a version/algorithm it does not
-// know. Pure.
+// Decodes the init-data annotation, if any, and checks the document with
+// tee::ParseInitData. InvalidArgument naming the annotation for bad base64,
+// a bad gzip stream, an oversized document, or what tee::ParseInitData
+// refuses. Pure.
 absl::StatusOr<std::optional<InitData>> InitDataFromAnnotations(
     const std::map<std::string, std::string>& annotations);
-
-// The digest fitted to a launch field of `size` bytes: zero-padded or
-// truncated (FACTS §C6). Pure.
-std::string DigestForField(absl::string_view digest, size_t size);
 
 }  // namespace cloak::shim
 

@@ -13,6 +13,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "cloak/agent/v1/agent.grpc.pb.h"
+#include "common/files.h"
+#include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "grpcpp/channel.h"
@@ -83,8 +85,7 @@ struct Sandbox::Impl {
             absl::StrCat("agent ", method, ": the sandbox ", options.id, " was destroyed"));
       }
     }
-    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                        absl::StrCat("agent ", method, ": ", s.error_message()));
+    return FromGrpcStatus(s, absl::StrCat("agent ", method));
   }
 
   // Runs one RPC with a deadline, registered for cancellation.
@@ -236,7 +237,7 @@ absl::Status Sandbox::Boot() {
           absl::StrCat("create sandbox state dir ", d.options.state_dir, ": ", ec.message()));
     }
     ::chmod(d.options.state_dir.c_str(), 0700);
-    (void)WriteFileAtomic(d.options.state_dir + "/shim.pid", absl::StrCat(::getpid()));
+    (void)WriteFileAtomic(d.options.state_dir + "/shim.pid", absl::StrCat(::getpid()), 0644);
   }
   d.hv->SetEventCallback([log = d.log, id = d.options.id](const hypervisor::VmEvent& e) {
     log->info("sandbox={} vm event {} {}", id, e.name, e.data_json);
@@ -247,7 +248,7 @@ absl::Status Sandbox::Boot() {
     return fail(Annotate(s, absl::StrCat("start the VM of sandbox ", d.options.id)));
   }
   if (!d.options.state_dir.empty()) {
-    (void)WriteFileAtomic(d.options.state_dir + "/vmm.pid", absl::StrCat(d.hv->Pid()));
+    (void)WriteFileAtomic(d.options.state_dir + "/vmm.pid", absl::StrCat(d.hv->Pid()), 0644);
   }
   d.Step("vm-start", t);
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/files.h"
 #include "shim/bundle.h"
 
 namespace cloak::shim {
@@ -22,14 +23,14 @@ std::string ShimSocketDir() {
 }
 
 std::vector<std::string> ProcessCmdline(pid_t pid) {
-  absl::StatusOr<std::string> raw = ReadFileToString(absl::StrCat("/proc/", pid, "/cmdline"));
+  absl::StatusOr<std::string> raw = ReadFile(absl::StrCat("/proc/", pid, "/cmdline"));
   if (!raw.ok()) return {};
   std::vector<std::string> words = absl::StrSplit(*raw, '\0', absl::SkipEmpty());
   return words;
 }
 
 pid_t ReadPidFile(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadFileToString(path, 64);
+  absl::StatusOr<std::string> text = ReadFile(path, 64);
   int pid = -1;
   if (!text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid) || pid <= 1) {
     return -1;
@@ -53,7 +54,7 @@ bool WaitForPidGone(pid_t pid, absl::Duration timeout) {
   while (true) {
     if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
     // A zombie still answers kill(0): treat it as gone.
-    absl::StatusOr<std::string> stat = ReadFileToString(absl::StrCat("/proc/", pid, "/stat"), 4096);
+    absl::StatusOr<std::string> stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"), 4096);
     if (stat.ok()) {
       size_t close = stat->rfind(')');
       if (close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] == 'Z') {

@@ -13,6 +13,7 @@
 #include "common/simsp/measurement.h"
 #include "common/simsp/server.h"
 #include "common/status_macros.h"
+#include "common/tee/digest.h"
 
 namespace cloak::shim {
 namespace {

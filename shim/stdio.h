@@ -1,4 +1,4 @@
-// Host side of a container process's stdio (FACTS.md §A8): containerd's
+// Host side of a container process's stdio (docs/shim.md, "Contract: stdio"): containerd's
 // fifos, `file://` and `binary://` log URIs, copied to and from the agent's
 // streams.
 //

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/version.h"
@@ -312,7 +313,7 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
   if (req.has_options()) {
     ASSIGN_OR_RETURN(config_path, ConfigPathFromOptions(req.options()));
   }
-  ASSIGN_OR_RETURN(std::string spec_json, ReadFileToString(req.bundle() + "/config.json"));
+  ASSIGN_OR_RETURN(std::string spec_json, ReadFile(req.bundle() + "/config.json"));
 
   {
     absl::MutexLock lock(&mu_);

@@ -1,4 +1,5 @@
-// The containerd.task.v2.Task service (FACTS.md §A9–A11) over sandboxes.
+// The containerd.task.v2.Task service (docs/shim.md: "Contract: Task API",
+// "Contract: events") over sandboxes.
 //
 // One TaskService per shim process. It holds the containers containerd
 // created through this shim (a pod's sandbox and its app containers, or one

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 #include "containerd/services/content/v1/content.grpc.pb.h"
 
 namespace cloak::snapshotter {
@@ -40,8 +41,7 @@ class ContentClient final : public ManifestSource {
     }
     grpc::Status s = reader->Finish();
     if (!s.ok()) {
-      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                          absl::StrCat("containerd at ", address_, ": ", s.error_message()));
+      return FromGrpcStatus(s, absl::StrCat("containerd at ", address_));
     }
     return out;
   }

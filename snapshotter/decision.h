@@ -1,7 +1,7 @@
 // Which layers the host never unpacks (pure; docs/snapshotter.md).
 //
 // containerd's unpacker asks the snapshotter to Prepare each layer of an
-// image (FACTS.md §K). A layer the guest pulls itself is recorded as a
+// image (docs/snapshotter.md). A layer the guest pulls itself is recorded as a
 // committed snapshot with no content and Prepare answers AlreadyExists, so
 // containerd fetches and applies nothing.
 #ifndef CLOAK_SNAPSHOTTER_DECISION_H_

@@ -20,7 +20,7 @@ absl::string_view KindName(Kind kind);  // "view", "active", "committed"
 
 using Labels = std::map<std::string, std::string>;
 
-// Labels containerd sets (FACTS.md §K).
+// Labels containerd sets (docs/snapshotter.md).
 inline constexpr absl::string_view kLabelTargetRef = "containerd.io/snapshot.ref";
 inline constexpr absl::string_view kLabelImageRef = "containerd.io/snapshot/cri.image-ref";
 inline constexpr absl::string_view kLabelManifestDigest =

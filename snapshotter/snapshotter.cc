@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "snapshotter/filters.h"
@@ -103,8 +104,6 @@ absl::Status MakeDir(const std::string& path) {
 // nftw has no user pointer: the walk's state is per thread.
 thread_local Usage* tls_usage = nullptr;
 thread_local std::set<std::pair<dev_t, ino_t>>* tls_seen = nullptr;
-thread_local int tls_remove_errno = 0;
-thread_local const char* tls_remove_path = nullptr;
 
 int CountEntry(const char*, const struct stat* st, int, struct FTW*) {
   if (st->st_nlink > 1 && !S_ISDIR(st->st_mode)) {
@@ -112,14 +111,6 @@ int CountEntry(const char*, const struct stat* st, int, struct FTW*) {
   }
   tls_usage->inodes += 1;
   tls_usage->size += static_cast<int64_t>(st->st_blocks) * 512;
-  return 0;
-}
-
-int RemoveEntry(const char* path, const struct stat*, int, struct FTW*) {
-  if (::remove(path) != 0 && errno != ENOENT && tls_remove_errno == 0) {
-    tls_remove_errno = errno;
-    tls_remove_path = path;
-  }
   return 0;
 }
 
@@ -135,23 +126,6 @@ absl::StatusOr<Usage> TreeUsage(const std::string& path) {
   tls_seen = nullptr;
   if (rc != 0) return ErrnoError(errno, "measure ", path);
   return usage;
-}
-
-absl::Status RemoveTree(const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoError(errno, "stat ", path);
-  }
-  tls_remove_errno = 0;
-  tls_remove_path = nullptr;
-  const int rc = ::nftw(path.c_str(), RemoveEntry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-  if (rc != 0) return ErrnoError(errno, "walk ", path);
-  if (tls_remove_errno != 0) {
-    return ErrnoError(tls_remove_errno, "remove ", tls_remove_path,
-                      " (is something still mounted below ", path, "?)");
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Create(

@@ -110,9 +110,7 @@ class Snapshotter final {
 // Disk usage of the tree at `path` (hard links counted once), not crossing
 // into other filesystems.
 absl::StatusOr<Usage> TreeUsage(const std::string& path);
-// Removes `path` and everything below it on the same filesystem; fails
-// rather than descend into something mounted below it.
-absl::Status RemoveTree(const std::string& path);
+// Removing trees is common/files.h's RemoveTree.
 
 }  // namespace cloak::snapshotter
 

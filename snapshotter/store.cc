@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/fd.h"
+#include "common/files.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 

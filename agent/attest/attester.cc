@@ -17,12 +17,17 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "agent/attest/crypto.h"
-#include "agent/attest/initdata.h"
 #include "common/logging.h"
 #include "common/simsp/protocol.h"
-#include "common/transport/virtio_port.h"
 #include "common/status_macros.h"
+#include "common/tee/bytes.h"
+#include "common/tee/digest.h"
+#include "common/tee/encoding.h"
+#include "common/tee/initdata.h"
+#include "common/tee/report_data.h"
+#include "common/tee/snp_report.h"
+#include "common/tee/tdx_quote.h"
+#include "common/transport/virtio_port.h"
 
 namespace cloak::agent::attest {
 namespace {
@@ -35,12 +40,7 @@ absl::StatusOr<std::string> SimulatedSpDevice(const AttesterOptions& options) {
   return absl::StrCat(options.dev_root, "/", port);
 }
 
-uint32_t Le32(absl::string_view b, size_t off) {
-  return static_cast<uint32_t>(static_cast<unsigned char>(b[off])) |
-         static_cast<uint32_t>(static_cast<unsigned char>(b[off + 1])) << 8 |
-         static_cast<uint32_t>(static_cast<unsigned char>(b[off + 2])) << 16 |
-         static_cast<uint32_t>(static_cast<unsigned char>(b[off + 3])) << 24;
-}
+using tee::Le32;
 
 absl::StatusOr<std::string> ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -66,8 +66,8 @@ struct TsmOutput {
   std::string auxblob;
 };
 
-// One configfs-tsm report (FACTS.md §F4): mkdir an entry, write inblob,
-// read outblob, check `generation` for racing writers, rmdir.
+// One configfs-tsm report (docs/formats.md, "Getting evidence in the guest"): mkdir an entry, write
+// inblob, read outblob, check `generation` for racing writers, rmdir.
 absl::StatusOr<TsmOutput> TsmReport(const AttesterOptions& options, absl::string_view inblob,
                                     bool probe_only) {
   static std::atomic<int> counter{0};
@@ -119,19 +119,21 @@ absl::StatusOr<TsmOutput> TsmReport(const AttesterOptions& options, absl::string
   return out;
 }
 
-absl::Status CheckReport(const ReportFields& fields, absl::string_view report_data,
-                         absl::string_view initdata_digest, absl::string_view tee,
-                         absl::string_view field_name) {
-  if (!SecureEquals(fields.report_data, report_data)) {
+// `reported` / `init_data`: the report's REPORT_DATA and its init-data field
+// (SNP HOST_DATA, TDX MRCONFIGID).
+absl::Status CheckReport(absl::string_view reported, absl::string_view init_data,
+                         absl::string_view report_data, absl::string_view initdata_digest,
+                         absl::string_view tee, absl::string_view field_name) {
+  if (!tee::SecureEquals(reported, report_data)) {
     return absl::FailedPreconditionError(absl::StrCat(
         tee, " report: REPORT_DATA is not the runtime-data digest the guest asked for"));
   }
-  std::string want = DigestForField(initdata_digest, fields.init_data.size());
-  if (!SecureEquals(fields.init_data, want)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        tee, " report: ", field_name, " ", HexEncode(fields.init_data),
-        " is not the digest of the init-data the host passed (", HexEncode(want),
-        "): the host handed over init-data other than the one launched; refusing it"));
+  std::string want = tee::DigestForField(initdata_digest, init_data.size());
+  if (!tee::SecureEquals(init_data, want)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(tee, " report: ", field_name, " ", tee::HexEncode(init_data),
+                     " is not the digest of the init-data the host passed (", tee::HexEncode(want),
+                     "): the host handed over init-data other than the one launched; refusing it"));
   }
   return absl::OkStatus();
 }
@@ -142,8 +144,8 @@ class SampleAttester final : public Attester {
       : initdata_digest_(std::move(initdata_digest)) {}
   std::string tee() const override { return "sample"; }
   absl::StatusOr<nlohmann::json> GetEvidence(absl::string_view runtime_digest) override {
-    nlohmann::json ev{{"svn", "1"}, {"report_data", Base64Encode(runtime_digest)}};
-    if (!initdata_digest_.empty()) ev["init_data"] = HexEncode(initdata_digest_);
+    nlohmann::json ev{{"svn", "1"}, {"report_data", tee::Base64Encode(runtime_digest)}};
+    if (!initdata_digest_.empty()) ev["init_data"] = tee::HexEncode(initdata_digest_);
     return ev;
   }
 
@@ -159,7 +161,7 @@ class SnpAttester final : public Attester {
   std::string tee() const override { return "snp"; }
 
   absl::StatusOr<nlohmann::json> GetEvidence(absl::string_view runtime_digest) override {
-    std::string report_data = ReportData64(runtime_digest);
+    std::string report_data = tee::ReportData64(runtime_digest);
     std::string report;
     nlohmann::json chain = nullptr;
     if (source_ == Source::kSimulated) {
@@ -172,7 +174,7 @@ class SnpAttester final : public Attester {
       report = std::move(answer->report);
       if (!answer->vcek_der.empty()) {
         chain = nlohmann::json::array(
-            {{{"cert_type", "VCEK"}, {"data", Base64Encode(answer->vcek_der)}}});
+            {{{"cert_type", "VCEK"}, {"data", tee::Base64Encode(answer->vcek_der)}}});
       }
     } else if (source_ == Source::kTsm) {
       ASSIGN_OR_RETURN(TsmOutput out, TsmReport(options_, report_data, false));
@@ -185,9 +187,10 @@ class SnpAttester final : public Attester {
     } else {
       ASSIGN_OR_RETURN(report, DeviceReport(report_data));
     }
-    ASSIGN_OR_RETURN(ReportFields fields, ParseSnpReport(report));
-    RETURN_IF_ERROR(CheckReport(fields, report_data, options_.initdata_digest, "snp", "HOST_DATA"));
-    return nlohmann::json{{"attestation_report", Base64Encode(report)}, {"cert_chain", chain}};
+    ASSIGN_OR_RETURN(tee::SnpReport parsed, tee::ParseSnpReport(report));
+    RETURN_IF_ERROR(CheckReport(parsed.report_data, parsed.host_data, report_data,
+                                options_.initdata_digest, "snp", "HOST_DATA"));
+    return nlohmann::json{{"attestation_report", tee::Base64Encode(report)}, {"cert_chain", chain}};
   }
 
  private:
@@ -221,16 +224,16 @@ class TdxAttester final : public Attester {
   explicit TdxAttester(AttesterOptions options) : options_(std::move(options)) {}
   std::string tee() const override { return "tdx"; }
   absl::StatusOr<nlohmann::json> GetEvidence(absl::string_view runtime_digest) override {
-    std::string report_data = ReportData64(runtime_digest);
+    std::string report_data = tee::ReportData64(runtime_digest);
     ASSIGN_OR_RETURN(TsmOutput out, TsmReport(options_, report_data, false));
     if (out.provider != "tdx_guest") {
       return absl::FailedPreconditionError(
           absl::StrCat("configfs-tsm provider is \"", out.provider, "\", not tdx_guest"));
     }
-    ASSIGN_OR_RETURN(ReportFields fields, ParseTdxQuote(out.outblob));
-    RETURN_IF_ERROR(
-        CheckReport(fields, report_data, options_.initdata_digest, "tdx", "MRCONFIGID"));
-    return nlohmann::json{{"cc_eventlog", nullptr}, {"quote", Base64Encode(out.outblob)}};
+    ASSIGN_OR_RETURN(tee::TdxQuote quote, tee::ParseTdxQuote(out.outblob));
+    RETURN_IF_ERROR(CheckReport(quote.report_data, quote.mrconfigid, report_data,
+                                options_.initdata_digest, "tdx", "MRCONFIGID"));
+    return nlohmann::json{{"cc_eventlog", nullptr}, {"quote", tee::Base64Encode(out.outblob)}};
   }
 
  private:
@@ -244,57 +247,8 @@ bool Exists(const std::string& path) {
 
 }  // namespace
 
-std::string RuntimeDataDigest(absl::string_view nonce, const nlohmann::json& tee_pubkey,
-                              absl::string_view additional_evidence) {
-  nlohmann::json runtime{{"additional-evidence", std::string(additional_evidence)},
-                         {"nonce", std::string(nonce)},
-                         {"tee-pubkey", tee_pubkey}};
-  return Sha384(Jcs(runtime));
-}
-
-std::string ReportData64(absl::string_view digest) { return DigestForField(digest, 64); }
-
-absl::StatusOr<ReportFields> ParseSnpReport(absl::string_view report) {
-  if (report.size() < kSnpReportSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("SNP report is ", report.size(), " bytes, want ", kSnpReportSize));
-  }
-  uint32_t version = Le32(report, 0);
-  if (version < 2) {
-    return absl::InvalidArgumentError(absl::StrCat("SNP report version ", version));
-  }
-  ReportFields f;
-  f.report_data = std::string(report.substr(kSnpReportDataOffset, 64));
-  f.init_data = std::string(report.substr(kSnpHostDataOffset, kSnpHostDataSize));
-  return f;
-}
-
-absl::StatusOr<ReportFields> ParseTdxQuote(absl::string_view quote) {
-  if (quote.size() < 48) return absl::InvalidArgumentError("TDX quote shorter than its header");
-  uint32_t version = static_cast<uint32_t>(static_cast<unsigned char>(quote[0])) |
-                     static_cast<uint32_t>(static_cast<unsigned char>(quote[1])) << 8;
-  uint32_t tee_type = Le32(quote, 4);
-  if (tee_type != 0x81) {
-    return absl::InvalidArgumentError(absl::StrCat("quote tee_type 0x", absl::Hex(tee_type),
-                                                   " is not TDX (0x81)"));
-  }
-  size_t body;
-  if (version == 4) {
-    body = 48;
-  } else if (version == 5) {
-    body = 54;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("TDX quote version ", version));
-  }
-  if (quote.size() < body + 584) return absl::InvalidArgumentError("TDX quote truncated");
-  ReportFields f;
-  f.init_data = std::string(quote.substr(body + 184, kTdxMrConfigIdSize));
-  f.report_data = std::string(quote.substr(body + 520, 64));
-  return f;
-}
-
 absl::StatusOr<std::string> ParseSnpReportResponse(absl::string_view response) {
-  if (response.size() < 0x20 + kSnpReportSize) {
+  if (response.size() < 0x20 + tee::kSnpReportSize) {
     return absl::InvalidArgumentError("SNP report response too short");
   }
   uint32_t status = Le32(response, 0);
@@ -303,7 +257,7 @@ absl::StatusOr<std::string> ParseSnpReportResponse(absl::string_view response) {
         absl::StrCat("SNP firmware refused the report request: status 0x", absl::Hex(status)));
   }
   uint32_t size = Le32(response, 4);
-  if (size < kSnpReportSize || size > response.size() - 0x20) {
+  if (size < tee::kSnpReportSize || size > response.size() - 0x20) {
     return absl::InvalidArgumentError(absl::StrCat("SNP report response: report_size ", size));
   }
   return std::string(response.substr(0x20, size));
@@ -321,11 +275,11 @@ nlohmann::json SnpCertChain(absl::string_view table) {
     if (guid.find_first_not_of('\0') == absl::string_view::npos) break;
     uint32_t cert_off = Le32(table, off + 16), cert_len = Le32(table, off + 20);
     if (cert_off > table.size() || cert_len > table.size() - cert_off) continue;
-    std::string hex = HexEncode(guid);
+    std::string hex = tee::HexEncode(guid);
     for (const auto& [want, name] : kGuids) {
       if (hex == want) {
-        chain.push_back({{"cert_type", name},
-                         {"data", Base64Encode(table.substr(cert_off, cert_len))}});
+        chain.push_back(
+            {{"cert_type", name}, {"data", tee::Base64Encode(table.substr(cert_off, cert_len))}});
       }
     }
   }

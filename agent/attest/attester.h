@@ -1,5 +1,6 @@
 // Attesters: evidence of what this guest is, bound to the KBS session
-// (FACTS.md §D3, §D6, §F4, §G1). The TEE is detected from the guest's own
+// (docs/formats.md: "Report-data binding", "Evidence",
+// "Getting evidence in the guest"). The TEE is detected from the guest's own
 // devices, never configured by the host:
 //   snp    — configfs-tsm (provider sev_guest), else /dev/sev-guest SNP_GET_REPORT;
 //   tdx    — configfs-tsm (provider tdx_guest): a TD quote;
@@ -24,12 +25,6 @@ namespace cloak::agent::attest {
 inline constexpr char kTsmReportDir[] = "/sys/kernel/config/tsm/report";
 inline constexpr char kSevGuestDevice[] = "/dev/sev-guest";
 inline constexpr char kTdxGuestDevice[] = "/dev/tdx_guest";
-
-inline constexpr size_t kSnpReportSize = 0x4A0;
-inline constexpr size_t kSnpReportDataOffset = 0x50;
-inline constexpr size_t kSnpHostDataOffset = 0xC0;
-inline constexpr size_t kSnpHostDataSize = 32;
-inline constexpr size_t kTdxMrConfigIdSize = 48;
 
 struct AttesterOptions {
   std::string tsm_report_dir = kTsmReportDir;
@@ -71,21 +66,9 @@ absl::StatusOr<std::unique_ptr<Attester>> DetectAttester(const AttesterOptions& 
 absl::StatusOr<std::unique_ptr<Attester>> CreateAttester(absl::string_view tee,
                                                          const AttesterOptions& options);
 
-// SHA-384 of the RFC 8785 form of {"additional-evidence", "nonce",
-// "tee-pubkey"} (KBS protocol 0.4.0, FACTS.md §D3). 48 bytes.
-std::string RuntimeDataDigest(absl::string_view nonce, const nlohmann::json& tee_pubkey,
-                              absl::string_view additional_evidence = "");
+// The report-data binding (tee::RuntimeDataDigest) and the report and quote
+// parsers (tee::ParseSnpReport, tee::ParseTdxQuote) live in common/tee.
 
-// `digest` zero-padded to the 64-byte REPORT_DATA of SNP and TDX.
-std::string ReportData64(absl::string_view digest);
-
-// Pure parsers of the fields the guest checks.
-struct ReportFields {
-  std::string report_data;  // 64 bytes
-  std::string init_data;    // SNP HOST_DATA (32) / TDX MRCONFIGID (48)
-};
-absl::StatusOr<ReportFields> ParseSnpReport(absl::string_view report);
-absl::StatusOr<ReportFields> ParseTdxQuote(absl::string_view quote);
 // The report inside a MSG_REPORT_RSP (the /dev/sev-guest response buffer).
 absl::StatusOr<std::string> ParseSnpReportResponse(absl::string_view response);
 // The SNP certificate table (auxblob / extended report) as cloak-kbs's

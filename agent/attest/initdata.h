@@ -10,7 +10,9 @@
 //   image_keys = ["default/key/image1"]             # KBS resources: PEM private keys
 //   "policy.json" = '''{"version": "1", ...}'''      # the agent policy (docs/policy.md)
 //
-// Pure: parsing and digests only (docs/attestation.md).
+// The document, its version, algorithm and digest are common/tee's
+// (tee::ParseInitData); this file reads the [data] keys the agent uses.
+// Pure (docs/attestation.md).
 #ifndef CLOAK_AGENT_ATTEST_INITDATA_H_
 #define CLOAK_AGENT_ATTEST_INITDATA_H_
 
@@ -20,17 +22,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "agent/attest/crypto.h"
+#include "common/tee/initdata.h"
 
 namespace cloak::agent::attest {
-
-inline constexpr char kInitDataVersion[] = "0.1.0";
 
 struct InitData {
   std::string raw;  // the exact bytes, as hashed
   std::string version;
-  HashAlgorithm algorithm = HashAlgorithm::kSha384;
-  std::string digest;  // Hash(algorithm, raw), raw bytes
+  tee::HashAlgorithm algorithm = tee::HashAlgorithm::kSha384;
+  std::string digest;  // tee::Hash(algorithm, raw), raw bytes
   std::string kbs_url;
   std::string kbs_cert;                 // PEM, may be empty
   std::vector<std::string> image_keys;  // "repo/type/tag"
@@ -42,14 +42,6 @@ struct InitData {
 // type, an image key that is not "repo/type/tag"). Unknown keys in [data]
 // are ignored.
 absl::StatusOr<InitData> ParseInitData(absl::string_view raw);
-
-// `digest` zero-padded or truncated to `size` bytes (SNP HOST_DATA: 32,
-// TDX MRCONFIGID: 48).
-std::string DigestForField(absl::string_view digest, size_t size);
-
-// Validates a KBS resource path "repo/type/tag" (1-128 of [A-Za-z0-9._-]
-// per part, never "." or "..").
-absl::Status ValidateResourcePath(absl::string_view path);
 
 }  // namespace cloak::agent::attest
 

@@ -7,9 +7,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "agent/attest/crypto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/tee/encoding.h"
+#include "common/tee/report_data.h"
 
 namespace cloak::agent::attest {
 namespace {
@@ -61,7 +62,7 @@ absl::Status ValidateKbsUrl(absl::string_view url) {
 
 absl::StatusOr<std::unique_ptr<KbsClient>> KbsClient::Create(const KbsClientOptions& options) {
   RETURN_IF_ERROR(ValidateKbsUrl(options.url));
-  ASSIGN_OR_RETURN(PrivateKey key, PrivateKey::GenerateEcP256());
+  ASSIGN_OR_RETURN(jose::PrivateKey key, jose::PrivateKey::GenerateEc("P-256"));
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
   KbsClientOptions o = options;
@@ -166,7 +167,7 @@ absl::Status KbsClient::Attest(Attester& attester, const std::optional<std::stri
 
   absl::Time attest_start = absl::Now();
   ASSIGN_OR_RETURN(nlohmann::json jwk, tee_key_.PublicJwk());
-  std::string digest = RuntimeDataDigest(nonce, jwk, "");
+  ASSIGN_OR_RETURN(std::string digest, tee::RuntimeDataDigest(nonce, jwk, ""));
   absl::StatusOr<nlohmann::json> evidence = attester.GetEvidence(digest);
   timings_.evidence = absl::Now() - attest_start;
   if (!evidence.ok()) return Annotate(evidence.status(), absl::StrCat(attester.tee(), " evidence"));
@@ -202,7 +203,7 @@ absl::StatusOr<std::string> KbsClient::GetResource(absl::string_view path) {
                            std::string(path), r.status, absl::ToDoubleMilliseconds(took));
     return KbsError(absl::StrCat("resource ", path), r);
   }
-  absl::StatusOr<std::string> plain = DecryptJweText(r.body, tee_key_);
+  absl::StatusOr<std::string> plain = jose::DecryptJweText(r.body, tee_key_);
   if (!plain.ok()) {
     return Annotate(plain.status(), absl::StrCat("KBS resource ", path, ": JWE"));
   }

@@ -1,4 +1,4 @@
-// Client of a Trustee-protocol key broker (KBS protocol 0.4.0, FACTS.md §D;
+// Client of a Trustee-protocol key broker (KBS protocol 0.4.0, docs/formats.md;
 // cloak-kbs, docs/kbs.md) on libcurl:
 //   POST /kbs/v0/auth    → nonce (+ kbs-session-id cookie)
 //   POST /kbs/v0/attest  → token (cookie), evidence bound to nonce + tee key
@@ -19,7 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "agent/attest/attester.h"
-#include "agent/attest/jose.h"
+#include "common/jose/jose.h"
 
 namespace cloak::agent::attest {
 
@@ -70,14 +70,14 @@ class KbsClient {
     long status = 0;
     std::string body;
   };
-  KbsClient(KbsClientOptions options, PrivateKey tee_key, void* curl)
+  KbsClient(KbsClientOptions options, jose::PrivateKey tee_key, void* curl)
       : options_(std::move(options)), tee_key_(std::move(tee_key)), curl_(curl) {}
   absl::StatusOr<Response> Request(const std::string& method, absl::string_view path,
                                    const std::string& body);
   absl::Status KbsError(absl::string_view step, const Response& response) const;
 
   KbsClientOptions options_;
-  PrivateKey tee_key_;
+  jose::PrivateKey tee_key_;
   void* curl_;  // CURL*, cookie engine on: carries kbs-session-id
   KbsTimings timings_;
   bool attested_ = false;

@@ -16,9 +16,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "agent/attest/crypto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/tee/encoding.h"
 
 namespace cloak::agent::attest {
 namespace {
@@ -32,7 +32,8 @@ absl::StatusOr<std::string> B64Field(const nlohmann::json& obj, const char* name
   if (it == obj.end() || !it->is_string()) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": \"", name, "\" missing"));
   }
-  absl::StatusOr<std::string> v = Base64Decode(it->get<std::string>());
+  absl::StatusOr<std::string> v =
+      tee::Base64Decode(it->get<std::string>(), tee::Base64Alphabet::kEither);
   if (!v.ok()) return absl::InvalidArgumentError(absl::StrCat(what, ": \"", name, "\" is not base64"));
   return v;
 }
@@ -56,7 +57,7 @@ absl::StatusOr<LayerKey> ParseOptsData(absl::string_view optsdata) {
 }  // namespace
 
 absl::StatusOr<LayerKey> UnwrapLayerKey(const image::Descriptor& layer,
-                                        const std::vector<PrivateKey>& keys) {
+                                        const std::vector<jose::PrivateKey>& keys) {
   auto it = layer.annotations.find(kEncKeysJwe);
   if (it == layer.annotations.end()) {
     std::vector<std::string> schemes;
@@ -71,13 +72,14 @@ absl::StatusOr<LayerKey> UnwrapLayerKey(const image::Descriptor& layer,
   }
   std::vector<std::string> reasons;
   for (absl::string_view blob : absl::StrSplit(it->second, ',', absl::SkipEmpty())) {
-    absl::StatusOr<std::string> jwe = Base64Decode(absl::StripAsciiWhitespace(blob));
+    absl::StatusOr<std::string> jwe =
+        tee::Base64Decode(absl::StripAsciiWhitespace(blob), tee::Base64Alphabet::kEither);
     if (!jwe.ok()) {
       reasons.push_back("a recipient blob is not base64");
       continue;
     }
-    for (const PrivateKey& key : keys) {
-      absl::StatusOr<std::string> optsdata = DecryptJweText(*jwe, key);
+    for (const jose::PrivateKey& key : keys) {
+      absl::StatusOr<std::string> optsdata = jose::DecryptJweText(*jwe, key);
       if (!optsdata.ok()) {
         reasons.push_back(absl::StrCat(key.Describe(), ": ", optsdata.status().message()));
         continue;
@@ -104,7 +106,7 @@ absl::Status DecryptLayerFile(const image::Descriptor& layer, const LayerKey& ke
       return absl::DataLossError(absl::StrCat("layer ", layer.digest, ": no ", kEncPubOpts,
                                               " annotation, so no HMAC to check"));
     }
-    absl::StatusOr<std::string> json = Base64Decode(it->second);
+    absl::StatusOr<std::string> json = tee::Base64Decode(it->second, tee::Base64Alphabet::kEither);
     nlohmann::json pub = json.ok() ? nlohmann::json::parse(*json, nullptr, false)
                                    : nlohmann::json(nullptr);
     if (!pub.is_object()) {
@@ -181,7 +183,7 @@ absl::Status DecryptLayerFile(const image::Descriptor& layer, const LayerKey& ke
   unsigned int digest_len = 0;
   EVP_DigestFinal_ex(sha.get(), digest, &digest_len);
   std::string got = absl::StrCat(
-      "sha256:", HexEncode(absl::string_view(reinterpret_cast<char*>(digest), digest_len)));
+      "sha256:", tee::HexEncode(absl::string_view(reinterpret_cast<char*>(digest), digest_len)));
   if (!key.digest.empty() && key.digest != got) {
     return absl::DataLossError(absl::StrCat("layer ", layer.digest, ": plaintext digest ", got,
                                             " is not the ", key.digest,

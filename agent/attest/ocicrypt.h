@@ -1,4 +1,4 @@
-// ocicrypt layer decryption in the guest (FACTS.md §E): implements
+// ocicrypt layer decryption in the guest (docs/formats.md, "ocicrypt"): implements
 // agent/image's LayerDecryptor for layers `<type>+encrypted` whose key is
 // wrapped in JWE recipients (`org.opencontainers.image.enc.keys.jwe`, what
 // `skopeo copy --encryption-key jwe:PUBKEY` writes), unwrapped with private
@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "agent/attest/jose.h"
 #include "agent/image/manifest.h"
 #include "agent/image/puller.h"
+#include "common/jose/jose.h"
 
 namespace cloak::agent::attest {
 
@@ -26,7 +26,7 @@ inline constexpr char kEncPubOpts[] = "org.opencontainers.image.enc.pubopts";
 
 // The keys a guest may unwrap layer keys with, and why others are missing.
 struct KeySet {
-  std::vector<PrivateKey> keys;
+  std::vector<jose::PrivateKey> keys;
   // One line per key that was not released (the KBS's reason).
   std::vector<std::string> refusals;
 };
@@ -50,7 +50,7 @@ struct LayerKey {
 // FailedPrecondition naming the layer if no recipient opens (or the layer
 // has no JWE recipients: its schemes are listed).
 absl::StatusOr<LayerKey> UnwrapLayerKey(const image::Descriptor& layer,
-                                        const std::vector<PrivateKey>& keys);
+                                        const std::vector<jose::PrivateKey>& keys);
 
 // Decrypts `encrypted_path` into `plaintext_path` (streaming), checking the
 // HMAC of `layer`'s pubopts and the plaintext digest. DataLoss on a

@@ -10,6 +10,7 @@
 #include "agent/attest/kbs_client.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/tee/encoding.h"
 
 namespace cloak::agent::attest {
 
@@ -45,7 +46,7 @@ absl::StatusOr<KeySet> AttestationSession::Run() {
     return refuse(AttestationStatus::State::kRefused,
                   absl::FailedPreconditionError(initdata.status().message()));
   }
-  status_.initdata_digest = HexEncode(initdata->digest);
+  status_.initdata_digest = tee::HexEncode(initdata->digest);
   status_.kbs_url = initdata->kbs_url;
   if (initdata->kbs_url.empty() || initdata->image_keys.empty()) {
     return refuse(AttestationStatus::State::kRefused,
@@ -88,7 +89,7 @@ absl::StatusOr<KeySet> AttestationSession::Run() {
       set.refusals.push_back(std::string(pem.status().message()));
       continue;
     }
-    absl::StatusOr<PrivateKey> key = PrivateKey::FromPem(*pem);
+    absl::StatusOr<jose::PrivateKey> key = jose::PrivateKey::FromPem(*pem);
     if (!key.ok()) {
       set.refusals.push_back(
           absl::StrCat("KBS resource ", path, " is not a usable private key: ",

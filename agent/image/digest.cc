@@ -5,17 +5,15 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "agent/image/reference.h"
+#include "common/tee/digest.h"
+#include "common/tee/encoding.h"
 
 namespace cloak::agent::image {
 
 void BlobVerifier::CtxDeleter::operator()(evp_md_ctx_st* ctx) const { EVP_MD_CTX_free(ctx); }
 
 std::string Sha256Digest(absl::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return absl::StrCat("sha256:",
-                      absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), len)));
+  return absl::StrCat("sha256:", tee::HexEncode(tee::Sha256(data)));
 }
 
 absl::StatusOr<BlobVerifier> BlobVerifier::Create(absl::string_view what,

@@ -5,10 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <fstream>
 #include <iostream>
 #include <optional>
-#include <sstream>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
@@ -21,6 +19,15 @@
 #include "common/process.h"
 #include "common/status_macros.h"
 #include "common/version.h"
+#include "common/files.h"
+#include "common/process.h"
+#include "common/status_macros.h"
+#include "common/tee/digest.h"
+#include "common/tee/encoding.h"
+#include "common/tee/initdata.h"
+#include "common/tee/snp_report.h"
+#include "common/tee/tdx_quote.h"
+#include "nlohmann/json.hpp"
 
 namespace cloak::cli {
 namespace {
@@ -34,14 +41,10 @@ int Fail(absl::string_view command, const absl::Status& s) {
 
 // The file's text, or nullopt when it does not exist.
 absl::StatusOr<std::optional<std::string>> ReadOptionalFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return std::optional<std::string>();
-    return absl::PermissionDeniedError(absl::StrCat("cannot read ", path));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return std::optional<std::string>(text.str());
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (text.ok()) return std::optional<std::string>(*std::move(text));
+  if (text.status().code() == absl::StatusCode::kNotFound) return std::optional<std::string>();
+  return text.status();
 }
 
 int RunCheck(const CheckOptions& options, bool json) {
@@ -123,33 +126,17 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view text
   mode_t mode = 0644;
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0) mode = st.st_mode & 07777;
-  const std::string tmp = absl::StrCat(path, ".cloak-tmp");
-  {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-    if (!fd.valid()) return ErrnoError(errno, absl::StrCat("cannot create ", tmp));
-    size_t done = 0;
-    while (done < text.size()) {
-      ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        const int err = errno;
-        ::unlink(tmp.c_str());
-        return ErrnoError(err, absl::StrCat("cannot write ", tmp));
-      }
-      done += static_cast<size_t>(n);
-    }
-    if (::fchmod(fd.get(), mode) != 0 || ::fsync(fd.get()) != 0) {
-      const int err = errno;
-      ::unlink(tmp.c_str());
-      return ErrnoError(err, absl::StrCat("cannot finish ", tmp));
-    }
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoError(err, absl::StrCat("cannot rename ", tmp, " to ", path));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomic(path, text, mode);
+}
+
+absl::StatusOr<nlohmann::json> InitDataSummary(absl::string_view document) {
+  ASSIGN_OR_RETURN(tee::InitData doc, tee::ParseInitData(document));
+  return nlohmann::json{
+      {"algorithm", std::string(tee::HashAlgorithmName(doc.algorithm))},
+      {"digest", tee::HexEncode(doc.digest)},
+      {"snp_host_data", tee::HexEncode(tee::DigestForField(doc.digest, tee::kSnpHostDataSize))},
+      {"tdx_mrconfigid", tee::HexEncode(tee::DigestForField(doc.digest, tee::kTdxMrConfigIdSize))},
+      {"annotation", absl::StrCat("io.cloak.initdata=", tee::Base64Encode(document))}};
 }
 
 int RunCloakCli(int argc, char** argv) {
@@ -234,6 +221,12 @@ int RunCloakCli(int argc, char** argv) {
   ptest->add_option("request", test_request,
                     "JSON {\"rpc\", \"request\", \"history\": [{\"rpc\", \"request\", \"response\"}]}")
       ->required();
+  std::string initdata_file;
+  auto* idcmd = app.add_subcommand(
+      "initdata",
+      "check an init-data document and print its digest, the SNP HOST_DATA and TDX MRCONFIGID "
+      "values a pod launched with it carries, and the pod annotation that passes it");
+  idcmd->add_option("file", initdata_file, "the init-data TOML document")->required();
 
   try {
     app.parse(argc, argv);
@@ -249,6 +242,14 @@ int RunCloakCli(int argc, char** argv) {
   }
   if (explain->parsed()) return RunPolicyExplain(explain_path);
   if (ptest->parsed()) return RunPolicyTest(test_policy, test_request);
+  if (idcmd->parsed()) {
+    absl::StatusOr<std::string> text = ReadFile(initdata_file, tee::kMaxInitDataBytes + 1);
+    absl::StatusOr<nlohmann::json> summary =
+        text.ok() ? InitDataSummary(*text) : absl::StatusOr<nlohmann::json>(text.status());
+    if (!summary.ok()) return Fail("initdata", summary.status());
+    std::cout << summary->dump(2) << "\n";
+    return 0;
+  }
   if (ccmd->parsed()) {
     absl::Status s = RunContainerdConfig(cc);
     return s.ok() ? 0 : Fail("containerd-config", s);

@@ -357,7 +357,7 @@ absl::StatusOr<std::string> AddCloakToContainerdConfig(absl::string_view text,
     proxy.insert_or_assign("type", "snapshot");
     proxy.insert_or_assign("address", options.snapshotter_address);
     RETURN_IF_ERROR(Set(root, {"proxy_plugins", kSnapshotterName}, std::move(proxy), record));
-    // CRI passes the layer annotations the snapshotter decides on (FACTS §K).
+    // CRI passes the layer annotations the snapshotter decides on (docs/snapshotter.md).
     RETURN_IF_ERROR(Set(root, layout.disable_snapshot_annotations, false, record));
     if (!per_handler) {
       // containerd 1.6: one snapshotter for every pod.

@@ -4,7 +4,7 @@
 // taking them out again. Pure functions from
 // file text to file text; `cloak containerd-config` is the shell around them.
 //
-// What is added (docs/kubernetes.md, FACTS §K):
+// What is added (docs/kubernetes.md, docs/snapshotter.md):
 //   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.<handler>]
 //     runtime_type = "io.containerd.cloak.v2", pod_annotations = ["io.cloak.*"],
 //     options.ConfigPath = "<shim_config_dir>/<handler>.toml",

@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/cloak/containerd_config.h"
 #include "shim/hypervisor/libvirt/libvirt_connection.h"
+#include "common/files.h"
 #include "common/process.h"
 
 namespace cloak::cli {
@@ -31,12 +32,11 @@ std::string Under(const std::string& root, absl::string_view path) {
 
 bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 
-std::optional<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+// The file's text, or nothing when it cannot be read (a host without it).
+std::optional<std::string> ReadIfPresent(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) return std::nullopt;
+  return *std::move(text);
 }
 
 // The CPU's flags and vendor from the first processor of /proc/cpuinfo.
@@ -55,7 +55,7 @@ void ParseCpuinfo(absl::string_view text, HostFacts& facts) {
 }
 
 void ReadContainerdConfig(const std::string& path, ContainerdFacts& out) {
-  std::optional<std::string> text = ReadFile(path);
+  std::optional<std::string> text = ReadIfPresent(path);
   out.config_exists = text.has_value();
   if (!text.has_value()) return;
   toml::table root;
@@ -118,7 +118,7 @@ HostFacts ProbeHostFacts(const CheckOptions& options) {
   probe.qemu_path = options.qemu_path;
   if (options.run) probe.run_qemu = options.run;
   facts.caps = hv::ProbeHost(probe);
-  if (std::optional<std::string> cpuinfo = ReadFile(Under(options.root, "/proc/cpuinfo"))) {
+  if (std::optional<std::string> cpuinfo = ReadIfPresent(Under(options.root, "/proc/cpuinfo"))) {
     ParseCpuinfo(*cpuinfo, facts);
   }
   facts.kvm_amd_loaded = Exists(Under(options.root, "/sys/module/kvm_amd"));

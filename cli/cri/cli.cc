@@ -23,6 +23,7 @@
 #include "cli/cri/format.h"
 #include "cli/cri/stream.h"
 #include "common/version.h"
+#include "common/files.h"
 
 namespace cloak::cri {
 namespace {
@@ -42,12 +43,13 @@ absl::StatusOr<Msg> ParseJson(const std::string& json, const char* what) {
   return msg;
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+std::string ToJson(const google::protobuf::Message& msg) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  opts.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(msg, &json, opts);
+  return json;
 }
 
 int Fail(const absl::Status& s, int code) {

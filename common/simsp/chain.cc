@@ -23,7 +23,7 @@ constexpr char kChipIdPrefix[] = "CLOAK-TEST-CHIP!";  // 16 bytes
 constexpr char kIdentityFile[] = "simsp/identity.json";
 constexpr char kVcekKeyFile[] = "simsp/vcek_key.pem";
 
-// AMD's VCEK extension OIDs (the KDS certificates; FACTS §F5).
+// AMD's VCEK extension OIDs (the KDS certificates; docs/formats.md).
 constexpr char kOidStructVersion[] = "1.3.6.1.4.1.3704.1.1";
 constexpr char kOidProductName[] = "1.3.6.1.4.1.3704.1.2";
 constexpr char kOidBlSpl[] = "1.3.6.1.4.1.3704.1.3.1";
@@ -145,15 +145,6 @@ absl::Status SignPss(X509* cert, EVP_PKEY* issuer_key) {
   return absl::OkStatus();
 }
 
-absl::Status MakeDirs(const std::string& path, std::filesystem::perms perms) {
-  std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("create ", path, ": ", ec.message()));
-  std::filesystem::permissions(path, perms, ec);
-  if (ec) return absl::InternalError(absl::StrCat("chmod ", path, ": ", ec.message()));
-  return absl::OkStatus();
-}
-
 absl::StatusOr<uint8_t> JsonByte(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_number_unsigned() || it->get<uint64_t>() > 255) {
@@ -197,7 +188,7 @@ uint64_t EncodeTcb(const Tcb& t, Product product) {
 std::string TcbFileHex(uint64_t raw) {
   std::string le;
   for (int i = 0; i < 8; ++i) le += static_cast<char>((raw >> (8 * i)) & 0xff);
-  return HexEncode(le);
+  return tee::HexEncode(le);
 }
 
 absl::StatusOr<DevChain> GenerateDevChain(const std::string& dir, const DevChainOptions& options) {
@@ -232,17 +223,11 @@ absl::StatusOr<DevChain> GenerateDevChain(const std::string& dir, const DevChain
         dir, " already holds a ", name, " chain (", ark_path, " or ", identity_path,
         "); pick another directory or overwrite it"));
   }
-  RETURN_IF_ERROR(MakeDirs(dir, std::filesystem::perms::owner_all |
-                                    std::filesystem::perms::group_read |
-                                    std::filesystem::perms::group_exec |
-                                    std::filesystem::perms::others_read |
-                                    std::filesystem::perms::others_exec));
-  RETURN_IF_ERROR(MakeDirs(absl::StrCat(dir, "/vcek"),
-                           std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
-                               std::filesystem::perms::group_exec |
-                               std::filesystem::perms::others_read |
-                               std::filesystem::perms::others_exec));
-  RETURN_IF_ERROR(MakeDirs(absl::StrCat(dir, "/simsp"), std::filesystem::perms::owner_all));
+  RETURN_IF_ERROR(MakeDirs(dir, 0755));
+  RETURN_IF_ERROR(MakeDirs(absl::StrCat(dir, "/vcek"), 0755));
+  const std::string private_dir = absl::StrCat(dir, "/simsp");
+  RETURN_IF_ERROR(MakeDirs(private_dir, 0700));
+  if (::chmod(private_dir.c_str(), 0700) != 0) return ErrnoError(errno, "chmod ", private_dir);
 
   ERR_clear_error();
   PkeyPtr ark_key(EVP_RSA_gen(static_cast<unsigned int>(options.rsa_bits)));
@@ -298,13 +283,15 @@ absl::StatusOr<DevChain> GenerateDevChain(const std::string& dir, const DevChain
   ASSIGN_OR_RETURN(std::string vcek_der, CertificateDer(vcek.get()));
   ASSIGN_OR_RETURN(std::string vcek_key_pem, PrivateKeyPem(vcek_key.get()));
   uint64_t raw_tcb = EncodeTcb(t, product);
-  std::string vcek_rel = absl::StrCat("vcek/", HexEncode(hwid), "_", TcbFileHex(raw_tcb), ".der");
+  std::string vcek_rel =
+      absl::StrCat("vcek/", tee::HexEncode(hwid), "_", TcbFileHex(raw_tcb), ".der");
 
   nlohmann::json identity = {
-      {"warning", "Cloak TEST SEV-SNP chain for the simulated SP - NOT AMD; never configure it "
-                  "in a production KBS"},
+      {"warning",
+       "Cloak TEST SEV-SNP chain for the simulated SP - NOT AMD; never configure it "
+       "in a production KBS"},
       {"product", name},
-      {"chip_id", HexEncode(chip_id)},
+      {"chip_id", tee::HexEncode(chip_id)},
       {"tcb",
        {{"fmc", t.fmc},
         {"bootloader", t.bootloader},
@@ -317,11 +304,11 @@ absl::StatusOr<DevChain> GenerateDevChain(const std::string& dir, const DevChain
       {"vcek", vcek_rel},
       {"vcek_key", kVcekKeyFile},
   };
-  RETURN_IF_ERROR(WriteFile(ark_path, ark_pem));
-  RETURN_IF_ERROR(WriteFile(ask_path, ask_pem));
-  RETURN_IF_ERROR(WriteFile(absl::StrCat(dir, "/", vcek_rel), vcek_der));
-  RETURN_IF_ERROR(WriteFile(absl::StrCat(dir, "/", kVcekKeyFile), vcek_key_pem, 0600));
-  RETURN_IF_ERROR(WriteFile(identity_path, identity.dump(2) + "\n"));
+  RETURN_IF_ERROR(WriteFileAtomic(ark_path, ark_pem, 0644));
+  RETURN_IF_ERROR(WriteFileAtomic(ask_path, ask_pem, 0644));
+  RETURN_IF_ERROR(WriteFileAtomic(absl::StrCat(dir, "/", vcek_rel), vcek_der, 0644));
+  RETURN_IF_ERROR(WriteFileAtomic(absl::StrCat(dir, "/", kVcekKeyFile), vcek_key_pem, 0600));
+  RETURN_IF_ERROR(WriteFileAtomic(identity_path, identity.dump(2) + "\n", 0644));
   return LoadDevChain(dir);
 }
 
@@ -343,7 +330,7 @@ absl::StatusOr<DevChain> LoadDevChain(const std::string& dir) {
   ASSIGN_OR_RETURN(std::string product, str("product"));
   ASSIGN_OR_RETURN(chain.product, ParseProduct(product));
   ASSIGN_OR_RETURN(std::string chip_hex, str("chip_id"));
-  auto chip = HexDecode(chip_hex);
+  auto chip = tee::HexDecode(chip_hex);
   if (!chip.ok() || chip->size() != 64) {
     return absl::InvalidArgumentError(absl::StrCat(identity_path, ": chip_id is not 64 bytes of hex"));
   }

@@ -29,7 +29,7 @@ std::string ProductName(Product product);  // "Milan", "Genoa", "Turin"
 // Case-insensitive; InvalidArgument for anything else.
 absl::StatusOr<Product> ParseProduct(absl::string_view name);
 
-// TCB_VERSION components (FACTS §F2); fmc only exists on Turin.
+// TCB_VERSION components (docs/formats.md); fmc only exists on Turin.
 struct Tcb {
   uint8_t fmc = 0;
   uint8_t bootloader = 0;

@@ -27,7 +27,7 @@ int Fail(const absl::Status& status) {
 }
 
 absl::StatusOr<std::string> HexOfSize(const std::string& hex, size_t size, const char* flag) {
-  auto raw = HexDecode(hex);
+  auto raw = tee::HexDecode(hex);
   if (!raw.ok() || raw->size() != size) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, " must be ", size, " bytes as ", 2 * size, " hex digits"));
@@ -53,7 +53,7 @@ int RunInitChain(const InitFlags& flags) {
   if (!chain.ok()) return Fail(chain.status());
   std::cout << "Cloak TEST SEV-SNP chain (NOT AMD; never configure it in a production KBS)\n"
             << "product:  " << ProductName(chain->product) << "\n"
-            << "chip id:  " << HexEncode(chain->chip_id) << "\n"
+            << "chip id:  " << tee::HexEncode(chain->chip_id) << "\n"
             << "tcb:      bl=" << int{chain->tcb.bootloader} << " tee=" << int{chain->tcb.tee}
             << " snp=" << int{chain->tcb.snp} << " ucode=" << int{chain->tcb.microcode} << "\n"
             << "ark:      " << chain->ark_path << "\n"
@@ -137,11 +137,10 @@ int RunServe(const ServeFlags& flags) {
     raw->Stop();
   }).detach();
 
-  Logger("simsp")->info("measurement={} host_data={} policy=0x{:x}",
-                        HexEncode(options.measurement),
-                        options.host_data.empty() ? std::string(64, '0')
-                                                  : HexEncode(options.host_data),
-                        options.policy);
+  Logger("simsp")->info(
+      "measurement={} host_data={} policy=0x{:x}", tee::HexEncode(options.measurement),
+      options.host_data.empty() ? std::string(64, '0') : tee::HexEncode(options.host_data),
+      options.policy);
   absl::Status served = (*sp)->ServeUnixSocket(flags.socket);
   if (!served.ok()) return Fail(served);
   return 0;
@@ -157,7 +156,7 @@ struct RequestFlags {
 int RunRequest(const RequestFlags& flags) {
   std::string report_data(64, '\0');
   if (!flags.report_data_hex.empty()) {
-    auto rd = HexDecode(flags.report_data_hex);
+    auto rd = tee::HexDecode(flags.report_data_hex);
     if (!rd.ok() || rd->size() > 64) {
       return Fail(absl::InvalidArgumentError("--report-data-hex: at most 64 bytes of hex"));
     }
@@ -165,9 +164,9 @@ int RunRequest(const RequestFlags& flags) {
   }
   auto response = RequestReportFromSocket(flags.socket, report_data);
   if (!response.ok()) return Fail(response.status());
-  absl::Status s = WriteFile(flags.out, response->report);
+  absl::Status s = WriteFileAtomic(flags.out, response->report, 0644);
   if (s.ok() && !flags.vcek_out.empty() && !response->vcek_der.empty()) {
-    s = WriteFile(flags.vcek_out, response->vcek_der);
+    s = WriteFileAtomic(flags.vcek_out, response->vcek_der, 0644);
   }
   if (!s.ok()) return Fail(s);
   std::cout << "report: " << flags.out << " (" << response->report.size() << " bytes)\n";
@@ -239,7 +238,7 @@ int RunSimspCli(int argc, char** argv) {
   if (measure_cmd->parsed()) {
     auto m = Measure(manifest, cmdline, measure_vcpus, measure_ovmf);
     if (!m.ok()) return Fail(m.status());
-    std::cout << HexEncode(*m) << "\n";
+    std::cout << tee::HexEncode(*m) << "\n";
     return 0;
   }
   if (serve_cmd->parsed()) return RunServe(serve);

@@ -28,20 +28,6 @@ std::string BioContents(BIO* bio) {
   return std::string(data, static_cast<size_t>(len));
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string Digest(const EVP_MD* md, absl::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), out, &len, md, nullptr);
-  return std::string(reinterpret_cast<const char*>(out), len);
-}
-
 }  // namespace
 
 absl::Status OpenSslError(absl::string_view context) {
@@ -54,57 +40,6 @@ absl::Status OpenSslError(absl::string_view context) {
     sep = "; ";
   }
   return absl::InternalError(out);
-}
-
-std::string HexEncode(absl::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
-
-absl::StatusOr<std::string> HexDecode(absl::string_view hex) {
-  if (hex.size() % 2 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("hex string of odd length ", hex.size()));
-  }
-  std::string out;
-  out.reserve(hex.size() / 2);
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    int hi = HexValue(hex[i]), lo = HexValue(hex[i + 1]);
-    if (hi < 0 || lo < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("not a hex digit at offset ", i));
-    }
-    out += static_cast<char>(hi << 4 | lo);
-  }
-  return out;
-}
-
-std::string Sha256(absl::string_view data) { return Digest(EVP_sha256(), data); }
-std::string Sha384(absl::string_view data) { return Digest(EVP_sha384(), data); }
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return ErrnoError(errno, "open ", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return ErrnoError(errno, "read ", path);
-  return ss.str();
-}
-
-absl::Status WriteFile(const std::string& path, absl::string_view data, int mode) {
-  std::string tmp = absl::StrCat(path, ".tmp");
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-  if (!fd) return ErrnoError(errno, "create ", tmp);
-  if (::fchmod(fd.get(), static_cast<mode_t>(mode)) != 0) return ErrnoError(errno, "chmod ", tmp);
-  RETURN_IF_ERROR(WriteAll(fd.get(), data));
-  if (::fsync(fd.get()) != 0) return ErrnoError(errno, "fsync ", tmp);
-  fd.Reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError(errno, "rename to ", path);
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> CertificatePem(X509* cert) {

@@ -1,6 +1,5 @@
-// Small OpenSSL 3 helpers for the simulated SP: owning pointers, hex,
-// digests, files. Kept inside common/simsp so the library depends on no
-// component (kbs has its own, richer set).
+// Small OpenSSL 3 helpers for the simulated SP: owning pointers and PEM /
+// DER encodings.
 #ifndef CLOAK_COMMON_SIMSP_CRYPTO_H_
 #define CLOAK_COMMON_SIMSP_CRYPTO_H_
 
@@ -13,6 +12,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/files.h"
+#include "common/tee/digest.h"
+#include "common/tee/encoding.h"
 
 namespace cloak::simsp {
 
@@ -28,16 +30,7 @@ using X509Ptr = std::unique_ptr<X509, X509Deleter>;
 // Drains the OpenSSL error queue into "context: reason; reason" (Internal).
 absl::Status OpenSslError(absl::string_view context);
 
-std::string HexEncode(absl::string_view bytes);  // lowercase
-// Upper or lower case; InvalidArgument on odd length or a non-hex digit.
-absl::StatusOr<std::string> HexDecode(absl::string_view hex);
-
-std::string Sha256(absl::string_view data);
-std::string Sha384(absl::string_view data);
-
-absl::StatusOr<std::string> ReadFile(const std::string& path);
-// Writes atomically (temporary file + rename) with `mode`.
-absl::Status WriteFile(const std::string& path, absl::string_view data, int mode = 0644);
+// Hex and digests are common/tee's; files common/files.h's.
 
 // PEM / DER encodings of certificates and private keys.
 absl::StatusOr<std::string> CertificatePem(X509* cert);

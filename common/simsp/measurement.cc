@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/simsp/crypto.h"
 #include "common/status_macros.h"
+#include "common/tee/digest.h"
 #include "common/tee/measure/dev_firmware.h"
 #include "common/tee/measure/snp.h"
 #include "nlohmann/json.hpp"
@@ -15,7 +16,7 @@ absl::StatusOr<std::string> Digest32(const nlohmann::json* j, absl::string_view 
     return absl::InvalidArgumentError(
         absl::StrCat("guest image manifest: ", what, " missing or not a string"));
   }
-  auto raw = HexDecode(j->get<std::string>());
+  auto raw = tee::HexDecode(j->get<std::string>());
   if (!raw.ok() || raw->size() != 32) {
     return absl::InvalidArgumentError(
         absl::StrCat("guest image manifest: ", what, " is not a SHA-256 in hex"));
@@ -46,7 +47,7 @@ absl::StatusOr<std::string> SimulatedMeasurement(const SimulatedLaunch& launch) 
   cmdline += '\0';  // QEMU hashes the command line with its NUL
   input.kernel_hashes = m::SnpKernelHashes{.kernel_sha256 = launch.kernel_sha256,
                                            .initrd_sha256 = launch.initrd_sha256,
-                                           .cmdline_sha256 = Sha256(cmdline)};
+                                           .cmdline_sha256 = tee::Sha256(cmdline)};
   input.vcpus = launch.vcpus;
   ASSIGN_OR_RETURN(input.vcpu_signature, m::SnpVcpuSignature(kSimulatedVcpuType));
   input.guest_features = kSimulatedGuestFeatures;
@@ -70,7 +71,7 @@ absl::StatusOr<ImageDigests> ParseManifest(absl::string_view manifest_json) {
     return absl::InvalidArgumentError("guest image manifest: cmdline missing or not a string");
   }
   out.cmdline = cmdline->get<std::string>();
-  if (Sha256(out.cmdline) != out.cmdline_sha256) {
+  if (tee::Sha256(out.cmdline) != out.cmdline_sha256) {
     return absl::InvalidArgumentError(
         "guest image manifest: cmdline_sha256 is not the SHA-256 of cmdline");
   }

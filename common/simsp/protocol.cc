@@ -61,9 +61,9 @@ absl::StatusOr<std::string> EncodeResponse(const SpResponse& r) {
   if (status > static_cast<uint32_t>(SpStatus::kInternal)) {
     return absl::InvalidArgumentError(absl::StrCat("unknown SP status ", status));
   }
-  if (r.status == SpStatus::kOk && r.report.size() != kReportSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("an OK response needs a ", kReportSize, "-byte report, not ", r.report.size()));
+  if (r.status == SpStatus::kOk && r.report.size() != tee::kSnpReportSize) {
+    return absl::InvalidArgumentError(absl::StrCat("an OK response needs a ", tee::kSnpReportSize,
+                                                   "-byte report, not ", r.report.size()));
   }
   if (r.status != SpStatus::kOk && (!r.report.empty() || !r.vcek_der.empty())) {
     return absl::InvalidArgumentError("an error response carries no report and no VCEK");
@@ -99,10 +99,10 @@ absl::StatusOr<size_t> ResponseBodySize(absl::string_view header) {
   if (status > static_cast<uint32_t>(SpStatus::kInternal)) {
     return absl::InvalidArgumentError(absl::StrCat("simulated SP response: unknown status ", status));
   }
-  if (status == 0 && report_len != kReportSize) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "simulated SP response: OK with a report of ", report_len, " bytes (want ", kReportSize,
-        ")"));
+  if (status == 0 && report_len != tee::kSnpReportSize) {
+    return absl::InvalidArgumentError(absl::StrCat("simulated SP response: OK with a report of ",
+                                                   report_len, " bytes (want ", tee::kSnpReportSize,
+                                                   ")"));
   }
   if (status != 0 && (report_len != 0 || vcek_len != 0)) {
     return absl::InvalidArgumentError(

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/simsp/crypto.h"
 #include "common/status_macros.h"
+#include "common/tee/bytes.h"
 
 namespace cloak::simsp {
 namespace {
@@ -15,10 +16,6 @@ namespace {
 struct MdCtxDeleter {
   void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
 };
-
-void Put(std::string& raw, size_t off, size_t size, uint64_t v) {
-  for (size_t i = 0; i < size; ++i) raw[off + i] = static_cast<char>((v >> (8 * i)) & 0xff);
-}
 
 absl::Status CheckSize(const std::string& field, size_t want, const char* what) {
   if (field.size() != want) {
@@ -28,7 +25,7 @@ absl::Status CheckSize(const std::string& field, size_t want, const char* what) 
   return absl::OkStatus();
 }
 
-// CPUID family / model of a typical part of each product (FACTS §F1).
+// CPUID family / model of a typical part of each product (docs/formats.md).
 std::pair<uint8_t, uint8_t> CpuidFor(Product product) {
   switch (product) {
     case Product::kMilan:
@@ -65,49 +62,51 @@ absl::StatusOr<std::string> BuildReport(const ReportFields& f, EVP_PKEY* vcek_ke
     return absl::InvalidArgumentError("report signing key is not an EC P-384 key");
   }
 
-  std::string raw(kReportSize, '\0');
+  std::string raw(tee::kSnpReportSize, '\0');
   const uint64_t tcb = EncodeTcb(f.tcb, f.product);
-  Put(raw, 0x000, 4, f.version);
-  Put(raw, 0x004, 4, f.guest_svn);
-  Put(raw, 0x008, 8, f.policy);
+  tee::PutLe(raw, tee::kSnpVersionOffset, 4, f.version);
+  tee::PutLe(raw, tee::kSnpGuestSvnOffset, 4, f.guest_svn);
+  tee::PutLe(raw, tee::kSnpPolicyOffset, 8, f.policy);
   // 0x010 FAMILY_ID, 0x020 IMAGE_ID: zero (no ID block).
-  Put(raw, 0x030, 4, f.vmpl);
-  Put(raw, 0x034, 4, 1);        // SIGNATURE_ALGO: ECDSA P-384 with SHA-384
-  Put(raw, 0x038, 8, tcb);      // CURRENT_TCB
-  Put(raw, 0x040, 8, 1);        // PLATFORM_INFO: SMT_EN
-  Put(raw, 0x048, 4, 0);        // KEY_INFO: signed by the VCEK, chip id not masked
-  raw.replace(0x050, 64, f.report_data);
-  raw.replace(0x090, 48, f.measurement);
-  raw.replace(0x0C0, 32, f.host_data);
+  tee::PutLe(raw, tee::kSnpVmplOffset, 4, f.vmpl);
+  tee::PutLe(raw, tee::kSnpSignatureAlgoOffset, 4, tee::kSnpSignatureAlgoEcdsaP384);
+  tee::PutLe(raw, tee::kSnpCurrentTcbOffset, 8, tcb);
+  tee::PutLe(raw, tee::kSnpPlatformInfoOffset, 8, 1);  // SMT_EN
+  tee::PutLe(raw, tee::kSnpKeyInfoOffset, 4, 0);       // signed by the VCEK, chip id not masked
+  raw.replace(tee::kSnpReportDataOffset, tee::kSnpReportDataSize, f.report_data);
+  raw.replace(tee::kSnpMeasurementOffset, tee::kSnpMeasurementSize, f.measurement);
+  raw.replace(tee::kSnpHostDataOffset, tee::kSnpHostDataSize, f.host_data);
   // 0x0E0 ID_KEY_DIGEST, 0x110 AUTHOR_KEY_DIGEST: zero (no ID block).
-  if (!f.report_id.empty()) raw.replace(0x140, 32, f.report_id);
+  if (!f.report_id.empty()) raw.replace(tee::kSnpReportIdOffset, 32, f.report_id);
   // 0x160 REPORT_ID_MA: zero (no migration agent).
-  Put(raw, 0x180, 8, tcb);      // REPORTED_TCB
+  tee::PutLe(raw, tee::kSnpReportedTcbOffset, 8, tcb);
   if (f.version >= 3) {
     auto [family, model] = CpuidFor(f.product);
-    raw[0x188] = static_cast<char>(family);
-    raw[0x189] = static_cast<char>(model);
-    raw[0x18A] = 1;             // CPUID_STEP
+    raw[tee::kSnpCpuidFamilyOffset] = static_cast<char>(family);
+    raw[tee::kSnpCpuidModelOffset] = static_cast<char>(model);
+    raw[tee::kSnpCpuidSteppingOffset] = 1;
   }
-  raw.replace(0x1A0, 64, f.chip_id);
-  Put(raw, 0x1E0, 8, tcb);      // COMMITTED_TCB
-  for (size_t off : {size_t{0x1E8}, size_t{0x1EC}}) {  // CURRENT, COMMITTED
+  raw.replace(tee::kSnpChipIdOffset, tee::kSnpChipIdSize, f.chip_id);
+  tee::PutLe(raw, tee::kSnpCommittedTcbOffset, 8, tcb);
+  for (size_t off : {tee::kSnpCurrentVersionOffset, tee::kSnpCommittedVersionOffset}) {
     raw[off] = static_cast<char>(f.fw_build);
     raw[off + 1] = static_cast<char>(f.fw_minor);
     raw[off + 2] = static_cast<char>(f.fw_major);
   }
-  Put(raw, 0x1F0, 8, tcb);      // LAUNCH_TCB
+  tee::PutLe(raw, tee::kSnpLaunchTcbOffset, 8, tcb);
 
   std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> md(EVP_MD_CTX_new());
   size_t sig_len = 0;
   if (!md || EVP_DigestSignInit(md.get(), nullptr, EVP_sha384(), nullptr, vcek_key) != 1 ||
       EVP_DigestSign(md.get(), nullptr, &sig_len,
-                     reinterpret_cast<const unsigned char*>(raw.data()), kSignedSize) != 1) {
+                     reinterpret_cast<const unsigned char*>(raw.data()),
+                     tee::kSnpSignedSize) != 1) {
     return OpenSslError("ECDSA P-384 report signature");
   }
   std::string der(sig_len, '\0');
   if (EVP_DigestSign(md.get(), reinterpret_cast<unsigned char*>(der.data()), &sig_len,
-                     reinterpret_cast<const unsigned char*>(raw.data()), kSignedSize) != 1) {
+                     reinterpret_cast<const unsigned char*>(raw.data()),
+                     tee::kSnpSignedSize) != 1) {
     return OpenSslError("ECDSA P-384 report signature");
   }
   der.resize(sig_len);
@@ -117,7 +116,8 @@ absl::StatusOr<std::string> BuildReport(const ReportFields& f, EVP_PKEY* vcek_ke
   const BIGNUM* r = nullptr;
   const BIGNUM* s = nullptr;
   ECDSA_SIG_get0(sig, &r, &s);
-  for (auto [bn, off] : {std::pair{r, size_t{0x2A0}}, std::pair{s, size_t{0x2E8}}}) {
+  for (auto [bn, off] :
+       {std::pair{r, tee::kSnpSignatureROffset}, std::pair{s, tee::kSnpSignatureSOffset}}) {
     unsigned char be[48];
     if (BN_bn2binpad(bn, be, sizeof(be)) != 48) {
       ECDSA_SIG_free(sig);

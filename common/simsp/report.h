@@ -1,5 +1,5 @@
-// Building a SEV-SNP ATTESTATION_REPORT (FACTS §F1) the way the PSP does,
-// signed by the simulated SP's VCEK key.
+// Building a SEV-SNP ATTESTATION_REPORT the way the PSP does, signed by the
+// simulated SP's VCEK key, on common/tee's layout (docs/formats.md).
 #ifndef CLOAK_COMMON_SIMSP_REPORT_H_
 #define CLOAK_COMMON_SIMSP_REPORT_H_
 
@@ -10,15 +10,14 @@
 
 #include "absl/status/statusor.h"
 #include "common/simsp/chain.h"
+#include "common/tee/snp_report.h"
 
 namespace cloak::simsp {
 
-inline constexpr size_t kReportSize = 0x4A0;  // 1184
-inline constexpr size_t kSignedSize = 0x2A0;  // bytes 0x000-0x29F are signed
-// Guest policy (FACTS §F3): SMT allowed (bit 16), reserved bit 17 set,
+// Guest policy (docs/formats.md): SMT allowed (bit 16), reserved bit 17 set,
 // debug (bit 19) off. QEMU's default.
 inline constexpr uint64_t kDefaultPolicy = 0x30000;
-inline constexpr uint64_t kPolicyDebugBit = 1ull << 19;
+inline constexpr uint64_t kPolicyDebugBit = tee::kSnpPolicyDebugBit;
 
 struct ReportFields {
   uint32_t version = 3;      // 3: with CPUID family/model (2..5 are valid)

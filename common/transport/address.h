@@ -18,9 +18,9 @@
 
 namespace cloak::transport {
 
-// The vsock port the agent listens on (FACTS §C1).
+// The vsock port the agent listens on (docs/formats.md, "Agent channel").
 inline constexpr uint32_t kAgentVsockPort = 1024;
-// The virtio-serial port name the agent's channel uses (FACTS §J).
+// The virtio-serial port name the agent's channel uses (docs/formats.md, "Agent channel").
 inline constexpr absl::string_view kAgentSerialPortName = "cloak.agent";
 // Longest path a unix socket address can hold (sun_path minus the NUL).
 inline constexpr size_t kMaxUnixPathLength = 107;

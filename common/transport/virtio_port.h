@@ -1,5 +1,5 @@
-// Finding a virtio-serial port by name without udev (FACTS §J): a port named
-// N shows up as /dev/vportXpY with /sys/class/virtio-ports/vportXpY/name = N.
+// Finding a virtio-serial port by name without udev (docs/formats.md, "Agent channel"): a port
+// named N shows up as /dev/vportXpY with /sys/class/virtio-ports/vportXpY/name = N.
 #ifndef CLOAK_COMMON_TRANSPORT_VIRTIO_PORT_H_
 #define CLOAK_COMMON_TRANSPORT_VIRTIO_PORT_H_
 

@@ -1,12 +1,13 @@
 // The client half of the KBS protocol, as the tests drive it: a TEE key
-// pair, and sample evidence bound to a nonce and that key (FACTS §D3, §D6).
+// pair, and sample evidence bound to a nonce and that key (docs/attestation.md).
 #ifndef CLOAK_KBS_TESTS_KBS_CLIENT_H_
 #define CLOAK_KBS_TESTS_KBS_CLIENT_H_
 
 #include <optional>
 #include <string>
 
-#include "kbs/jose.h"
+#include "common/jose/jose.h"
+#include "common/tee/report_data.h"
 #include "kbs/service.h"
 #include "nlohmann/json.hpp"
 
@@ -21,8 +22,15 @@ struct TeeKey {
 inline TeeKey MakeTeeKey(const std::string& kind = "P-256") {
   TeeKey k;
   k.key.reset(kind == "RSA" ? EVP_RSA_gen(2048) : EVP_EC_gen(kind.c_str()));
-  k.jwk = *JwkFromPublicKey(k.key.get());
+  k.jwk = *jose::ParsePublicJwk(*jose::PrivateKey::FromEvp(k.key.get())->PublicJwk());
   return k;
+}
+
+// Opens a resource JWE with the tee key, as a client does.
+inline absl::StatusOr<std::string> DecryptJwe(const nlohmann::json& jwe, EVP_PKEY* key) {
+  absl::StatusOr<jose::PrivateKey> private_key = jose::PrivateKey::FromEvp(key);
+  if (!private_key.ok()) return private_key.status();
+  return jose::DecryptJwe(jwe, *private_key);
 }
 
 inline nlohmann::json AuthRequest(const std::string& tee = "sample",
@@ -43,12 +51,12 @@ inline nlohmann::json SampleAttestation(const std::string& nonce, const Jwk& sen
                                         std::optional<std::string> evidence_init_digest =
                                             std::nullopt) {
   const Jwk& bound = bound_jwk != nullptr ? *bound_jwk : sent_jwk;
-  Bytes digest = *RuntimeDataDigest(nonce, bound, "");
-  nlohmann::json evidence = {{"svn", "1"}, {"report_data", Base64Encode(digest)}};
+  Bytes digest = *tee::RuntimeDataDigest(nonce, bound.json, "");
+  nlohmann::json evidence = {{"svn", "1"}, {"report_data", tee::Base64Encode(digest)}};
   if (evidence_init_digest.has_value()) {
     evidence["init_data"] = *evidence_init_digest;
   } else if (init_data.has_value()) {
-    evidence["init_data"] = HexEncode(Sha384(*init_data));
+    evidence["init_data"] = tee::HexEncode(tee::Sha384(*init_data));
   }
   nlohmann::json init = nullptr;
   if (init_data.has_value()) init = {{"format", "toml"}, {"body", *init_data}};

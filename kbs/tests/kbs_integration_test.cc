@@ -24,11 +24,12 @@
 namespace cloak::kbs {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::AuthRequest;
 using testing::Client;
-using testing::Reply;
+using testing::DecryptJwe;
+using ::testing::HasSubstr;
 using testing::MakeTeeKey;
+using testing::Reply;
 using testing::SampleAttestation;
 using testing::TeeKey;
 

@@ -12,8 +12,9 @@
 namespace cloak::kbs {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::AuthRequest;
+using testing::DecryptJwe;
+using ::testing::HasSubstr;
 using testing::MakeTeeKey;
 using testing::SampleAttestation;
 using testing::TeeKey;
@@ -94,7 +95,7 @@ TEST_F(ServiceTest, AuthIssuesANonceAndASessionCookie) {
   ASSERT_EQ(r.status, 200) << r.body;
   auto j = nlohmann::json::parse(r.body);
   EXPECT_EQ(j["nonce"].get<std::string>().size(), 44u);
-  EXPECT_EQ(Base64Decode(j["nonce"].get<std::string>())->size(), 32u);
+  EXPECT_EQ(tee::Base64Decode(j["nonce"].get<std::string>())->size(), 32u);
   EXPECT_EQ(j["extra-params"], "");
   std::string cookie = Cookie(r);
   EXPECT_THAT(cookie, HasSubstr("kbs-session-id="));
@@ -155,7 +156,8 @@ TEST_F(ServiceTest, AFailedAttestationAlsoBurnsTheNonce) {
   TeeKey key = MakeTeeKey();
   auto [nonce, cookie] = Auth();
   nlohmann::json wrong = SampleAttestation(nonce, key.jwk);
-  wrong["tee-evidence"]["primary_evidence"]["report_data"] = Base64Encode(std::string(48, 'x'));
+  wrong["tee-evidence"]["primary_evidence"]["report_data"] =
+      tee::Base64Encode(std::string(48, 'x'));
   EXPECT_EQ(Post("/kbs/v0/attest", wrong.dump(), cookie).status, 401);
   HttpResponse retry = Post("/kbs/v0/attest", SampleAttestation(nonce, key.jwk).dump(), cookie);
   EXPECT_EQ(retry.status, 401);
@@ -230,9 +232,10 @@ TEST_F(ServiceTest, ForgedTokenClaimsAreRefused) {
   std::string token = nlohmann::json::parse(r.body)["token"];
   // Swap in another tee-pubkey (to get the resource encrypted to it).
   size_t a = token.find('.'), b = token.rfind('.');
-  auto payload = nlohmann::json::parse(*Base64UrlDecode(token.substr(a + 1, b - a - 1)));
+  auto payload = nlohmann::json::parse(*tee::Base64UrlDecode(token.substr(a + 1, b - a - 1)));
   payload["tee-pubkey"] = MakeTeeKey().jwk.json;
-  std::string forged = token.substr(0, a + 1) + Base64UrlEncode(payload.dump()) + token.substr(b);
+  std::string forged =
+      token.substr(0, a + 1) + tee::Base64UrlEncode(payload.dump()) + token.substr(b);
   r = Get("/kbs/v0/resource/default/key/k1", "", "Bearer " + forged);
   EXPECT_EQ(r.status, 401);
 }
@@ -279,7 +282,8 @@ TEST_F(ServiceTest, InitDataMustMatchTheEvidence) {
 
   auto [nonce2, cookie2] = Auth();
   r = Post("/kbs/v0/attest",
-           SampleAttestation(nonce2, key.jwk, nullptr, init, HexEncode(Sha384("other"))).dump(),
+           SampleAttestation(nonce2, key.jwk, nullptr, init, tee::HexEncode(tee::Sha384("other")))
+               .dump(),
            cookie2);
   EXPECT_EQ(r.status, 401);
   EXPECT_THAT(Detail(r), HasSubstr("init-data digest"));
@@ -299,11 +303,12 @@ TEST_F(ServiceTest, InitDataIsHashedWithItsOwnAlgorithm) {
   const std::string sha256_doc = "version = \"0.1.0\"\nalgorithm = \"sha256\"\n";
   // A 48-byte field (TDX MRCONFIGID) holding a zero-padded SHA-256.
   auto [nonce, cookie] = Auth();
-  HttpResponse r = Post("/kbs/v0/attest",
-                        SampleAttestation(nonce, key.jwk, nullptr, sha256_doc,
-                                          HexEncode(Sha256(sha256_doc)) + std::string(32, '0'))
-                            .dump(),
-                        cookie);
+  HttpResponse r =
+      Post("/kbs/v0/attest",
+           SampleAttestation(nonce, key.jwk, nullptr, sha256_doc,
+                             tee::HexEncode(tee::Sha256(sha256_doc)) + std::string(32, '0'))
+               .dump(),
+           cookie);
   EXPECT_EQ(r.status, 200) << r.body;
 
   // A 32-byte field (SNP HOST_DATA) holding a truncated SHA-384.
@@ -311,7 +316,7 @@ TEST_F(ServiceTest, InitDataIsHashedWithItsOwnAlgorithm) {
   auto [nonce2, cookie2] = Auth();
   r = Post("/kbs/v0/attest",
            SampleAttestation(nonce2, key.jwk, nullptr, sha384_doc,
-                             HexEncode(Sha384(sha384_doc)).substr(0, 64))
+                             tee::HexEncode(tee::Sha384(sha384_doc)).substr(0, 64))
                .dump(),
            cookie2);
   EXPECT_EQ(r.status, 200) << r.body;
@@ -319,19 +324,22 @@ TEST_F(ServiceTest, InitDataIsHashedWithItsOwnAlgorithm) {
   // An algorithm it does not know is a bad request, naming it.
   const std::string md5_doc = "version = \"0.1.0\"\nalgorithm = \"md5\"\n";
   auto [nonce3, cookie3] = Auth();
-  r = Post("/kbs/v0/attest",
-           SampleAttestation(nonce3, key.jwk, nullptr, md5_doc, HexEncode(Sha384(md5_doc))).dump(),
-           cookie3);
+  r = Post(
+      "/kbs/v0/attest",
+      SampleAttestation(nonce3, key.jwk, nullptr, md5_doc, tee::HexEncode(tee::Sha384(md5_doc)))
+          .dump(),
+      cookie3);
   EXPECT_EQ(r.status, 400);
   EXPECT_THAT(Detail(r), HasSubstr("md5"));
 }
 
 TEST_F(ServiceTest, PolicyCanRequireTheInitDataDigest) {
-  std::string init = "[data]\nkbs_url = \"http://127.0.0.1\"\n";
+  std::string init =
+      "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\nkbs_url = \"http://127.0.0.1\"\n";
   auto store = ResourceStore::Open(config_.state_dir);
   ASSERT_TRUE(SetPolicy(*store, "default/key/k2",
                         absl::StrCat(R"({"allowed_tees": ["sample"], "init_data_digests": [")",
-                                     HexEncode(Sha384(init)), R"("]})"))
+                                     tee::HexEncode(tee::Sha384(init)), R"("]})"))
                   .ok());
   TeeKey key = MakeTeeKey();
   std::string without = Attested(key);
@@ -361,11 +369,12 @@ TEST_F(ServiceTest, HardwareEvidenceIsVerifiedThroughAttest) {
   HttpResponse auth = Post("/kbs/v0/auth", AuthRequest("snp").dump());
   ASSERT_EQ(auth.status, 200);
   std::string nonce = nlohmann::json::parse(auth.body)["nonce"];
-  std::string report = *HexDecode(absl::StripAsciiWhitespace(testing::Slurp("snp/report_milan.hex")));
+  std::string report =
+      *tee::HexDecode(absl::StripAsciiWhitespace(testing::Slurp("snp/report_milan.hex")));
   std::string vcek = testing::Slurp("snp/vcek_milan.der");
   nlohmann::json attestation = SampleAttestation(nonce, key.jwk);
   attestation["tee-evidence"]["primary_evidence"] = {
-      {"attestation_report", Base64Encode(report)},
+      {"attestation_report", tee::Base64Encode(report)},
       {"cert_chain",
        {{{"cert_type", "VCEK"}, {"data", std::vector<unsigned char>(vcek.begin(), vcek.end())}}}}};
   HttpResponse r = Post("/kbs/v0/attest", attestation.dump(), Cookie(auth));
@@ -376,7 +385,8 @@ TEST_F(ServiceTest, HardwareEvidenceIsVerifiedThroughAttest) {
   nonce = nlohmann::json::parse(auth.body)["nonce"].get<std::string>();
   attestation = SampleAttestation(nonce, key.jwk);
   attestation["tee-evidence"]["primary_evidence"] = {
-      {"cc_eventlog", nullptr}, {"quote", Base64Encode(testing::Slurp("tdx/tdx_quote_5.dat"))}};
+      {"cc_eventlog", nullptr},
+      {"quote", tee::Base64Encode(testing::Slurp("tdx/tdx_quote_5.dat"))}};
   r = Post("/kbs/v0/attest", attestation.dump(), Cookie(auth));
   EXPECT_EQ(r.status, 401);
   EXPECT_THAT(Detail(r), HasSubstr("no collateral"));

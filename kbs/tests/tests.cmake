@@ -14,7 +14,7 @@ cloak_test(kbs_verify_test unit PREFIX "kbs." DEFINES "CLOAK_TESTDATA_DIR=\"${CL
 
 if(TARGET cloak_kbs)
   cloak_test(kbs_unit_test unit PREFIX "kbs." DEFINES "CLOAK_TESTDATA_DIR=\"${CLOAK_KBS_TESTDATA}\""
-    SOURCES ${kbs_tests_dir}/jose_test.cc ${kbs_tests_dir}/policy_test.cc
+    SOURCES ${kbs_tests_dir}/policy_test.cc
             ${kbs_tests_dir}/service_test.cc
     DEPS cloak_kbs)
 

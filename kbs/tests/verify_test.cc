@@ -35,7 +35,7 @@ class SnpTest : public ::testing::Test {
  protected:
   void SetUp() override {
     REQUIRE_TESTDATA();
-    auto raw = HexDecode(absl::StripAsciiWhitespace(Slurp("snp/report_milan.hex")));
+    auto raw = tee::HexDecode(absl::StripAsciiWhitespace(Slurp("snp/report_milan.hex")));
     ASSERT_TRUE(raw.ok()) << raw.status();
     report_ = *raw;
     vcek_ = Slurp("snp/vcek_milan.der");
@@ -65,7 +65,7 @@ TEST_F(SnpTest, ParsesTheMilanReport) {
   EXPECT_EQ(r->policy, 0x30000u);
   EXPECT_EQ(r->vmpl, 0u);
   EXPECT_EQ(r->signature_algo, 1u);
-  EXPECT_EQ(HexEncode(r->measurement), kMilanMeasurement);
+  EXPECT_EQ(tee::HexEncode(r->measurement), kMilanMeasurement);
   EXPECT_FALSE(r->debug());
   SnpTcb tcb = DecodeSnpTcb(r->reported_tcb, SnpProduct::kMilan);
   EXPECT_EQ(tcb.bootloader, 3);
@@ -309,7 +309,7 @@ TEST_F(SnpTest, RebuildsTheReportFromEveryJsonForm) {
   auto from_serde = SnpReportFromJson(SerdeForm(report_));
   ASSERT_TRUE(from_serde.ok()) << from_serde.status();
   EXPECT_EQ(*from_serde, report_);
-  auto from_b64 = SnpReportFromJson(Base64Encode(report_));
+  auto from_b64 = SnpReportFromJson(tee::Base64Encode(report_));
   ASSERT_TRUE(from_b64.ok());
   EXPECT_EQ(*from_b64, report_);
   nlohmann::json broken = SerdeForm(report_);
@@ -336,7 +336,7 @@ TEST_F(SnpTest, VerifierChecksTheChainFromTheCertsDirAndTheBinding) {
   EXPECT_EQ(claims.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(claims.status().message(), HasSubstr("no VCEK"));
   auto unconfigured = CreateVerifier("snp", VerifierConfig{});
-  evidence["cert_chain"] = {{{"cert_type", "VCEK"}, {"data", Base64Encode(vcek_)}}};
+  evidence["cert_chain"] = {{{"cert_type", "VCEK"}, {"data", tee::Base64Encode(vcek_)}}};
   claims = (*unconfigured)->Verify(evidence, report_.substr(0x50, 48));
   EXPECT_THAT(claims.status().message(), HasSubstr("no AMD certificate directory"));
 }
@@ -383,11 +383,11 @@ TEST_F(TdxTest, ParsesTheV5Quote) {
   EXPECT_EQ(q->version, 5);
   EXPECT_EQ(q->body_type, 3);
   EXPECT_EQ(q->tee_type, 0x81u);
-  EXPECT_EQ(HexEncode(q->mrtd),
+  EXPECT_EQ(tee::HexEncode(q->mrtd),
             "dfba221b48a22af8511542ee796603f37382800840dcd978703909bf8e64d4c8a1e9de86e7c9638bfcba42"
             "2f3886400a");
-  EXPECT_EQ(HexEncode(q->rtmr[0]).substr(0, 16), "9b529f3689e2e8eb");
-  EXPECT_EQ(HexEncode(q->report_data).substr(0, 16), "6d6ab13b046cff60");
+  EXPECT_EQ(tee::HexEncode(q->rtmr[0]).substr(0, 16), "9b529f3689e2e8eb");
+  EXPECT_EQ(tee::HexEncode(q->report_data).substr(0, 16), "6d6ab13b046cff60");
   EXPECT_FALSE(q->debug());
 }
 
@@ -399,12 +399,12 @@ TEST_F(TdxTest, ParsesAV4Layout) {
   auto q = ParseTdxQuote(v4);
   ASSERT_TRUE(q.ok()) << q.status();
   EXPECT_EQ(q->version, 4);
-  EXPECT_EQ(HexEncode(q->mrtd).substr(0, 16), "dfba221b48a22af8");
+  EXPECT_EQ(tee::HexEncode(q->mrtd).substr(0, 16), "dfba221b48a22af8");
   EXPECT_EQ(q->report_data, quote_.substr(54 + 520, 64));
 }
 
 TEST_F(TdxTest, AcceptsTheRealQuoteWithCollateral) {
-  options_.reference.measurements["mrtd"] = {HexEncode(quote_.substr(54 + 136, 48))};
+  options_.reference.measurements["mrtd"] = {tee::HexEncode(quote_.substr(54 + 136, 48))};
   auto claims = VerifyTdxAttestation(quote_, options_);
   ASSERT_TRUE(claims.ok()) << claims.status();
   EXPECT_EQ(claims->tee, "tdx");
@@ -486,7 +486,7 @@ TEST_F(TdxTest, RefusesMalformedQuotes) {
 TEST_F(TdxTest, VerifierTakesBase64QuotesAndTheRootFromAFile) {
   auto verifier = CreateVerifier("tdx", VerifierConfig{});
   ASSERT_TRUE(verifier.ok());
-  nlohmann::json evidence = {{"cc_eventlog", nullptr}, {"quote", Base64Encode(quote_)}};
+  nlohmann::json evidence = {{"cc_eventlog", nullptr}, {"quote", tee::Base64Encode(quote_)}};
   auto claims = (*verifier)->Verify(evidence, std::string(48, '\0'));
   EXPECT_THAT(claims.status().message(), HasSubstr("no collateral"));
   EXPECT_EQ((*verifier)->Verify(nlohmann::json{{"quote", 5}}, "").status().code(),
@@ -507,15 +507,15 @@ TEST_F(TdxTest, VerifierTakesBase64QuotesAndTheRootFromAFile) {
 }
 
 TEST(SampleTest, AcceptsMatchingReportDataOnly) {
-  std::string digest = Sha384("runtime data");
-  nlohmann::json evidence = {{"svn", "1"}, {"report_data", Base64Encode(digest)}};
+  std::string digest = tee::Sha384("runtime data");
+  nlohmann::json evidence = {{"svn", "1"}, {"report_data", tee::Base64Encode(digest)}};
   auto claims = VerifySampleEvidence(evidence, digest);
   ASSERT_TRUE(claims.ok()) << claims.status();
   EXPECT_EQ(claims->tee, "sample");
   EXPECT_FALSE(claims->signature_verified);
   evidence["init_data"] = "ABCD";
   EXPECT_EQ(VerifySampleEvidence(evidence, digest)->init_data_digest, "abcd");
-  auto wrong = VerifySampleEvidence(evidence, Sha384("other"));
+  auto wrong = VerifySampleEvidence(evidence, tee::Sha384("other"));
   EXPECT_EQ(wrong.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(wrong.status().message(), HasSubstr("does not match"));
   EXPECT_EQ(VerifySampleEvidence(nlohmann::json::array(), digest).status().code(),
@@ -530,14 +530,14 @@ TEST(VerifierTest, UnknownTeeIsUnimplemented) {
 
 TEST(EncodingTest, RoundTrips) {
   for (std::string s : {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xff\xfe\x00\x01"}) {
-    EXPECT_EQ(*Base64Decode(Base64Encode(s)), s);
-    EXPECT_EQ(*Base64UrlDecode(Base64UrlEncode(s)), s);
-    EXPECT_EQ(*HexDecode(HexEncode(s)), s);
+    EXPECT_EQ(*tee::Base64Decode(tee::Base64Encode(s)), s);
+    EXPECT_EQ(*tee::Base64UrlDecode(tee::Base64UrlEncode(s)), s);
+    EXPECT_EQ(*tee::HexDecode(tee::HexEncode(s)), s);
   }
-  EXPECT_EQ(Base64Encode("foobar!"), "Zm9vYmFyIQ==");
-  EXPECT_EQ(Base64UrlEncode("\xfb\xff"), "-_8");
-  EXPECT_FALSE(Base64Decode("a").ok());
-  EXPECT_FALSE(HexDecode("zz").ok());
+  EXPECT_EQ(tee::Base64Encode("foobar!"), "Zm9vYmFyIQ==");
+  EXPECT_EQ(tee::Base64UrlEncode("\xfb\xff"), "-_8");
+  EXPECT_FALSE(tee::Base64Decode("a").ok());
+  EXPECT_FALSE(tee::HexDecode("zz").ok());
 }
 
 }  // namespace

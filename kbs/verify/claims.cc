@@ -12,7 +12,7 @@ namespace cloak::kbs {
 nlohmann::json Claims::ToJson() const {
   nlohmann::json j;
   j["tee"] = tee;
-  j["report_data"] = HexEncode(report_data);
+  j["report_data"] = tee::HexEncode(report_data);
   j["measurements"] = measurements;
   j["init_data_digest"] = init_data_digest;
   j["debug"] = debug;
@@ -49,7 +49,7 @@ absl::StatusOr<Claims> Claims::FromJson(const nlohmann::json& j) {
   std::string rd_hex;
   RETURN_IF_ERROR(str("tee", &c.tee));
   RETURN_IF_ERROR(str("report_data", &rd_hex));
-  ASSIGN_OR_RETURN(c.report_data, HexDecode(rd_hex));
+  ASSIGN_OR_RETURN(c.report_data, tee::HexDecode(rd_hex));
   RETURN_IF_ERROR(str("init_data_digest", &c.init_data_digest));
   RETURN_IF_ERROR(boolean("debug", &c.debug));
   RETURN_IF_ERROR(boolean("signature_verified", &c.signature_verified));

@@ -16,7 +16,7 @@
 
 namespace cloak::kbs {
 
-// TEE names as the Trustee protocol spells them (FACTS §D4).
+// TEE names as the Trustee protocol spells them (docs/formats.md, "KBS protocol").
 inline constexpr char kTeeSnp[] = "snp";
 inline constexpr char kTeeTdx[] = "tdx";
 inline constexpr char kTeeSample[] = "sample";

@@ -19,74 +19,6 @@
 #include "common/status_macros.h"
 
 namespace cloak::kbs {
-namespace {
-
-constexpr char kB64Std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-constexpr char kB64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-std::string B64Encode(absl::string_view in, const char* alphabet, bool pad) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-  for (; i + 3 <= in.size(); i += 3) {
-    uint32_t v = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += alphabet[v & 63];
-  }
-  size_t rest = in.size() - i;
-  if (rest == 1) {
-    uint32_t v = p[i] << 16;
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    if (pad) out += "==";
-  } else if (rest == 2) {
-    uint32_t v = (p[i] << 16) | (p[i + 1] << 8);
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    if (pad) out += "=";
-  }
-  return out;
-}
-
-absl::StatusOr<Bytes> B64Decode(absl::string_view in, const char* alphabet, absl::string_view name) {
-  int8_t table[256];
-  std::memset(table, -1, sizeof(table));
-  for (int k = 0; k < 64; ++k) table[static_cast<unsigned char>(alphabet[k])] = static_cast<int8_t>(k);
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  if (in.size() % 4 == 1) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid ", name, ": bad length"));
-  }
-  Bytes out;
-  out.reserve(in.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int8_t v = table[static_cast<unsigned char>(c)];
-    if (v < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("invalid ", name, ": unexpected character"));
-    }
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
-
-Bytes Digest(const EVP_MD* md, absl::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), out, &len, md, nullptr);
-  return Bytes(reinterpret_cast<char*>(out), len);
-}
-
-}  // namespace
 
 std::string OpenSslErrors(absl::string_view context) {
   std::string out(context);
@@ -99,67 +31,6 @@ std::string OpenSslErrors(absl::string_view context) {
     first = false;
   }
   return out;
-}
-
-std::string HexEncode(absl::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
-
-absl::StatusOr<Bytes> HexDecode(absl::string_view hex) {
-  if (hex.size() % 2 != 0) return absl::InvalidArgumentError("invalid hex: odd length");
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  Bytes out;
-  out.reserve(hex.size() / 2);
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
-    if (hi < 0 || lo < 0) return absl::InvalidArgumentError("invalid hex: non-hex character");
-    out += static_cast<char>((hi << 4) | lo);
-  }
-  return out;
-}
-
-std::string Base64Encode(absl::string_view bytes) { return B64Encode(bytes, kB64Std, true); }
-std::string Base64UrlEncode(absl::string_view bytes) { return B64Encode(bytes, kB64Url, false); }
-absl::StatusOr<Bytes> Base64Decode(absl::string_view text) {
-  return B64Decode(text, kB64Std, "base64");
-}
-absl::StatusOr<Bytes> Base64UrlDecode(absl::string_view text) {
-  return B64Decode(text, kB64Url, "base64url");
-}
-
-Bytes Sha256(absl::string_view data) { return Digest(EVP_sha256(), data); }
-Bytes Sha384(absl::string_view data) { return Digest(EVP_sha384(), data); }
-
-Bytes HmacSha256(absl::string_view key, absl::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
-  return Bytes(reinterpret_cast<char*>(out), len);
-}
-
-absl::StatusOr<Bytes> RandomBytes(size_t n) {
-  Bytes out(n, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
-    return absl::InternalError(OpenSslErrors("RAND_bytes"));
-  }
-  return out;
-}
-
-bool SecureEquals(absl::string_view a, absl::string_view b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 absl::StatusOr<X509Ptr> ParseCertificate(absl::string_view pem_or_der, absl::string_view what) {
@@ -194,15 +65,6 @@ absl::StatusOr<std::vector<X509Ptr>> ParsePemCertificates(absl::string_view pem,
     return absl::InvalidArgumentError(absl::StrCat(what, ": no PEM certificate found"));
   }
   return out;
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return ErrnoError(errno, "open ", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return ErrnoError(errno, "read ", path);
-  return ss.str();
 }
 
 absl::StatusOr<X509Ptr> LoadCertificateFile(const std::string& path, absl::string_view what) {

@@ -1,5 +1,5 @@
 // Small OpenSSL 3 helpers shared by the verifiers and the KBS: owning
-// pointers, encodings (hex, base64, base64url), digests, certificate loading
+// pointers, certificate loading
 // and the OpenSSL error queue turned into a readable message.
 #ifndef CLOAK_KBS_VERIFY_OPENSSL_UTIL_H_
 #define CLOAK_KBS_VERIFY_OPENSSL_UTIL_H_
@@ -15,6 +15,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/files.h"
+#include "common/tee/digest.h"
+#include "common/tee/encoding.h"
 
 namespace cloak::kbs {
 
@@ -45,24 +48,8 @@ using Bytes = std::string;
 // Drains the OpenSSL error queue into "context: reason; reason".
 std::string OpenSslErrors(absl::string_view context);
 
-std::string HexEncode(absl::string_view bytes);  // lowercase
-// Accepts upper and lower case; InvalidArgument on odd length or non-hex.
-absl::StatusOr<Bytes> HexDecode(absl::string_view hex);
-
-std::string Base64Encode(absl::string_view bytes);     // standard, padded
-std::string Base64UrlEncode(absl::string_view bytes);  // url-safe, no padding
-// Standard alphabet; padding optional. InvalidArgument on bad input.
-absl::StatusOr<Bytes> Base64Decode(absl::string_view text);
-// URL-safe alphabet; padding optional. InvalidArgument on bad input.
-absl::StatusOr<Bytes> Base64UrlDecode(absl::string_view text);
-
-Bytes Sha256(absl::string_view data);
-Bytes Sha384(absl::string_view data);
-Bytes HmacSha256(absl::string_view key, absl::string_view data);
-// Cryptographically random bytes (RAND_bytes); Internal on failure.
-absl::StatusOr<Bytes> RandomBytes(size_t n);
-// Constant-time equality (CRYPTO_memcmp) of two byte strings.
-bool SecureEquals(absl::string_view a, absl::string_view b);
+// Encodings, digests and random bytes are common/tee's (encoding.h,
+// digest.h); files are common/files.h's.
 
 // Parses one certificate, PEM or DER (sniffed).
 absl::StatusOr<X509Ptr> ParseCertificate(absl::string_view pem_or_der, absl::string_view what);
@@ -73,9 +60,6 @@ absl::StatusOr<X509Ptr> LoadCertificateFile(const std::string& path, absl::strin
 // The certificate's subject CN, or "" if absent.
 std::string SubjectCommonName(X509* cert);
 std::string IssuerCommonName(X509* cert);
-
-// Reads a whole file; NotFound / PermissionDenied with the path.
-absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 // Converts a raw big-endian r||s pair (each `half` bytes) into a DER ECDSA
 // signature OpenSSL verifies.

@@ -15,23 +15,6 @@
 namespace cloak::kbs {
 namespace {
 
-uint32_t Le32(absl::string_view b, size_t off) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[off + i]);
-  return v;
-}
-uint64_t Le64(absl::string_view b, size_t off) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[off + i]);
-  return v;
-}
-Bytes ReversedSignificant(absl::string_view le72) {
-  // R and S are 72-byte little-endian fields; only the low 48 bytes matter.
-  Bytes be(le72.substr(0, 48));
-  std::reverse(be.begin(), be.end());
-  return be;
-}
-
 // The raw bytes inside the extension with dotted `oid`, or NotFound.
 absl::StatusOr<Bytes> ExtensionBytes(X509* cert, const char* oid) {
   ASN1_OBJECT* obj = OBJ_txt2obj(oid, 1);
@@ -141,47 +124,6 @@ SnpTcb DecodeSnpTcb(uint64_t raw, SnpProduct product) {
   return t;
 }
 
-absl::StatusOr<SnpReport> ParseSnpReport(absl::string_view raw) {
-  if (raw.size() != kSnpReportSize) {
-    return absl::InvalidArgumentError(absl::StrCat("SEV-SNP report must be ", kSnpReportSize,
-                                                   " bytes, got ", raw.size()));
-  }
-  SnpReport r;
-  r.version = Le32(raw, 0x000);
-  if (r.version < 2 || r.version > 5) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unsupported SEV-SNP report version ", r.version, " (want 2..5)"));
-  }
-  r.guest_svn = Le32(raw, 0x004);
-  r.policy = Le64(raw, 0x008);
-  r.vmpl = Le32(raw, 0x030);
-  r.signature_algo = Le32(raw, 0x034);
-  if (r.signature_algo != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unsupported SEV-SNP signature algorithm ", r.signature_algo, " (want 1, ECDSA P-384)"));
-  }
-  r.current_tcb = Le64(raw, 0x038);
-  r.platform_info = Le64(raw, 0x040);
-  r.key_info = Le32(raw, 0x048);
-  r.report_data = Bytes(raw.substr(0x050, 64));
-  r.measurement = Bytes(raw.substr(0x090, 48));
-  r.host_data = Bytes(raw.substr(0x0C0, 32));
-  r.id_key_digest = Bytes(raw.substr(0x0E0, 48));
-  r.author_key_digest = Bytes(raw.substr(0x110, 48));
-  r.reported_tcb = Le64(raw, 0x180);
-  if (r.version >= 3) {
-    r.cpuid_fam_id = static_cast<uint8_t>(raw[0x188]);
-    r.cpuid_mod_id = static_cast<uint8_t>(raw[0x189]);
-  }
-  r.chip_id = Bytes(raw.substr(0x1A0, 64));
-  r.committed_tcb = Le64(raw, 0x1E0);
-  r.launch_tcb = Le64(raw, 0x1F0);
-  r.signed_bytes = Bytes(raw.substr(0, kSnpSignedSize));
-  r.sig_r_be = ReversedSignificant(raw.substr(0x2A0, 72));
-  r.sig_s_be = ReversedSignificant(raw.substr(0x2E8, 72));
-  return r;
-}
-
 absl::Status VerifySnpReportSignature(const SnpReport& report, X509* vcek) {
   EVP_PKEY* key = X509_get0_pubkey(vcek);
   if (key == nullptr || EVP_PKEY_get_base_id(key) != EVP_PKEY_EC || EVP_PKEY_get_bits(key) != 384) {
@@ -269,9 +211,10 @@ absl::StatusOr<Claims> VerifySnpAttestation(absl::string_view report_raw,
     absl::string_view chip = report.chip_id;
     if (product == SnpProduct::kTurin) chip = chip.substr(0, 8);
     if (*hwid != chip) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "VCEK belongs to chip ", HexEncode(*hwid).substr(0, 16), "..., the report's CHIP_ID is ",
-          HexEncode(chip).substr(0, 16), "...: wrong VCEK for this report"));
+      return absl::PermissionDeniedError(
+          absl::StrCat("VCEK belongs to chip ", tee::HexEncode(*hwid).substr(0, 16),
+                       "..., the report's CHIP_ID is ", tee::HexEncode(chip).substr(0, 16),
+                       "...: wrong VCEK for this report"));
     }
   }
   SnpTcb reported = DecodeSnpTcb(report.reported_tcb, product);
@@ -299,12 +242,12 @@ absl::StatusOr<Claims> VerifySnpAttestation(absl::string_view report_raw,
     return absl::PermissionDeniedError(absl::StrCat(
         "SEV-SNP guest policy 0x", absl::Hex(report.policy), " has reserved bit 17 clear"));
   }
-  if (!SecureEquals(report.report_data, options.expected_report_data)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "SEV-SNP REPORT_DATA ", HexEncode(report.report_data).substr(0, 32),
-        "... does not match the expected binding ",
-        HexEncode(options.expected_report_data).substr(0, 32),
-        "... (evidence made for another nonce or key)"));
+  if (!tee::SecureEquals(report.report_data, options.expected_report_data)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("SEV-SNP REPORT_DATA ", tee::HexEncode(report.report_data).substr(0, 32),
+                     "... does not match the expected binding ",
+                     tee::HexEncode(options.expected_report_data).substr(0, 32),
+                     "... (evidence made for another nonce or key)"));
   }
   if (options.min_tcb.has_value()) {
     const SnpTcb& min = *options.min_tcb;
@@ -325,9 +268,10 @@ absl::StatusOr<Claims> VerifySnpAttestation(absl::string_view report_raw,
   Claims claims;
   claims.tee = kTeeSnp;
   claims.report_data = report.report_data;
-  claims.measurements["measurement"] = HexEncode(report.measurement);
-  claims.measurements["host_data"] = HexEncode(report.host_data);
-  if (report.host_data != Bytes(32, '\0')) claims.init_data_digest = HexEncode(report.host_data);
+  claims.measurements["measurement"] = tee::HexEncode(report.measurement);
+  claims.measurements["host_data"] = tee::HexEncode(report.host_data);
+  if (report.host_data != Bytes(32, '\0'))
+    claims.init_data_digest = tee::HexEncode(report.host_data);
   claims.debug = report.debug();
   claims.signature_verified = true;
   claims.trust_anchor = root.description;

@@ -6,31 +6,17 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kbs/verify/trust_anchors.h"
+#include "common/tee/bytes.h"
 
 namespace cloak::kbs {
 namespace {
 
-constexpr size_t kHeaderSize = 48;
-constexpr size_t kBody10Size = 584;
-constexpr size_t kBody15Size = 648;
 constexpr size_t kQeReportSize = 384;
 constexpr uint16_t kCertDataQeReport = 6;
 constexpr uint16_t kCertDataPckChain = 5;
 
-uint16_t Le16(absl::string_view b, size_t off) {
-  return static_cast<uint16_t>(static_cast<unsigned char>(b[off]) |
-                               (static_cast<unsigned char>(b[off + 1]) << 8));
-}
-uint32_t Le32(absl::string_view b, size_t off) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[off + i]);
-  return v;
-}
-uint64_t Le64(absl::string_view b, size_t off) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[off + i]);
-  return v;
-}
+using tee::Le16;
+using tee::Le32;
 
 // A bounds-checked reader over the signature data.
 class Reader {
@@ -102,73 +88,7 @@ absl::StatusOr<std::string> VerifyPckChain(const std::vector<X509Ptr>& chain,
 
 }  // namespace
 
-absl::StatusOr<TdxQuote> ParseTdxQuote(absl::string_view raw) {
-  if (raw.size() < kHeaderSize + kBody10Size + 4) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("TDX quote too short: ", raw.size(), " bytes"));
-  }
-  TdxQuote q;
-  q.version = Le16(raw, 0);
-  q.att_key_type = Le16(raw, 2);
-  q.tee_type = Le32(raw, 4);
-  if (q.version != 4 && q.version != 5) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unsupported TDX quote version ", q.version, " (want 4 or 5)"));
-  }
-  if (q.tee_type != kTdxTeeType) {
-    return absl::InvalidArgumentError(absl::StrCat("quote TEE type is 0x", absl::Hex(q.tee_type),
-                                                   ", not TDX (0x81)"));
-  }
-  if (q.att_key_type != 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unsupported TDX attestation key type ", q.att_key_type, " (want 2, ECDSA P-256)"));
-  }
-  size_t body = kHeaderSize;
-  size_t body_size = kBody10Size;
-  if (q.version == 5) {
-    q.body_type = Le16(raw, kHeaderSize);
-    uint32_t size = Le32(raw, kHeaderSize + 2);
-    body = kHeaderSize + 6;
-    if (q.body_type == 2 && size == kBody10Size) {
-      body_size = kBody10Size;
-    } else if (q.body_type == 3 && size == kBody15Size) {
-      body_size = kBody15Size;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unsupported TDX v5 quote body type ",
-                                                     q.body_type, " of size ", size,
-                                                     " (want 2/584 or 3/648)"));
-    }
-  }
-  if (raw.size() < body + body_size + 4) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("TDX quote too short for its body: ", raw.size(), " bytes"));
-  }
-  absl::string_view b = raw.substr(body, body_size);
-  q.tee_tcb_svn = Bytes(b.substr(0, 16));
-  q.mrseam = Bytes(b.substr(16, 48));
-  q.td_attributes = Le64(b, 120);
-  q.xfam = Le64(b, 128);
-  q.mrtd = Bytes(b.substr(136, 48));
-  q.mrconfigid = Bytes(b.substr(184, 48));
-  q.mrowner = Bytes(b.substr(232, 48));
-  q.mrownerconfig = Bytes(b.substr(280, 48));
-  for (size_t i = 0; i < 4; ++i) q.rtmr[i] = Bytes(b.substr(328 + 48 * i, 48));
-  q.report_data = Bytes(b.substr(520, 64));
-  size_t sig_len_off = body + body_size;
-  uint32_t sig_len = Le32(raw, sig_len_off);
-  if (sig_len != raw.size() - sig_len_off - 4) {
-    return absl::InvalidArgumentError(absl::StrCat("TDX quote signature length ", sig_len,
-                                                   " does not match the ",
-                                                   raw.size() - sig_len_off - 4,
-                                                   " bytes that follow"));
-  }
-  q.signed_bytes = Bytes(raw.substr(0, sig_len_off));
-  q.signature_data = Bytes(raw.substr(sig_len_off + 4));
-  return q;
-}
-
-absl::StatusOr<std::string> VerifyTdxQuoteSignature(const TdxQuote& quote,
-                                                    const TdxCollateral& collateral) {
+absl::Status VerifyTdxQuoteSignature(const TdxQuote& quote, const TdxCollateral& collateral) {
   Reader r(quote.signature_data);
   ASSIGN_OR_RETURN(absl::string_view quote_sig, r.Take(64, "quote signature"));
   ASSIGN_OR_RETURN(absl::string_view att_key, r.Take(64, "attestation key"));
@@ -200,8 +120,8 @@ absl::StatusOr<std::string> VerifyTdxQuoteSignature(const TdxQuote& quote,
   RETURN_IF_ERROR(VerifyP256(ak.get(), quote.signed_bytes, quote_sig,
                              "TDX quote signature (ECDSA P-256 with the attestation key)"));
   // 2. The QE vouches for the attestation key in its report data.
-  std::string bound = Sha256(absl::StrCat(att_key, auth_data));
-  if (!SecureEquals(qe_report.substr(320, 32), bound)) {
+  std::string bound = tee::Sha256(absl::StrCat(att_key, auth_data));
+  if (!tee::SecureEquals(qe_report.substr(320, 32), bound)) {
     return absl::PermissionDeniedError(
         "QE report data does not bind the quote's attestation key (SHA-256(key || auth data))");
   }
@@ -231,22 +151,23 @@ absl::StatusOr<Claims> VerifyTdxAttestation(absl::string_view quote_raw,
         "chain cannot be verified; configure the root CA, or allow unverified quotes for "
         "development only");
   }
-  if (!SecureEquals(quote.report_data, options.expected_report_data)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "TDX REPORTDATA ", HexEncode(quote.report_data).substr(0, 32),
-        "... does not match the expected binding ",
-        HexEncode(options.expected_report_data).substr(0, 32),
-        "... (evidence made for another nonce or key)"));
+  if (!tee::SecureEquals(quote.report_data, options.expected_report_data)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("TDX REPORTDATA ", tee::HexEncode(quote.report_data).substr(0, 32),
+                     "... does not match the expected binding ",
+                     tee::HexEncode(options.expected_report_data).substr(0, 32),
+                     "... (evidence made for another nonce or key)"));
   }
   Claims claims;
   claims.tee = kTeeTdx;
   claims.report_data = quote.report_data;
-  claims.measurements["mrtd"] = HexEncode(quote.mrtd);
-  claims.measurements["mrconfigid"] = HexEncode(quote.mrconfigid);
+  claims.measurements["mrtd"] = tee::HexEncode(quote.mrtd);
+  claims.measurements["mrconfigid"] = tee::HexEncode(quote.mrconfigid);
   for (size_t i = 0; i < 4; ++i) {
-    claims.measurements[absl::StrCat("rtmr", i)] = HexEncode(quote.rtmr[i]);
+    claims.measurements[absl::StrCat("rtmr", i)] = tee::HexEncode(quote.rtmr[i]);
   }
-  if (quote.mrconfigid != Bytes(48, '\0')) claims.init_data_digest = HexEncode(quote.mrconfigid);
+  if (quote.mrconfigid != Bytes(48, '\0'))
+    claims.init_data_digest = tee::HexEncode(quote.mrconfigid);
   claims.debug = quote.debug();
   claims.signature_verified = verified;
   claims.trust_anchor = trust_anchor;

@@ -1,4 +1,4 @@
-// Intel TDX: the TD quote (v4 and v5, FACTS §G2) and its verification.
+// Intel TDX: the TD quote (v4 and v5, docs/formats.md "TDX quote") and its verification.
 #ifndef CLOAK_KBS_VERIFY_TDX_H_
 #define CLOAK_KBS_VERIFY_TDX_H_
 
@@ -9,40 +9,17 @@
 #include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "common/tee/tdx_quote.h"
 #include "kbs/verify/claims.h"
 #include "kbs/verify/openssl_util.h"
 
 namespace cloak::kbs {
 
-inline constexpr uint32_t kTdxTeeType = 0x81;
-inline constexpr uint64_t kTdxAttributeDebug = 1;
-
-struct TdxQuote {
-  uint16_t version = 0;       // 4 or 5
-  uint16_t att_key_type = 0;  // 2 = ECDSA P-256
-  uint32_t tee_type = 0;      // 0x81
-  uint16_t body_type = 2;     // v5: 2 = TDX 1.0, 3 = TDX 1.5; v4: 2
-  Bytes tee_tcb_svn;
-  Bytes mrseam;
-  uint64_t td_attributes = 0;
-  uint64_t xfam = 0;
-  Bytes mrtd;
-  Bytes mrconfigid;
-  Bytes mrowner;
-  Bytes mrownerconfig;
-  std::array<Bytes, 4> rtmr;
-  Bytes report_data;  // 64
-  // Header and body: what the attestation key signs.
-  Bytes signed_bytes;
-  // The ECDSA quote signature data that follows the length field.
-  Bytes signature_data;
-
-  bool debug() const { return (td_attributes & kTdxAttributeDebug) != 0; }
-};
-
-// Parses a TDX quote, version 4 or 5. InvalidArgument naming the problem on
-// short data, another TEE type, or an unknown body type.
-absl::StatusOr<TdxQuote> ParseTdxQuote(absl::string_view raw);
+// The quote layout and its parser are common/tee's (tdx_quote.h).
+using tee::kTdxAttributeDebug;
+using tee::kTdxTeeType;
+using tee::ParseTdxQuote;
+using tee::TdxQuote;
 
 // What the verifier trusts to check a quote's signature chain.
 struct TdxCollateral {

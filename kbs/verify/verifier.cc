@@ -33,7 +33,7 @@ absl::StatusOr<Bytes> ByteArray(const nlohmann::json& j, absl::string_view what,
 // Bytes given as a JSON byte array or a standard base64 string.
 absl::StatusOr<Bytes> FlexibleBytes(const nlohmann::json& j, absl::string_view what) {
   if (j.is_string()) {
-    auto decoded = Base64Decode(j.get<std::string>());
+    auto decoded = tee::Base64Decode(j.get<std::string>());
     if (!decoded.ok()) return Annotate(decoded.status(), what);
     return decoded;
   }
@@ -216,8 +216,8 @@ class SnpVerifier final : public Verifier {
       }
     }
     if (!config_.snp_certs_dir.empty()) {
-      std::string hwid = HexEncode(report.chip_id);
-      std::string tcb = HexEncode(absl::string_view(
+      std::string hwid = tee::HexEncode(report.chip_id);
+      std::string tcb = tee::HexEncode(absl::string_view(
           reinterpret_cast<const char*>(&report.reported_tcb), sizeof(report.reported_tcb)));
       for (const std::string& id : {hwid, hwid.substr(0, 16)}) {
         std::string path = absl::StrCat(config_.snp_certs_dir, "/vcek/", id, "_", tcb, ".der");
@@ -263,7 +263,7 @@ class TdxVerifier final : public Verifier {
       return absl::InvalidArgumentError(
           "tdx evidence: want an object with \"quote\" (standard base64)");
     }
-    auto quote = Base64Decode(evidence["quote"].get<std::string>());
+    auto quote = tee::Base64Decode(evidence["quote"].get<std::string>());
     if (!quote.ok()) return Annotate(quote.status(), "tdx evidence quote");
     TdxVerifyOptions options;
     ASSIGN_OR_RETURN(options.expected_report_data, PadReportData(binding));
@@ -300,7 +300,7 @@ absl::StatusOr<Bytes> PadReportData(absl::string_view binding) {
 
 absl::StatusOr<Bytes> SnpReportFromJson(const nlohmann::json& report) {
   if (report.is_string()) {
-    auto raw = Base64Decode(report.get<std::string>());
+    auto raw = tee::Base64Decode(report.get<std::string>());
     if (!raw.ok()) return Annotate(raw.status(), "snp attestation_report");
     return raw;
   }
@@ -317,9 +317,9 @@ absl::StatusOr<Claims> VerifySampleEvidence(const nlohmann::json& evidence,
     return absl::InvalidArgumentError(
         "sample evidence: want {\"svn\":..., \"report_data\":\"<base64>\"}");
   }
-  auto rd = Base64Decode(evidence["report_data"].get<std::string>());
+  auto rd = tee::Base64Decode(evidence["report_data"].get<std::string>());
   if (!rd.ok()) return Annotate(rd.status(), "sample evidence report_data");
-  if (!SecureEquals(*rd, binding)) {
+  if (!tee::SecureEquals(*rd, binding)) {
     return absl::PermissionDeniedError(
         "sample evidence report_data does not match the runtime-data digest (evidence made for "
         "another nonce or key)");
@@ -328,7 +328,7 @@ absl::StatusOr<Claims> VerifySampleEvidence(const nlohmann::json& evidence,
   claims.tee = kTeeSample;
   claims.report_data = *rd;
   if (auto it = evidence.find("init_data"); it != evidence.end() && !it->is_null()) {
-    if (!it->is_string() || !HexDecode(it->get<std::string>()).ok()) {
+    if (!it->is_string() || !tee::HexDecode(it->get<std::string>()).ok()) {
       return absl::InvalidArgumentError("sample evidence init_data: want a hex digest");
     }
     claims.init_data_digest = absl::AsciiStrToLower(it->get<std::string>());

@@ -1,5 +1,5 @@
 // Verifier: checks one TEE's evidence in the JSON form the Trustee protocol
-// carries it (FACTS §D6) and returns its claims. Chosen by TEE name.
+// carries it (docs/formats.md, "Evidence") and returns its claims. Chosen by TEE name.
 #ifndef CLOAK_KBS_VERIFY_VERIFIER_H_
 #define CLOAK_KBS_VERIFY_VERIFIER_H_
 
@@ -35,7 +35,7 @@ struct VerifierConfig {
 class Verifier {
  public:
   virtual ~Verifier() = default;
-  // `binding` is the runtime-data digest the evidence must carry (FACTS
+  // `binding` is the runtime-data digest the evidence must carry (docs/formats.md,
   // §D3: 48 bytes of SHA-384; SNP and TDX compare it zero-padded to 64).
   // Debug guests are not refused here: Claims::debug carries the bit and
   // the key-release policy decides (refusing by default).
@@ -57,7 +57,7 @@ absl::StatusOr<Claims> VerifySampleEvidence(const nlohmann::json& evidence,
 
 // Rebuilds the 1184-byte report from SNP evidence's "attestation_report":
 // standard base64 of the raw report, a JSON array of bytes, or the virtee
-// `sev` crate's serde object (FACTS §D6).
+// `sev` crate's serde object (docs/formats.md, "Evidence").
 absl::StatusOr<Bytes> SnpReportFromJson(const nlohmann::json& report);
 
 // Zero-pads a binding digest to the 64-byte report-data field.

@@ -31,12 +31,12 @@ using config::AgentChannelName;
 using config::TeeType;
 using config::TeeTypeName;
 
-// AMD SEV-SNP launch parameters (FACTS §F6; QEMU ≥ 9.1).
+// AMD SEV-SNP launch parameters (docs/formats.md, "Launch parameters"; QEMU ≥ 9.1).
 struct SnpConfig {
   // C-bit position, CPUID 0x8000001F EBX[5:0]: 51 on Milan and Genoa.
   int cbitpos = 51;
   int reduced_phys_bits = 1;
-  // Guest policy (FACTS §F3). 0x30000 = SMT allowed + reserved bit 17.
+  // Guest policy (docs/formats.md). 0x30000 = SMT allowed + reserved bit 17.
   uint64_t policy = 0x30000;
   // Measure kernel, initrd and command line into the launch digest. Needs a
   // direct-boot kernel and an OVMF built from OvmfPkg/AmdSev.
@@ -48,7 +48,7 @@ struct SnpConfig {
   std::string cpu_model = "EPYC-v4";
 };
 
-// Intel TDX launch parameters (FACTS §G3; QEMU ≥ 10.1).
+// Intel TDX launch parameters (docs/formats.md, "Launch parameters"; QEMU ≥ 10.1).
 struct TdxConfig {
   // MRCONFIGID, MROWNER, MROWNERCONFIG: exactly 48 raw bytes each, or empty
   // for QEMU's default (zeros). The init-data digest goes into mrconfigid.

@@ -6,13 +6,14 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/ids.h"
 #include "common/logging.h"
-#include "spdlog/logger.h"
 #include "common/status_macros.h"
 #include "shim/ttrpc/client.h"
 #include "shim/ttrpc/server.h"
 #include "containerd/services/events/ttrpc/v1/events.pb.h"
 #include "google/protobuf/message.h"
+#include "spdlog/logger.h"
 
 namespace cloak::ttrpc {
 namespace {
@@ -20,36 +21,10 @@ namespace {
 // fmt cannot format absl::string_view (distinct from std::string_view here).
 std::string_view Sv(absl::string_view s) { return std::string_view(s.data(), s.size()); }
 
-constexpr size_t kMaxIdentifierLength = 76;
-
-bool IsSeparator(char c) { return c == '.' || c == '_' || c == '-'; }
-
 }  // namespace
 
 absl::Status ValidateIdentifier(absl::string_view id) {
-  if (id.empty()) return absl::InvalidArgumentError("identifier must not be empty");
-  if (id.size() > kMaxIdentifierLength) {
-    return absl::InvalidArgumentError(absl::StrCat("identifier \"", id, "\" greater than maximum length (",
-                                                   kMaxIdentifierLength, " characters)"));
-  }
-  // ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$
-  bool prev_alnum = false;
-  for (char c : id) {
-    if (absl::ascii_isalnum(static_cast<unsigned char>(c))) {
-      prev_alnum = true;
-    } else if (IsSeparator(c) && prev_alnum) {
-      prev_alnum = false;
-    } else {
-      prev_alnum = false;
-      return absl::InvalidArgumentError(absl::StrCat(
-          "identifier \"", id, "\" must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$"));
-    }
-  }
-  if (!prev_alnum) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "identifier \"", id, "\" must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$"));
-  }
-  return absl::OkStatus();
+  return ValidateId(absl::StrCat("identifier \"", id, "\""), id);
 }
 
 absl::Status ValidateTopic(absl::string_view topic) {

@@ -1,4 +1,4 @@
-// Publishes containerd task events the way a shim must (FACTS.md §A11):
+// Publishes containerd task events the way a shim must (docs/shim.md, "Contract: events"):
 // ttrpc call containerd.services.events.ttrpc.v1.Events/Forward on
 // $TTRPC_ADDRESS with Envelope{timestamp, namespace, topic, event Any whose
 // type_url is the bare full name, e.g. "containerd.events.TaskExit"} and

@@ -1,4 +1,4 @@
-// ttrpc server: serves unary RPCs (containerd/ttrpc, FACTS.md §B) on unix
+// ttrpc server: serves unary RPCs (containerd/ttrpc, docs/formats.md "ttrpc") on unix
 // sockets. Every connection has a reader thread; every request runs on its
 // own thread, so a handler that blocks for hours (Task.Wait) never stalls
 // other calls on the same connection. Responses are written whole under a

@@ -5,18 +5,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/files.h"
 #include "common/temp_dir.h"
 #include "gtest/gtest.h"
 
 namespace cloak {
 namespace {
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 TEST(Subprocess, ExitCodeAndOutput) {
   auto dir = TempDir::Create();
@@ -29,7 +23,7 @@ TEST(Subprocess, ExitCodeAndOutput) {
   auto e = p->Wait(absl::Seconds(10));
   ASSERT_TRUE(e.ok());
   EXPECT_EQ(e->exit_code, 3);
-  EXPECT_EQ(ReadFile(dir->Join("out")), "value=42\n");
+  EXPECT_EQ(*ReadFile(dir->Join("out")), "value=42\n");
 }
 
 TEST(Subprocess, SignalGives128PlusN) {

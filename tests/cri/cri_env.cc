@@ -205,7 +205,7 @@ absl::Status CriEnv::StartAll() {
   SpawnOptions co;
   co.stdout_path = co.stderr_path = dir_ + "/containerd.log";
   co.env = {absl::StrCat("PATH=", shim_dir, ":", std::getenv("PATH"))};
-  co.cwd = shim_dir;  // containerd looks in its working directory first (FACTS §A1)
+  co.cwd = shim_dir;  // containerd looks in its working directory first (docs/shim.md)
   auto containerd = Subprocess::Spawn({"containerd", "--config", config}, co);
   if (!containerd.ok()) return containerd.status();
   containerd_.emplace(std::move(*containerd));

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/transport/agent_transport.h"
 #include "grpcpp/channel.h"
@@ -117,8 +118,7 @@ std::unique_ptr<grpc::ClientContext> CallContext(absl::Duration timeout) {
 
 absl::Status FromGrpc(absl::string_view method, const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat("agent ", method, ": ", status.error_message()));
+  return FromGrpcStatus(status, absl::StrCat("agent ", method));
 }
 
 GuestHarness::GuestHarness(GuestOptions options, TempDir dir,

@@ -128,7 +128,7 @@ class ShimE2eTest : public ::testing::Test {
     SpawnOptions co;
     co.stdout_path = co.stderr_path = d_ + "/containerd.log";
     co.env = {absl::StrCat("PATH=", shim_dir_, ":", std::getenv("PATH"))};
-    // containerd looks in its own working directory first (FACTS §A1).
+    // containerd looks in its own working directory first (docs/shim.md).
     co.cwd = shim_dir_;
     auto containerd = Subprocess::Spawn({"containerd", "--config", d_ + "/containerd.toml"}, co);
     ASSERT_TRUE(containerd.ok()) << containerd.status();

@@ -387,13 +387,6 @@ TEST(InitDataTest, DecodesPlainAndGzipAndTheKataName) {
   }
 }
 
-TEST(InitDataTest, DigestFitsLaunchFields) {
-  const std::string d32(32, '\x01');
-  EXPECT_EQ(DigestForField(d32, 48), d32 + std::string(16, '\0'));
-  const std::string d64(64, '\x02');
-  EXPECT_EQ(DigestForField(d64, 32), std::string(32, '\x02'));
-}
-
 TEST(InitDataTest, RefusesBadValuesNamingTheAnnotation) {
   auto b64 = [](const std::string& s) { return absl::Base64Escape(s); };
   const std::vector<std::pair<std::string, std::string>> cases = {

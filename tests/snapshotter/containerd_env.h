@@ -187,7 +187,7 @@ class SnapshotterEnv : public ::testing::Test {
     o.stdout_path = o.stderr_path = d_ + "/containerd.log";
     if (!shim_dir.empty()) {
       o.env = {absl::StrCat("PATH=", shim_dir, ":", std::getenv("PATH"))};
-      o.cwd = shim_dir;  // containerd looks in its working directory first (FACTS §A1)
+      o.cwd = shim_dir;  // containerd looks in its working directory first (docs/shim.md)
     }
     std::filesystem::remove(d_ + "/c.sock");
     auto p = Subprocess::Spawn({"containerd", "--config", d_ + "/containerd.toml"}, o);

@@ -1,7 +1,7 @@
 // AF_VSOCK transport. The live round trip needs a host where vsock works
 // end to end (vhost-vsock for guests, vsock_loopback for CID 1); it skips
 // itself, saying why, everywhere else. These machines have no
-// /dev/vhost-vsock (FACTS §J), so expect a skip here.
+// /dev/vhost-vsock (docs/formats.md, "Agent channel"), so expect a skip here.
 #include <linux/vm_sockets.h>
 #include <sys/socket.h>
 #include <unistd.h>

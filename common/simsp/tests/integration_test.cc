@@ -75,13 +75,13 @@ class SimspKbsTest : public ::testing::Test {
         << ReadAll(log);
     std::string manifest = kManifest;
     manifest.replace(manifest.find("__CMDLINE_SHA__"), 15,
-                     HexEncode(Sha256("console=ttyS0 quiet panic=-1")));
+                     tee::HexEncode(tee::Sha256("console=ttyS0 quiet panic=-1")));
     manifest_ = dir_->Join("manifest.json");
     std::ofstream(manifest_) << manifest;
 
     measurement_ = Measure(kCmdline);
     ASSERT_EQ(measurement_.size(), 96u) << measurement_;
-    host_data_hex_ = HexEncode(Sha256(kInitData));
+    host_data_hex_ = tee::HexEncode(tee::Sha256(kInitData));
 
     state_ = dir_->Join("state");
     std::ofstream(dir_->Join("k1")) << "image-key-1";
@@ -171,16 +171,15 @@ class SimspKbsTest : public ::testing::Test {
     Reply auth = client.Post("/kbs/v0/auth", AuthRequest("snp").dump());
     EXPECT_EQ(auth.status, 200) << auth.error << auth.body;
     std::string nonce = nlohmann::json::parse(auth.body)["nonce"];
-    auto digest = kbs::RuntimeDataDigest(bind_nonce.empty() ? nonce : bind_nonce, key.jwk, "");
+    auto digest = tee::RuntimeDataDigest(bind_nonce.empty() ? nonce : bind_nonce, key.jwk.json, "");
     EXPECT_TRUE(digest.ok());
     std::string report_data = *digest + std::string(64 - digest->size(), '\0');
     auto sp = RequestReportFromSocket(socket_, report_data);
     EXPECT_TRUE(sp.ok()) << sp.status();
     if (!sp.ok()) return {};
-    nlohmann::json evidence = {{"attestation_report", kbs::Base64Encode(sp->report)}};
+    nlohmann::json evidence = {{"attestation_report", tee::Base64Encode(sp->report)}};
     if (send_vcek) {
-      evidence["cert_chain"] = {
-          {{"cert_type", "VCEK"}, {"data", kbs::Base64Encode(sp->vcek_der)}}};
+      evidence["cert_chain"] = {{{"cert_type", "VCEK"}, {"data", tee::Base64Encode(sp->vcek_der)}}};
     }
     nlohmann::json attestation = {
         {"init-data", {{"format", "toml"}, {"body", init_data}}},
@@ -207,7 +206,7 @@ TEST_F(SimspKbsTest, AuthAttestResourceWithSimulatedSnpEvidence) {
   Reply r = client.Get("/kbs/v0/resource/default/key/k1");
   auto elapsed = std::chrono::steady_clock::now() - start;
   ASSERT_EQ(r.status, 200) << r.body;
-  auto plaintext = kbs::DecryptJwe(nlohmann::json::parse(r.body), key.key.get());
+  auto plaintext = kbs::testing::DecryptJwe(nlohmann::json::parse(r.body), key.key.get());
   ASSERT_TRUE(plaintext.ok()) << plaintext.status();
   EXPECT_EQ(*plaintext, "image-key-1");
   std::cout << "auth + SP report + attest + resource on loopback: "
@@ -226,7 +225,7 @@ TEST_F(SimspKbsTest, VcekFromTheKbsCacheWhenTheGuestSendsNone) {
   ASSERT_EQ(attest.status, 200) << attest.body;
   Reply r = client.Get("/kbs/v0/resource/default/key/k1");
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(*kbs::DecryptJwe(nlohmann::json::parse(r.body), key.key.get()), "image-key-1");
+  EXPECT_EQ(*kbs::testing::DecryptJwe(nlohmann::json::parse(r.body), key.key.get()), "image-key-1");
 }
 
 TEST_F(SimspKbsTest, AnotherMeasurementIsRefusedByThePolicy) {
@@ -273,7 +272,7 @@ TEST_F(SimspKbsTest, SimulatedEvidenceNeedsAllowSimulated) {
 TEST_F(SimspKbsTest, AnotherInitDataIsRefused) {
   StartKbs(chain_dir_);
   // HOST_DATA is the digest of another document than the one sent.
-  StartSp(kCmdline, HexEncode(Sha256("algorithm = \"sha256\"\n")));
+  StartSp(kCmdline, tee::HexEncode(tee::Sha256("algorithm = \"sha256\"\n")));
   TeeKey key = MakeTeeKey();
   Client client(Base());
   Reply attest = AuthAndAttest(client, key);

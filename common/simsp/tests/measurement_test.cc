@@ -47,11 +47,11 @@ TEST(MeasurementTest, IsTheSnpLaunchDigestOverTheSyntheticFirmware) {
   tm::SnpLaunchInput in;
   in.firmware = tm::DevSevFirmware();
   in.kernel_hashes = tm::SnpKernelHashes{image->kernel_sha256, image->initrd_sha256,
-                                         Sha256(image->cmdline + std::string(1, '\0'))};
+                                         tee::Sha256(image->cmdline + std::string(1, '\0'))};
   in.vcpus = 2;
   in.vcpu_signature = *tm::SnpVcpuSignature("EPYC-v4");
   in.guest_features = 1;
-  EXPECT_EQ(HexEncode(*m), HexEncode(*tm::ComputeSnpLaunchDigest(in)));
+  EXPECT_EQ(tee::HexEncode(*m), tee::HexEncode(*tm::ComputeSnpLaunchDigest(in)));
   // The manifest's command line given explicitly: the same value.
   EXPECT_EQ(*MeasurementFromManifest(*image, image->cmdline, 2), *m);
   // The shim appends a parameter, or runs another vCPU count: another one.
@@ -98,7 +98,7 @@ TEST(MeasurementTest, ReadsTheManifestFile) {
   std::ofstream(dir->Join("manifest.json")) << kManifest;
   auto image = ReadManifest(dir->Join("manifest.json"));
   ASSERT_TRUE(image.ok()) << image.status();
-  EXPECT_EQ(HexEncode(image->kernel_sha256),
+  EXPECT_EQ(tee::HexEncode(image->kernel_sha256),
             "391d229a7c641821b7414d001c090043d977e11daf865362d36ea832ccf0dd69");
   EXPECT_FALSE(ReadManifest(dir->Join("missing.json")).ok());
 }

@@ -47,13 +47,13 @@ TEST(ProtocolTest, MalformedRequestsAreRefused) {
 
 TEST(ProtocolTest, ResponseRoundTrip) {
   SpResponse ok{.status = SpStatus::kOk,
-                .report = std::string(kReportSize, 'R'),
+                .report = std::string(tee::kSnpReportSize, 'R'),
                 .vcek_der = "vcek-der",
                 .message = ""};
   auto bytes = EncodeResponse(ok);
   ASSERT_TRUE(bytes.ok()) << bytes.status();
-  EXPECT_EQ(bytes->size(), kResponseHeaderSize + kReportSize + 8);
-  EXPECT_EQ(*ResponseBodySize(*bytes), kReportSize + 8);
+  EXPECT_EQ(bytes->size(), kResponseHeaderSize + tee::kSnpReportSize + 8);
+  EXPECT_EQ(*ResponseBodySize(*bytes), tee::kSnpReportSize + 8);
   auto back = DecodeResponse(*bytes);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->status, SpStatus::kOk);
@@ -73,11 +73,14 @@ TEST(ProtocolTest, InconsistentResponsesAreNotEncoded) {
                                .message = ""})
                    .ok());
   EXPECT_FALSE(EncodeResponse({.status = SpStatus::kInternal,
-                               .report = std::string(kReportSize, 'R'), .vcek_der = "",
+                               .report = std::string(tee::kSnpReportSize, 'R'),
+                               .vcek_der = "",
                                .message = ""})
                    .ok());
-  EXPECT_FALSE(EncodeResponse({.status = SpStatus::kOk, .report = std::string(kReportSize, 'R'),
-                               .vcek_der = std::string(kMaxVcekSize + 1, 'v'), .message = ""})
+  EXPECT_FALSE(EncodeResponse({.status = SpStatus::kOk,
+                               .report = std::string(tee::kSnpReportSize, 'R'),
+                               .vcek_der = std::string(kMaxVcekSize + 1, 'v'),
+                               .message = ""})
                    .ok());
   EXPECT_FALSE(EncodeResponse({.status = static_cast<SpStatus>(9), .report = "", .vcek_der = "",
                                .message = ""})
@@ -94,20 +97,22 @@ TEST(ProtocolTest, MalformedResponsesAreRefused) {
     std::string bytes;
     std::string error;
   };
-  std::string report(kReportSize, 'R');
+  std::string report(tee::kSnpReportSize, 'R');
   std::vector<Case> cases = {
       {"", "header must be 20 bytes"},
       {"CSR1", "header must be 20 bytes"},
-      {Header("CSQ1", 0, kReportSize, 0, 0) + report, "bad magic"},
+      {Header("CSQ1", 0, tee::kSnpReportSize, 0, 0) + report, "bad magic"},
       {Header("CSR1", 7, 0, 0, 0), "unknown status 7"},
       {Header("CSR1", 0, 100, 0, 0) + std::string(100, 'R'), "OK with a report of 100 bytes"},
       {Header("CSR1", 0, 0, 0, 0), "OK with a report of 0 bytes"},
-      {Header("CSR1", 1, kReportSize, 0, 0) + report, "error status with a report"},
+      {Header("CSR1", 1, tee::kSnpReportSize, 0, 0) + report, "error status with a report"},
       {Header("CSR1", 2, 0, 3, 0) + "abc", "error status with a report or VCEK"},
-      {Header("CSR1", 0, kReportSize, 0xFFFFFFFF, 0) + report, "longer than allowed"},
+      {Header("CSR1", 0, tee::kSnpReportSize, 0xFFFFFFFF, 0) + report, "longer than allowed"},
       {Header("CSR1", 1, 0, 0, 0xFFFFFFFF), "longer than allowed"},
-      {Header("CSR1", 0, kReportSize, 4, 0) + report + "abc", "announces 1208 bytes, got 1207"},
-      {Header("CSR1", 0, kReportSize, 0, 0) + report + "x", "announces 1204 bytes, got 1205"},
+      {Header("CSR1", 0, tee::kSnpReportSize, 4, 0) + report + "abc",
+       "announces 1208 bytes, got 1207"},
+      {Header("CSR1", 0, tee::kSnpReportSize, 0, 0) + report + "x",
+       "announces 1204 bytes, got 1205"},
   };
   for (const Case& c : cases) {
     auto r = DecodeResponse(c.bytes);
@@ -118,8 +123,9 @@ TEST(ProtocolTest, MalformedResponsesAreRefused) {
 
 TEST(ProtocolTest, EveryTruncationOfAValidResponseIsRefused) {
   std::string bytes = *EncodeResponse({.status = SpStatus::kOk,
-                                       .report = std::string(kReportSize, 'R'),
-                                       .vcek_der = "0123456789", .message = "hi"});
+                                       .report = std::string(tee::kSnpReportSize, 'R'),
+                                       .vcek_der = "0123456789",
+                                       .message = "hi"});
   for (size_t n = 0; n < bytes.size(); ++n) {
     EXPECT_FALSE(DecodeResponse(bytes.substr(0, n)).ok()) << n;
   }

@@ -175,7 +175,7 @@ TEST_F(ServerTest, UnixSocketSurvivesBadClientsAndStops) {
     auto r = RequestReportFromSocket(path, std::string(64, static_cast<char>('0' + i)));
     EXPECT_TRUE(r.ok()) << r.status();
     if (r.ok()) {
-      EXPECT_EQ(r->report.size(), kReportSize);
+      EXPECT_EQ(r->report.size(), tee::kSnpReportSize);
     }
   }
   sp_->Stop();
@@ -186,7 +186,7 @@ TEST_F(ServerTest, UnixSocketSurvivesBadClientsAndStops) {
 
 TEST_F(ServerTest, RefusesToReplaceAFileThatIsNotASocket) {
   std::string path = dir_->Join("plain");
-  ASSERT_TRUE(WriteFile(path, "keep me").ok());
+  ASSERT_TRUE(WriteFileAtomic(path, "keep me").ok());
   EXPECT_TRUE(absl::IsAlreadyExists(sp_->Listen(path)));
   EXPECT_EQ(*ReadFile(path), "keep me");
 }

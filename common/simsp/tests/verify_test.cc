@@ -46,7 +46,7 @@ class VerifyTest : public ::testing::Test {
                                           .initrd_sha256 = std::string(32, 'i'),
                                           .cmdline = "console=ttyS0",
                                           .vcpus = 1});
-    host_data_ = Sha256("init-data document");
+    host_data_ = tee::Sha256("init-data document");
     report_data_ = std::string(48, '\x5a') + std::string(16, '\0');
   }
 
@@ -63,8 +63,8 @@ class VerifyTest : public ::testing::Test {
   kbs::SnpVerifyOptions Options() const {
     kbs::SnpVerifyOptions o;
     o.expected_report_data = report_data_;
-    o.reference.measurements["measurement"] = {HexEncode(measurement_)};
-    o.reference.init_data_digests = {HexEncode(host_data_)};
+    o.reference.measurements["measurement"] = {tee::HexEncode(measurement_)};
+    o.reference.init_data_digests = {tee::HexEncode(host_data_)};
     return o;
   }
   absl::StatusOr<kbs::Claims> Verify(const ReportFields& fields, EVP_PKEY* key,
@@ -89,8 +89,8 @@ TEST_F(VerifyTest, AcceptedWithMatchingReferenceValues) {
   EXPECT_EQ(claims->tee, "snp");
   EXPECT_TRUE(claims->signature_verified);
   EXPECT_FALSE(claims->debug);
-  EXPECT_EQ(claims->measurements["measurement"], HexEncode(measurement_));
-  EXPECT_EQ(claims->init_data_digest, HexEncode(host_data_));
+  EXPECT_EQ(claims->measurements["measurement"], tee::HexEncode(measurement_));
+  EXPECT_EQ(claims->init_data_digest, tee::HexEncode(host_data_));
   EXPECT_EQ(claims->report_data, report_data_);
   EXPECT_THAT(claims->detail, HasSubstr("SEV-SNP Milan report v3, SIMULATED SP chain verified"));
   EXPECT_THAT(claims->detail, HasSubstr("bl=4 tee=0 snp=22 ucode=213"));
@@ -149,16 +149,16 @@ TEST_F(VerifyTest, WrongMeasurementIsRefused) {
   auto claims = Verify(f);
   EXPECT_TRUE(absl::IsPermissionDenied(claims.status())) << claims.status();
   EXPECT_THAT(claims.status().message(),
-              HasSubstr("measurement " + HexEncode(f.measurement) + " matches none"));
+              HasSubstr("measurement " + tee::HexEncode(f.measurement) + " matches none"));
 }
 
 TEST_F(VerifyTest, WrongHostDataIsRefused) {
   ReportFields f = Fields();
-  f.host_data = Sha256("another init-data document");
+  f.host_data = tee::Sha256("another init-data document");
   auto claims = Verify(f);
   EXPECT_TRUE(absl::IsPermissionDenied(claims.status())) << claims.status();
   EXPECT_THAT(claims.status().message(),
-              HasSubstr("init-data digest " + HexEncode(f.host_data) + " matches none"));
+              HasSubstr("init-data digest " + tee::HexEncode(f.host_data) + " matches none"));
 }
 
 TEST_F(VerifyTest, WrongReportDataIsRefused) {
@@ -236,12 +236,12 @@ TEST_F(VerifyTest, TheVerifierFindsTheChainByFileName) {
   ASSERT_TRUE(report.ok());
   std::string binding = report_data_.substr(0, 48);
   nlohmann::json with_vcek = {
-      {"attestation_report", kbs::Base64Encode(*report)},
-      {"cert_chain", {{{"cert_type", "VCEK"}, {"data", kbs::Base64Encode(chain_.vcek_der)}}}}};
+      {"attestation_report", tee::Base64Encode(*report)},
+      {"cert_chain", {{{"cert_type", "VCEK"}, {"data", tee::Base64Encode(chain_.vcek_der)}}}}};
   auto claims = (*verifier)->Verify(with_vcek, binding);
   ASSERT_TRUE(claims.ok()) << claims.status();
-  EXPECT_EQ(claims->measurements["host_data"], HexEncode(host_data_));
-  nlohmann::json cached = {{"attestation_report", kbs::Base64Encode(*report)}};
+  EXPECT_EQ(claims->measurements["host_data"], tee::HexEncode(host_data_));
+  nlohmann::json cached = {{"attestation_report", tee::Base64Encode(*report)}};
   claims = (*verifier)->Verify(cached, binding);
   ASSERT_TRUE(claims.ok()) << claims.status();
   // Another binding (nonce / key): refused.
@@ -265,7 +265,7 @@ TEST_F(VerifyTest, GenoaAndTurinChainsMapToTheirProduct) {
     EXPECT_THAT(claims->detail, HasSubstr("SEV-SNP " + ProductName(product)));
     auto verifier = kbs::CreateVerifier("snp", CertsDir(dir));
     auto report = BuildReport(f, chain->vcek_key.get());
-    nlohmann::json cached = {{"attestation_report", kbs::Base64Encode(*report)}};
+    nlohmann::json cached = {{"attestation_report", tee::Base64Encode(*report)}};
     EXPECT_TRUE((*verifier)->Verify(cached, report_data_.substr(0, 48)).ok())
         << ProductName(product) << " VCEK not found by file name";
   }
@@ -291,7 +291,7 @@ TEST_F(VerifyTest, DefaultChainWithRsa4096LoadsAndVerifies) {
 TEST_F(VerifyTest, LoadRefusesAKeyThatIsNotTheVceks) {
   auto other = GenerateDevChain(dir_->Join("b"), FastChain());
   ASSERT_TRUE(other.ok());
-  ASSERT_TRUE(WriteFile(chain_.vcek_key_path, *ReadFile(other->vcek_key_path), 0600).ok());
+  ASSERT_TRUE(WriteFileAtomic(chain_.vcek_key_path, *ReadFile(other->vcek_key_path), 0600).ok());
   EXPECT_THAT(LoadDevChain(dir_->Join("a")).status().message(), HasSubstr("is not the key of"));
 }
 

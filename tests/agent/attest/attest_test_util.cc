@@ -5,16 +5,14 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/process.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace cloak::agent::attest::testing {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+std::string ReadFile(const std::string& path) { return cloak::ReadFile(path).value_or(""); }
 
 void WriteFile(const std::string& path, const std::string& data) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << data;

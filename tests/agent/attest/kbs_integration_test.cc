@@ -16,11 +16,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "agent/attest/crypto.h"
 #include "agent/attest/ocicrypt.h"
 #include "agent/attest/session.h"
 #include "agent/image/puller.h"
+#include "common/jose/jose.h"
 #include "common/process.h"
+#include "common/tee/digest.h"
+#include "common/tee/encoding.h"
 #include "common/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -192,7 +194,7 @@ TEST_F(AttestKbsTest, EncryptedImageIsDecryptedAfterAttesting) {
   EXPECT_EQ(st.state, AttestationStatus::State::kAttested);
   EXPECT_EQ(st.tee, "sample");
   EXPECT_EQ(st.kbs_url, env->kbs_url);
-  EXPECT_EQ(st.initdata_digest, HexEncode(Hash(HashAlgorithm::kSha384, doc)));
+  EXPECT_EQ(st.initdata_digest, tee::HexEncode(tee::Hash(tee::HashAlgorithm::kSha384, doc)));
   std::cout << "attestation: " << st.detail << "; whole pull " << absl::FormatDuration(took)
             << "\n";
 
@@ -266,7 +268,7 @@ TEST_F(AttestKbsTest, InitDataTamperedAfterLaunchIsRefusedByTheKbs) {
   // The sample evidence binds the digest of the init-data the guest holds;
   // a KBS policy pinning the launched digest refuses any other document.
   std::string launched = InitData(R"("default/key/image1")");
-  std::string pin = HexEncode(Hash(HashAlgorithm::kSha384, launched));
+  std::string pin = tee::HexEncode(tee::Hash(tee::HashAlgorithm::kSha384, launched));
   WriteFile(case_->Join("pin.json"),
             absl::StrCat(R"({"allowed_tees": ["sample"], "init_data_digests": [")", pin, R"("]})"));
   std::string state = env->dir->Join("kbs-state");

@@ -6,7 +6,9 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "agent/attest/crypto.h"
+#include "common/jose/jose.h"
+#include "common/tee/digest.h"
+#include "common/tee/encoding.h"
 #include "common/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -49,7 +51,7 @@ class OcicryptTest : public ::testing::Test {
     ASSERT_EQ(dst->size(), 1u);
     plain_ = (*src)[0];
     enc_ = (*dst)[0];
-    auto key = PrivateKey::FromPem(ReadFile(dir_->Join("k.pem")));
+    auto key = jose::PrivateKey::FromPem(ReadFile(dir_->Join("k.pem")));
     ASSERT_TRUE(key.ok()) << key.status();
     key_.emplace(*key);
   }
@@ -58,7 +60,7 @@ class OcicryptTest : public ::testing::Test {
 
   std::optional<TempDir> dir_;
   testing::LayoutLayer plain_, enc_;
-  std::optional<PrivateKey> key_;
+  std::optional<jose::PrivateKey> key_;
 };
 
 TEST_F(OcicryptTest, DecryptsSkopeoLayerToTheOriginalBlob) {
@@ -97,7 +99,7 @@ TEST_F(OcicryptTest, WrongKeyIsFailedPreconditionNamingTheLayer) {
   ASSERT_TRUE(testing::Run({"openssl", "genrsa", "-out", dir_->Join("other.pem"), "2048"},
                            dir_->Join("o.log"))
                   .ok());
-  auto other = PrivateKey::FromPem(ReadFile(dir_->Join("other.pem")));
+  auto other = jose::PrivateKey::FromPem(ReadFile(dir_->Join("other.pem")));
   ASSERT_TRUE(other.ok());
   OcicryptDecryptor decryptor(std::make_shared<FixedKeys>(
       KeySet{{*other}, {"KBS http://x refused resource default/key/k2: PolicyDeny: no"}}));
@@ -133,11 +135,13 @@ TEST_F(OcicryptTest, TamperedCiphertextIsRefusedByTheHmac) {
 
 TEST_F(OcicryptTest, TamperedOrMissingPuboptsIsRefused) {
   image::Descriptor d = enc_.descriptor;
-  auto pub = nlohmann::json::parse(*Base64Decode(d.annotations.at(kEncPubOpts)));
-  std::string hmac = *Base64Decode(pub["hmac"].get<std::string>());
+  auto pub = nlohmann::json::parse(
+      *tee::Base64Decode(d.annotations.at(kEncPubOpts), tee::Base64Alphabet::kEither));
+  std::string hmac =
+      *tee::Base64Decode(pub["hmac"].get<std::string>(), tee::Base64Alphabet::kEither);
   hmac[0] ^= 0x80;
-  pub["hmac"] = Base64Encode(hmac);
-  d.annotations[kEncPubOpts] = Base64Encode(pub.dump());
+  pub["hmac"] = tee::Base64Encode(hmac);
+  d.annotations[kEncPubOpts] = tee::Base64Encode(pub.dump());
   OcicryptDecryptor decryptor(Keys());
   auto type = decryptor.Decrypt(d, enc_.blob_path, dir_->Join("p"));
   EXPECT_EQ(type.status().code(), absl::StatusCode::kDataLoss);
@@ -151,12 +155,13 @@ TEST_F(OcicryptTest, TamperedOrMissingPuboptsIsRefused) {
 
 TEST_F(OcicryptTest, TamperedWrappedKeyIsRefused) {
   image::Descriptor d = enc_.descriptor;
-  std::string jwe = *Base64Decode(d.annotations.at(kEncKeysJwe));
+  std::string jwe = *tee::Base64Decode(d.annotations.at(kEncKeysJwe), tee::Base64Alphabet::kEither);
   auto j = nlohmann::json::parse(jwe);
-  std::string ct = *Base64Decode(j["ciphertext"].get<std::string>());
+  std::string ct =
+      *tee::Base64Decode(j["ciphertext"].get<std::string>(), tee::Base64Alphabet::kEither);
   ct[3] ^= 0x01;
-  j["ciphertext"] = Base64UrlEncode(ct);
-  d.annotations[kEncKeysJwe] = Base64Encode(j.dump());
+  j["ciphertext"] = tee::Base64UrlEncode(ct);
+  d.annotations[kEncKeysJwe] = tee::Base64Encode(j.dump());
   OcicryptDecryptor decryptor(Keys());
   auto type = decryptor.Decrypt(d, enc_.blob_path, dir_->Join("p"));
   EXPECT_EQ(type.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -190,7 +195,7 @@ TEST_F(OcicryptTest, EcRecipientKeysWorkToo) {
   ASSERT_TRUE(s.ok()) << s;
   auto layers = testing::LayoutLayers(dir + "/ec");
   ASSERT_TRUE(layers.ok());
-  auto key = PrivateKey::FromPem(ReadFile(dir + "/ec.pem"));
+  auto key = jose::PrivateKey::FromPem(ReadFile(dir + "/ec.pem"));
   ASSERT_TRUE(key.ok());
   // Both keys offered: the RSA one has no recipient here, the EC one opens it.
   OcicryptDecryptor decryptor(std::make_shared<FixedKeys>(KeySet{{*key_, *key}, {}}));

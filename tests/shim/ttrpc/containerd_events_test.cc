@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/files.h"
 #include "common/process.h"
 #include "common/temp_dir.h"
 #include "shim/ttrpc/client.h"
@@ -21,13 +22,6 @@
 
 namespace cloak::ttrpc {
 namespace {
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Full path of `name` in $PATH, or "".
 std::string FindInPath(const std::string& name) {
@@ -85,7 +79,8 @@ TEST(ttrpc_containerd, PublishedTaskExitReachesCtrEvents) {
     }
     absl::SleepFor(absl::Milliseconds(50));
   }
-  ASSERT_TRUE(up) << "containerd did not come up; log:\n" << ReadFile(containerd_log);
+  ASSERT_TRUE(up) << "containerd did not come up; log:\n"
+                  << cloak::ReadFile(containerd_log).value_or("");
   const absl::Duration startup = absl::Now() - start;
 
   const std::string events_out = dir->Join("events.out");
@@ -112,14 +107,16 @@ TEST(ttrpc_containerd, PublishedTaskExitReachesCtrEvents) {
   std::string seen;
   for (absl::Time deadline = absl::Now() + absl::Seconds(20); absl::Now() < deadline;) {
     absl::Status s = (*publisher)->Publish("/tasks/exit", exit);
-    ASSERT_TRUE(s.ok()) << s << "\ncontainerd log:\n" << ReadFile(containerd_log);
+    ASSERT_TRUE(s.ok()) << s << "\ncontainerd log:\n"
+                        << cloak::ReadFile(containerd_log).value_or("");
     absl::SleepFor(absl::Milliseconds(200));
-    seen = ReadFile(events_out);
+    seen = cloak::ReadFile(events_out).value_or("");
     if (seen.find("/tasks/exit") != std::string::npos) break;
   }
   EXPECT_NE(seen.find("/tasks/exit"), std::string::npos)
-      << "ctr events printed:\n" << seen << "\nstderr:\n" << ReadFile(dir->Join("events.err"))
-      << "\ncontainerd log:\n" << ReadFile(containerd_log);
+      << "ctr events printed:\n" << seen << "\nstderr:\n"
+      << cloak::ReadFile(dir->Join("events.err")).value_or("")
+      << "\ncontainerd log:\n" << cloak::ReadFile(containerd_log).value_or("");
   EXPECT_NE(seen.find("cloak-ttrpc-it"), std::string::npos) << seen;
   EXPECT_NE(seen.find("default"), std::string::npos) << seen;
   std::cerr << "containerd up in " << absl::FormatDuration(startup) << ", event seen after "

@@ -1,4 +1,4 @@
-// Table tests of the ttrpc frame codec (FACTS.md §B1). Suites are named
+// Table tests of the ttrpc frame codec (docs/formats.md, "ttrpc"). Suites are named
 // ttrpc_* so `ctest -R ttrpc` selects them.
 #include "shim/ttrpc/frame.h"
 

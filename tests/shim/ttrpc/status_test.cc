@@ -7,7 +7,7 @@ namespace cloak::ttrpc {
 namespace {
 
 TEST(ttrpc_status, CodesMapOneToOneWithGrpcNumbers) {
-  // FACTS.md §B4: gRPC numbering.
+  // docs/formats.md, "ttrpc": gRPC numbering.
   const std::pair<absl::StatusCode, int> table[] = {
       {absl::StatusCode::kCancelled, 1},         {absl::StatusCode::kUnknown, 2},
       {absl::StatusCode::kInvalidArgument, 3},   {absl::StatusCode::kDeadlineExceeded, 4},

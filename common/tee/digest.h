@@ -1,0 +1,35 @@
+// Digests of the attestation path (OpenSSL 3): the init-data algorithms
+// (sha256, sha384, sha512), constant-time comparison and random bytes. Pure.
+#ifndef CLOAK_COMMON_TEE_DIGEST_H_
+#define CLOAK_COMMON_TEE_DIGEST_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cloak::tee {
+
+enum class HashAlgorithm { kSha256, kSha384, kSha512 };
+
+// "sha256" | "sha384" | "sha512"; InvalidArgument otherwise.
+absl::StatusOr<HashAlgorithm> ParseHashAlgorithm(absl::string_view name);
+absl::string_view HashAlgorithmName(HashAlgorithm algorithm);
+size_t HashSize(HashAlgorithm algorithm);  // 32, 48, 64
+
+// Raw digest bytes.
+std::string Hash(HashAlgorithm algorithm, absl::string_view data);
+inline std::string Sha256(absl::string_view data) { return Hash(HashAlgorithm::kSha256, data); }
+inline std::string Sha384(absl::string_view data) { return Hash(HashAlgorithm::kSha384, data); }
+inline std::string Sha512(absl::string_view data) { return Hash(HashAlgorithm::kSha512, data); }
+
+// Constant-time comparison (false when the lengths differ).
+bool SecureEquals(absl::string_view a, absl::string_view b);
+
+// `n` cryptographically random bytes; Internal when the generator fails.
+absl::StatusOr<std::string> RandomBytes(size_t n);
+
+}  // namespace cloak::tee
+
+#endif  // CLOAK_COMMON_TEE_DIGEST_H_
