@@ -84,6 +84,12 @@ TEST_F(CloakBinaryTest, CheckSaysWhatThisMachineCanRun) {
     EXPECT_EQ(host["tdx"]["state"], "no");
   }
   EXPECT_EQ(host["vhost-vsock"]["state"], Exists("/dev/vhost-vsock") ? "yes" : "no");
+  // The libvirt driver's daemon: reachable (its version) or not (why).
+  ASSERT_TRUE(host.contains("libvirt")) << host.dump();
+  if (host["libvirt"]["state"] != "unreachable") {
+    EXPECT_THAT(host["libvirt"]["detail"].get<std::string>(), HasSubstr("launch security: "));
+    EXPECT_THAT(host["libvirt"]["detail"].get<std::string>(), HasSubstr("cloak-snp through libvirt"));
+  }
   ASSERT_EQ(j["runtime_classes"].size(), 3u);
   for (const nlohmann::json& v : j["runtime_classes"]) {
     EXPECT_FALSE(v["reason"].get<std::string>().empty());

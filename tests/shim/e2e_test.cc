@@ -886,8 +886,11 @@ TEST_F(ShimLibvirtE2eTest, KilledShimIsCleanedUpByDelete) {
 TEST_F(ShimLibvirtE2eTest, SnpAndTdxAreRefusedNamingTheLibvirtVersion) {
   for (const char* tee : {"snp", "tdx"}) {
     const std::string id = absl::StrCat("refused-", tee);
-    std::vector<std::string> args =
-        RunArgsWith(id, {}, WriteConfig(id, "", absl::StrCat("[tee]\ntype = \"", tee, "\"\n")));
+    // A TEE needs a firmware path; libvirt refuses before the file matters.
+    std::vector<std::string> args = RunArgsWith(
+        id, {},
+        WriteConfig(id, absl::StrCat("firmware = \"", kernel_, "\""),
+                    absl::StrCat("[tee]\ntype = \"", tee, "\"\n")));
     args.insert(args.begin() + 1, "--rm");
     args.insert(args.end(), {"true"});
     RunResult r = Ctr(args, absl::Seconds(120));

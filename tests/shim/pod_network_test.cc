@@ -132,6 +132,73 @@ TEST_F(PodNetworkTest, WiresATapWithTcRedirectAndUndoesIt) {
   EXPECT_THAT(InNs("ip route show"), HasSubstr("default via 10.231.77.1"));
 }
 
+// The libvirt driver's way: a persistent tap made in the host's namespace,
+// opened by name there (as libvirtd does for QEMU), then moved into the
+// pod's namespace and wired, its open queue still delivering frames.
+TEST_F(PodNetworkTest, ByNameTapIsOpenedInTheHostThenMovedIntoThePod) {
+  const std::string tap = HostTapName("sb-byname", 0);
+  ASSERT_LE(tap.size(), 15u);
+  absl::StatusOr<std::unique_ptr<PodNetworkAttachment>> att = PodNetworkAttachment::Attach(
+      NsPath(), "sb-byname", PodNetworkAttachment::TapMode::kByName);
+  ASSERT_TRUE(att.ok()) << att.status();
+  ASSERT_EQ((*att)->Taps().size(), 1u);
+  EXPECT_EQ((*att)->Taps()[0].name, tap);
+  EXPECT_EQ((*att)->Taps()[0].fd, -1);
+  std::string host_links;
+  Shell("ip link show", &host_links);
+  EXPECT_THAT(host_links, HasSubstr(tap));
+  EXPECT_THAT(InNs("ip link show"), Not(HasSubstr(tap)));
+
+  absl::StatusOr<UniqueFd> queue = netlink::CreateTap(tap);  // attaches to the existing tap
+  ASSERT_TRUE(queue.ok()) << queue.status();
+  ASSERT_TRUE((*att)->MoveTapsIntoPod().ok());
+  ASSERT_TRUE((*att)->MoveTapsIntoPod().ok());  // idempotent
+  Shell("ip link show", &host_links);
+  EXPECT_THAT(host_links, Not(HasSubstr(tap)));
+  EXPECT_THAT(InNs("ip link show " + tap), HasSubstr("mtu 1400"));
+  EXPECT_THAT(InNs("tc filter show dev eth0 ingress"),
+              HasSubstr("mirred (Egress Redirect to device " + tap + ")"));
+  EXPECT_THAT(InNs("tc filter show dev " + tap + " ingress"),
+              HasSubstr("mirred (Egress Redirect to device eth0)"));
+  {
+    UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(9);
+    to.sin_addr.s_addr = htonl(0x0ae74d05);  // 10.231.77.5
+    ASSERT_GE(::sendto(udp.get(), "x", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0);
+    bool saw_arp = false;
+    unsigned char frame[2048];
+    for (int i = 0; i < 20 && !saw_arp; ++i) {
+      pollfd p{.fd = queue->get(), .events = POLLIN, .revents = 0};
+      if (::poll(&p, 1, 250) <= 0) continue;
+      ssize_t n = ::read(p.fd, frame, sizeof(frame));
+      if (n >= 10 + 14 && frame[10 + 12] == (ETH_P_ARP >> 8) && frame[10 + 13] == (ETH_P_ARP & 0xff)) {
+        saw_arp = true;
+      }
+    }
+    EXPECT_TRUE(saw_arp) << "no ARP frame came out of the moved tap's queue";
+  }
+  (*att)->Detach();
+  EXPECT_THAT(InNs("ip link show"), Not(HasSubstr(tap)));
+  EXPECT_THAT(InNs("tc qdisc show dev eth0"), Not(HasSubstr("ingress")));
+}
+
+TEST_F(PodNetworkTest, ByNameTapsLeftInTheHostAreRemoved) {
+  absl::StatusOr<std::unique_ptr<PodNetworkAttachment>> att = PodNetworkAttachment::Attach(
+      NsPath(), "sb-left", PodNetworkAttachment::TapMode::kByName);
+  ASSERT_TRUE(att.ok()) << att.status();
+  const std::string tap = HostTapName("sb-left", 0);
+  std::string host_links;
+  Shell("ip link show", &host_links);
+  ASSERT_THAT(host_links, HasSubstr(tap));
+  // What `delete` does after a shim died before the VM launched.
+  RemoveHostTaps("sb-left");
+  Shell("ip link show", &host_links);
+  EXPECT_THAT(host_links, Not(HasSubstr(tap)));
+  (*att)->Detach();  // nothing left to undo, and no error
+}
+
 TEST_F(PodNetworkTest, ANamespaceWithoutAddressesIsRefusedAndLeftAlone) {
   std::string out;
   ASSERT_EQ(Shell(absl::StrCat("ip -n ", ns_, " addr flush dev eth0"), &out), 0) << out;

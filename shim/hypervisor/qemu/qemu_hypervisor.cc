@@ -217,6 +217,17 @@ absl::Status QemuHypervisor::Start(absl::Time deadline) {
   qmp_ = std::move(*qmp);
   log->info("vm {}: QMP connected (QEMU {}) {} ms after spawn", config_.name,
             qmp_->qemu_version(), absl::ToInt64Milliseconds(absl::Now() - started));
+  if (config_.after_launch) {
+    if (absl::Status s = config_.after_launch(); !s.ok()) {
+      {
+        absl::MutexLock lock(&process_mu_);
+        if (process_ && !exit_) (void)process_->Signal(SIGKILL);
+      }
+      PollUntil([this] { return PollExit(); }, absl::InfiniteFuture());
+      qmp_.reset();
+      return Annotate(s, absl::StrCat("vm ", config_.name, " (QEMU killed)"));
+    }
+  }
   return absl::OkStatus();
 }
 
