@@ -99,7 +99,8 @@ class KbsIntegrationTest : public ::testing::Test {
     state_ = dir_->Join("state");
     std::ofstream(dir_->Join("k1")) << "image-key-1";
     std::ofstream(dir_->Join("allow-sample.json")) << R"({"allowed_tees": ["sample"]})";
-    std::ofstream(dir_->Join("deny-sample.json")) << R"({"allowed_tees": ["snp", "tdx"], "allow_any_launch": true})";
+    std::ofstream(dir_->Join("deny-sample.json"))
+        << R"({"allowed_tees": ["snp", "tdx"], "allow_any_launch": true})";
     std::string log = dir_->Join("admin.log");
     for (const char* r : {"default/key/k1", "default/key/hw-only"}) {
       ASSERT_EQ(RunKbs({"admin", "put-resource", "--state-dir", state_, r, "--file",

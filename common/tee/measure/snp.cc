@@ -108,7 +108,8 @@ absl::StatusOr<SevFirmware> ParseSevFirmware(absl::string_view image) {
   };
   if (const std::string* reset = find(kSevEsResetBlockGuid)) {
     if (reset->size() < 4) {
-      return absl::InvalidArgumentError("firmware SEV-ES reset block entry is shorter than 4 bytes");
+      return absl::InvalidArgumentError(
+          "firmware SEV-ES reset block entry is shorter than 4 bytes");
     }
     fw.sev_es_reset_eip = Le32(*reset, 0);
   }
@@ -214,7 +215,9 @@ absl::StatusOr<uint32_t> SnpVcpuSignature(absl::string_view vcpu_type) {
   auto it = VcpuTable().find(std::string(vcpu_type));
   if (it == VcpuTable().end()) {
     std::string known;
-    for (const auto& [name, sig] : VcpuTable()) absl::StrAppend(&known, known.empty() ? "" : ", ", name);
+    for (const auto& [name, sig] : VcpuTable()) {
+      absl::StrAppend(&known, known.empty() ? "" : ", ", name);
+    }
     return absl::InvalidArgumentError(
         absl::StrCat("vCPU type \"", vcpu_type, "\" is not known (known: ", known, ")"));
   }

@@ -155,7 +155,8 @@ absl::StatusOr<std::string> QemuPatchedKernel(const TdxDirectBoot& boot) {
   // A bzImage loaded high (LOADED_HIGH in loadflags): QEMU puts the real-mode
   // part at 0x10000 and the command line at 0x20000.
   if ((static_cast<uint8_t>(k[0x211]) & 0x01) == 0) {
-    return absl::InvalidArgumentError("kernel is not a bzImage loaded high (loadflags bit 0 clear)");
+    return absl::InvalidArgumentError(
+        "kernel is not a bzImage loaded high (loadflags bit 0 clear)");
   }
   constexpr uint32_t real_addr = 0x10000, cmdline_addr = 0x20000;
   k[0x210] = static_cast<char>(0xb0);                                     // type_of_loader: QEMU

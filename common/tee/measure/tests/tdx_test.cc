@@ -67,9 +67,11 @@ std::string Rec(const char* op, uint64_t gpa) {
 }
 
 constexpr char kPythonSinglePass[] =
-    "c258c887f677ee6e2027835312b109b5d0cd4de0b27722a66b51e440210d590e0174727506ea168692327bc9b5d289eb";
+    "c258c887f677ee6e2027835312b109b5d0cd4de0b27722a66b51e440"
+    "210d590e0174727506ea168692327bc9b5d289eb";
 constexpr char kPythonTwoPass[] =
-    "ba3d4caa2a7c98c0411fb74d68cb740b5a21b93f1e39401e57aa998657cb79cf07c56b3aa78da6e69c814de2eb8b46ef";
+    "ba3d4caa2a7c98c0411fb74d68cb740b5a21b93f1e39401e57aa9986"
+    "57cb79cf07c56b3aa78da6e69c814de2eb8b46ef";
 
 TEST(TdxMeasure, ParsesSyntheticTdvf) {
   auto sections = ParseTdvfMetadata(SyntheticTdvf());
