@@ -152,8 +152,9 @@ void AddMeasureCommand(CLI::App& app, MeasureCommand& cmd) {
   cmd.tdx->add_option("--append", t.append, "kernel command line (QEMU -append)");
   cmd.tdx->add_option("--memory", t.memory_mib, "guest memory in MiB (QEMU -m; places the initrd)")
       ->capture_default_str();
-  cmd.tdx->add_option("--page-order", t.page_order,
-                      "single-pass (upstream KVM) or two-pass (older TDX KVM trees)")
+  cmd.tdx
+      ->add_option("--page-order", t.page_order,
+                   "single-pass (upstream KVM) or two-pass (older TDX KVM trees)")
       ->capture_default_str();
 }
 

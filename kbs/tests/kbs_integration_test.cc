@@ -305,9 +305,8 @@ TEST_F(KbsIntegrationTest, RefusesPlainHttpBeyondLoopbackAndBadFlags) {
   EXPECT_THAT(ReadAll(log), HasSubstr("allow_any_launch"));
   // Reference values as `cloak measure snp --json` prints them go into the
   // policy through import-reference-values.
-  std::ofstream(dir_->Join("rv.json"))
-      << R"({"tee":"snp","reference_values":{"measurement":[")" << std::string(96, 'c')
-      << R"("]},"inputs":{}})";
+  std::ofstream(dir_->Join("rv.json")) << R"({"tee":"snp","reference_values":{"measurement":[")"
+                                       << std::string(96, 'c') << R"("]},"inputs":{}})";
   EXPECT_EQ(RunKbs({"admin", "import-reference-values", "--state-dir", state_,
                     "default/key/imported", "--file", dir_->Join("rv.json")},
                    log),

@@ -95,8 +95,7 @@ class AttestKbsTest : public ::testing::Test {
       return testing::Run(args, d + "/kbs-admin.log");
     };
     WriteFile(d + "/allow-sample.json", R"({"allowed_tees": ["sample"]})");
-    WriteFile(d + "/hw-only.json",
-              R"({"allowed_tees": ["snp", "tdx"], "allow_any_launch": true})");
+    WriteFile(d + "/hw-only.json", R"({"allowed_tees": ["snp", "tdx"], "allow_any_launch": true})");
     WriteFile(d + "/pinned.json",
               absl::StrCat(R"({"allowed_tees": ["sample"], "init_data_digests": [")",
                            std::string(96, 'a'), R"("]})"));
