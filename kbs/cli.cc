@@ -99,8 +99,9 @@ int RunServe(const ServeFlags& flags) {
   config.nonce_ttl = *nonce_ttl;
   config.token_ttl = *token_ttl;
   if (config.verifier.allow_unpinned_root) {
-    Logger("kbs")->warn("--allow-unpinned-root: evidence chaining to a root other than AMD's "
-                        "pinned ARKs or Intel's SGX Root CA is accepted; claims name the root");
+    Logger("kbs")->warn(
+        "--allow-unpinned-root: evidence chaining to a root other than AMD's "
+        "pinned ARKs or Intel's SGX Root CA is accepted; claims name the root");
   }
   if (config.verifier.tdx_allow_unverified) {
     Logger("kbs")->warn("--tdx-allow-unverified: TDX quotes are accepted without a signature "

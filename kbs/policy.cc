@@ -82,9 +82,9 @@ absl::StatusOr<SnpTcbFloor> ParseTcbFloor(const nlohmann::json& j, const std::st
     } else if (name == "fmc") {
       f.fmc = v;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "policy: snp_min_tcb.", product, " has unknown component \"", name,
-          "\" (known: bootloader, tee, snp, microcode, fmc)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("policy: snp_min_tcb.", product, " has unknown component \"", name,
+                       "\" (known: bootloader, tee, snp, microcode, fmc)"));
     }
   }
   return f;
@@ -102,8 +102,11 @@ uint64_t SnpPolicyBit(const std::string& name) {
 nlohmann::json ResourcePolicy::ToJson() const {
   nlohmann::json tcb = nlohmann::json::object();
   for (const auto& [product, f] : snp_min_tcb) {
-    tcb[product] = {{"bootloader", f.bootloader}, {"tee", f.tee}, {"snp", f.snp},
-                    {"microcode", f.microcode}, {"fmc", f.fmc}};
+    tcb[product] = {{"bootloader", f.bootloader},
+                    {"tee", f.tee},
+                    {"snp", f.snp},
+                    {"microcode", f.microcode},
+                    {"fmc", f.fmc}};
   }
   return nlohmann::json{{"allowed_tees", allowed_tees},
                         {"allow_debug", reference.allow_debug},
@@ -164,8 +167,8 @@ absl::StatusOr<ResourcePolicy> ParseResourcePolicy(absl::string_view json_text) 
       for (const auto& [product, floor] : value.items()) {
         std::string p = absl::AsciiStrToLower(product);
         if (p != "milan" && p != "genoa" && p != "turin") {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "policy: snp_min_tcb product \"", product, "\" is not milan, genoa or turin"));
+          return absl::InvalidArgumentError(absl::StrCat("policy: snp_min_tcb product \"", product,
+                                                         "\" is not milan, genoa or turin"));
         }
         ASSIGN_OR_RETURN(policy.snp_min_tcb[p], ParseTcbFloor(floor, p));
       }
@@ -194,8 +197,8 @@ absl::StatusOr<ResourcePolicy> ParseResourcePolicy(absl::string_view json_text) 
             "policy: it allows ", tee, " evidence but pins neither a launch measurement (",
             tee == kTeeSnp ? "reference_values.measurement" : "reference_values.mrtd / rtmr*",
             ") nor an init-data digest (init_data_digests), so any genuine guest the host boots "
-            "would get the key. Pin the value `cloak measure ", tee,
-            "` prints, or set \"allow_any_launch\": true to accept any launch explicitly"));
+            "would get the key. Pin the value `cloak measure ",
+            tee, "` prints, or set \"allow_any_launch\": true to accept any launch explicitly"));
       }
     }
   }
@@ -215,10 +218,10 @@ PolicyDecision EvaluatePolicy(const ResourcePolicy& policy, const Claims& claims
                                 "this policy does not set allow_unverified")};
   }
   if (claims.simulated && !policy.allow_simulated) {
-    return {false, absl::StrCat(
-                       claims.tee, " evidence comes from Cloak's SIMULATED security processor (",
-                       claims.trust_anchor,
-                       "), not real hardware, and this policy does not set allow_simulated")};
+    return {false,
+            absl::StrCat(claims.tee, " evidence comes from Cloak's SIMULATED security processor (",
+                         claims.trust_anchor,
+                         "), not real hardware, and this policy does not set allow_simulated")};
   }
   if (claims.tee == kTeeSnp) {
     if (claims.vmpl.has_value() && *claims.vmpl != policy.snp_vmpl) {
@@ -239,13 +242,15 @@ PolicyDecision EvaluatePolicy(const ResourcePolicy& policy, const Claims& claims
     if (floor != policy.snp_min_tcb.end()) {
       const SnpTcbFloor& f = floor->second;
       for (auto [name, min] : {std::pair<const char*, uint32_t>{"bootloader", f.bootloader},
-                               {"tee", f.tee}, {"snp", f.snp}, {"microcode", f.microcode},
+                               {"tee", f.tee},
+                               {"snp", f.snp},
+                               {"microcode", f.microcode},
                                {"fmc", f.fmc}}) {
         auto it = claims.tcb.find(name);
         const uint32_t have = it == claims.tcb.end() ? 0 : it->second;
         if (have < min) {
-          return {false, absl::StrCat("SEV-SNP ", claims.product, " REPORTED_TCB ", name, " ",
-                                      have, " is below this policy's minimum ", min)};
+          return {false, absl::StrCat("SEV-SNP ", claims.product, " REPORTED_TCB ", name, " ", have,
+                                      " is below this policy's minimum ", min)};
         }
       }
     }
@@ -253,8 +258,8 @@ PolicyDecision EvaluatePolicy(const ResourcePolicy& policy, const Claims& claims
   absl::Status reference = CheckReferenceValues(claims, policy.reference);
   if (!reference.ok()) return {false, std::string(reference.message())};
   return {true, absl::StrCat("allowed: ", claims.tee, " evidence matches the policy",
-                             claims.trust_anchor.empty() ? "" : " (root ",
-                             claims.trust_anchor, claims.trust_anchor.empty() ? "" : ")")};
+                             claims.trust_anchor.empty() ? "" : " (root ", claims.trust_anchor,
+                             claims.trust_anchor.empty() ? "" : ")")};
 }
 
 absl::StatusOr<ResourcePolicy> MergeReferenceValues(const ResourcePolicy* current,
@@ -269,7 +274,8 @@ absl::StatusOr<ResourcePolicy> MergeReferenceValues(const ResourcePolicy* curren
     } else if (classes.is_array()) {
       for (const auto& e : classes) entries.emplace_back("", e);
     } else {
-      return absl::InvalidArgumentError("reference values: \"classes\" must be an object or a list");
+      return absl::InvalidArgumentError(
+          "reference values: \"classes\" must be an object or a list");
     }
   } else if (doc.is_object()) {
     entries.emplace_back("", doc);
@@ -284,7 +290,8 @@ absl::StatusOr<ResourcePolicy> MergeReferenceValues(const ResourcePolicy* curren
   for (const auto& [name, e] : entries) {
     const std::string what = name.empty() ? "entry" : absl::StrCat("class ", name);
     if (!e.is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat("reference values: ", what, " is not an object"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("reference values: ", what, " is not an object"));
     }
     if (auto missing = e.find("missing"); missing != e.end() && !missing->is_null()) {
       return absl::FailedPreconditionError(absl::StrCat(

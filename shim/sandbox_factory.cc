@@ -270,8 +270,8 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& reque
     if (ec) return absl::InternalError(absl::StrCat("create ", state_dir, ": ", ec.message()));
     vm.sp_socket_path = absl::StrCat(state_dir, "/sp.sock");
     ASSIGN_OR_RETURN(sp, SimulatedSpHost::Start(
-                             cfg->tee.simulated_snp_chain, vm.sp_socket_path, vm.kernel,
-                             vm.initrd, vm.kernel_cmdline, vm.vcpus, vm.firmware,
+                             cfg->tee.simulated_snp_chain, vm.sp_socket_path, vm.kernel, vm.initrd,
+                             vm.kernel_cmdline, vm.vcpus, vm.firmware,
                              initdata.has_value() ? DigestForField(initdata->digest, 32) : ""));
     ASSIGN_OR_RETURN(
         sp, SimulatedSpHost::Start(

@@ -47,8 +47,8 @@ struct SimulatedSpHost::State {
 
 absl::StatusOr<std::shared_ptr<SimulatedSpHost>> SimulatedSpHost::Start(
     const std::string& chain_dir, const std::string& socket_path, const std::string& kernel,
-    const std::string& initrd, const std::string& cmdline, int vcpus,
-    const std::string& firmware, const std::string& host_data) {
+    const std::string& initrd, const std::string& cmdline, int vcpus, const std::string& firmware,
+    const std::string& host_data) {
   absl::StatusOr<simsp::DevChain> chain = simsp::LoadDevChain(chain_dir);
   if (!chain.ok()) return Annotate(chain.status(), "tee.simulated_snp_chain");
   ASSIGN_OR_RETURN(std::string kernel_sha, FileSha256(kernel));
@@ -56,7 +56,8 @@ absl::StatusOr<std::shared_ptr<SimulatedSpHost>> SimulatedSpHost::Start(
   simsp::SimulatedLaunch launch;
   if (!firmware.empty()) {
     std::ifstream in(firmware, std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot read firmware ", firmware, " to measure it"));
+    if (!in)
+      return absl::NotFoundError(absl::StrCat("cannot read firmware ", firmware, " to measure it"));
     launch.firmware.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
   launch.kernel_sha256 = kernel_sha;

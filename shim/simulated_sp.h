@@ -25,8 +25,8 @@ class SimulatedSpHost {
   // (zeros).
   static absl::StatusOr<std::shared_ptr<SimulatedSpHost>> Start(
       const std::string& chain_dir, const std::string& socket_path, const std::string& kernel,
-      const std::string& initrd, const std::string& cmdline, int vcpus,
-      const std::string& firmware, const std::string& host_data);
+      const std::string& initrd, const std::string& cmdline, int vcpus, const std::string& firmware,
+      const std::string& host_data);
   // Stops serving and joins the thread.
   ~SimulatedSpHost();
   SimulatedSpHost(const SimulatedSpHost&) = delete;

@@ -32,7 +32,8 @@ absl::StatusOr<std::string> Slurp(const std::string& path, absl::string_view wha
 absl::StatusOr<uint64_t> ParseHex(const std::string& text, absl::string_view what) {
   std::string t = text;
   if (t.rfind("0x", 0) == 0 || t.rfind("0X", 0) == 0) t = t.substr(2);
-  if (t.empty() || t.size() > 16 || t.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+  if (t.empty() || t.size() > 16 ||
+      t.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat(what, " \"", text, "\" is not a hex number"));
   }
   return std::stoull(t, nullptr, 16);
@@ -151,8 +152,9 @@ void AddMeasureCommand(CLI::App& app, MeasureCommand& cmd) {
   cmd.tdx->add_option("--append", t.append, "kernel command line (QEMU -append)");
   cmd.tdx->add_option("--memory", t.memory_mib, "guest memory in MiB (QEMU -m; places the initrd)")
       ->capture_default_str();
-  cmd.tdx->add_option("--page-order", t.page_order,
-                      "single-pass (upstream KVM) or two-pass (older TDX KVM trees)")
+  cmd.tdx
+      ->add_option("--page-order", t.page_order,
+                   "single-pass (upstream KVM) or two-pass (older TDX KVM trees)")
       ->capture_default_str();
 }
 

@@ -33,8 +33,8 @@ const nlohmann::json* Find(const nlohmann::json& j, const char* key) {
 }  // namespace
 
 absl::StatusOr<std::string> SimulatedMeasurement(const SimulatedLaunch& launch) {
-  for (auto [digest, what] : {std::pair{&launch.kernel_sha256, "kernel"},
-                              std::pair{&launch.initrd_sha256, "initrd"}}) {
+  for (auto [digest, what] :
+       {std::pair{&launch.kernel_sha256, "kernel"}, std::pair{&launch.initrd_sha256, "initrd"}}) {
     if (digest->size() != 32) {
       return absl::InvalidArgumentError(absl::StrCat(
           what, " digest must be a raw 32-byte SHA-256, got ", digest->size(), " bytes"));
@@ -86,8 +86,8 @@ absl::StatusOr<ImageDigests> ReadManifest(const std::string& path) {
 }
 
 absl::StatusOr<std::string> MeasurementFromManifest(const ImageDigests& image,
-                                                    absl::string_view final_cmdline,
-                                                    uint32_t vcpus, const std::string& firmware) {
+                                                    absl::string_view final_cmdline, uint32_t vcpus,
+                                                    const std::string& firmware) {
   SimulatedLaunch launch;
   launch.firmware = firmware;
   launch.kernel_sha256 = image.kernel_sha256;

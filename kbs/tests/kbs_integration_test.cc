@@ -100,7 +100,8 @@ class KbsIntegrationTest : public ::testing::Test {
     state_ = dir_->Join("state");
     std::ofstream(dir_->Join("k1")) << "image-key-1";
     std::ofstream(dir_->Join("allow-sample.json")) << R"({"allowed_tees": ["sample"]})";
-    std::ofstream(dir_->Join("deny-sample.json")) << R"({"allowed_tees": ["snp", "tdx"], "allow_any_launch": true})";
+    std::ofstream(dir_->Join("deny-sample.json"))
+        << R"({"allowed_tees": ["snp", "tdx"], "allow_any_launch": true})";
     std::string log = dir_->Join("admin.log");
     for (const char* r : {"default/key/k1", "default/key/hw-only"}) {
       ASSERT_EQ(RunKbs({"admin", "put-resource", "--state-dir", state_, r, "--file",
@@ -305,9 +306,8 @@ TEST_F(KbsIntegrationTest, RefusesPlainHttpBeyondLoopbackAndBadFlags) {
   EXPECT_THAT(ReadAll(log), HasSubstr("allow_any_launch"));
   // Reference values as `cloak measure snp --json` prints them go into the
   // policy through import-reference-values.
-  std::ofstream(dir_->Join("rv.json"))
-      << R"({"tee":"snp","reference_values":{"measurement":[")" << std::string(96, 'c')
-      << R"("]},"inputs":{}})";
+  std::ofstream(dir_->Join("rv.json")) << R"({"tee":"snp","reference_values":{"measurement":[")"
+                                       << std::string(96, 'c') << R"("]},"inputs":{}})";
   EXPECT_EQ(RunKbs({"admin", "import-reference-values", "--state-dir", state_,
                     "default/key/imported", "--file", dir_->Join("rv.json")},
                    log),

@@ -1,10 +1,11 @@
 // Key-release policy: parsing and decisions (with their reasons).
+#include "kbs/policy.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
-#include "kbs/policy.h"
 #include "kbs/store.h"
 
 namespace cloak::kbs {
@@ -89,8 +90,8 @@ TEST(PolicyTest, MeasurementsAndInitDataMustMatch) {
   d = EvaluatePolicy(*policy, other);
   EXPECT_FALSE(d.allowed);
   EXPECT_THAT(d.reason, HasSubstr("init-data digest eeee"));
-  auto mrtd = ParseResourcePolicy(
-      R"({"reference_values": {"mrtd": ["00"]}, "allow_any_launch": true})");
+  auto mrtd =
+      ParseResourcePolicy(R"({"reference_values": {"mrtd": ["00"]}, "allow_any_launch": true})");
   d = EvaluatePolicy(*mrtd, SnpClaims());
   EXPECT_THAT(d.reason, HasSubstr("has no such measurement"));
 }
@@ -111,9 +112,10 @@ TEST(PolicyTest, RefusesMalformedPolicies) {
 }
 
 TEST(PolicyTest, SnpOrTdxPolicyMustPinTheLaunch) {
-  for (const char* unpinned : {"{}", R"({"allowed_tees": ["snp"]})",
-                               R"({"allowed_tees": ["tdx"], "reference_values": {"measurement": ["ab"]}})",
-                               R"({"allowed_tees": ["snp"], "reference_values": {"mrtd": ["ab"]}})"}) {
+  for (const char* unpinned :
+       {"{}", R"({"allowed_tees": ["snp"]})",
+        R"({"allowed_tees": ["tdx"], "reference_values": {"measurement": ["ab"]}})",
+        R"({"allowed_tees": ["snp"], "reference_values": {"mrtd": ["ab"]}})"}) {
     auto p = ParseResourcePolicy(unpinned);
     ASSERT_FALSE(p.ok()) << unpinned;
     EXPECT_THAT(p.status().message(), HasSubstr("allow_any_launch")) << unpinned;
@@ -132,7 +134,8 @@ TEST(PolicyTest, SnpOrTdxPolicyMustPinTheLaunch) {
   auto store = ResourceStore::Open(dir.string());
   ASSERT_TRUE(store.ok());
   EXPECT_FALSE(store->SetPolicy(nullptr, R"({"allowed_tees": ["snp"]})").ok());
-  EXPECT_TRUE(store->SetPolicy(nullptr, R"({"allowed_tees": ["snp"], "allow_any_launch": true})").ok());
+  EXPECT_TRUE(
+      store->SetPolicy(nullptr, R"({"allowed_tees": ["snp"], "allow_any_launch": true})").ok());
   std::filesystem::remove_all(dir);
 }
 
@@ -169,8 +172,8 @@ TEST(PolicyTest, SnpVmplPolicyBitsAndMinimumTcb) {
   c = SnpClaims();
   policy = ParseResourcePolicy(R"({"allow_any_launch": true, "snp_policy": {"smt": false}})");
   EXPECT_THAT(EvaluatePolicy(*policy, c).reason, HasSubstr("smt set"));
-  policy = ParseResourcePolicy(
-      R"({"allow_any_launch": true, "snp_policy": {"single_socket": true}})");
+  policy =
+      ParseResourcePolicy(R"({"allow_any_launch": true, "snp_policy": {"single_socket": true}})");
   EXPECT_THAT(EvaluatePolicy(*policy, c).reason, HasSubstr("single_socket clear"));
   c.snp_policy = 0x30000 | kSnpPolicySingleSocketBit;
   EXPECT_TRUE(EvaluatePolicy(*policy, c).allowed);
@@ -185,8 +188,10 @@ TEST(PolicyTest, SnpVmplPolicyBitsAndMinimumTcb) {
   policy = ParseResourcePolicy(
       R"({"allow_any_launch": true, "snp_min_tcb": {"genoa": {"snp": 99}, "milan": {"snp": 8}}})");
   EXPECT_TRUE(EvaluatePolicy(*policy, c).allowed);
-  EXPECT_FALSE(ParseResourcePolicy(R"({"snp_min_tcb": {"rome": {}}, "allow_any_launch": true})").ok());
-  EXPECT_FALSE(ParseResourcePolicy(R"({"snp_policy": {"debug": true}, "allow_any_launch": true})").ok());
+  EXPECT_FALSE(
+      ParseResourcePolicy(R"({"snp_min_tcb": {"rome": {}}, "allow_any_launch": true})").ok());
+  EXPECT_FALSE(
+      ParseResourcePolicy(R"({"snp_policy": {"debug": true}, "allow_any_launch": true})").ok());
   EXPECT_FALSE(ParseResourcePolicy(R"({"snp_vmpl": 4, "allow_any_launch": true})").ok());
 }
 
@@ -230,16 +235,20 @@ TEST(PolicyTest, ImportsReferenceValuesFromCloakMeasure) {
   EXPECT_EQ(merged->reference.init_data_digests, std::vector<std::string>{"cd"});
 
   // An entry the build could not compute names what it lacked.
-  auto missing = MergeReferenceValues(nullptr, nlohmann::json::parse(
-      R"({"classes": {"cloak-snp": {"tee": "snp", "missing": "OVMF AmdSev firmware"}}})"));
+  auto missing = MergeReferenceValues(
+      nullptr,
+      nlohmann::json::parse(
+          R"({"classes": {"cloak-snp": {"tee": "snp", "missing": "OVMF AmdSev firmware"}}})"));
   ASSERT_FALSE(missing.ok());
   EXPECT_THAT(missing.status().message(), HasSubstr("OVMF AmdSev firmware"));
   EXPECT_THAT(missing.status().message(), HasSubstr("cloak measure"));
   EXPECT_FALSE(MergeReferenceValues(nullptr, nlohmann::json::parse(R"({"tee": "sgx",
-      "reference_values": {}})")).ok());
+      "reference_values": {}})"))
+                   .ok());
   // Values that pin nothing for the TEE are refused like set-policy would.
-  EXPECT_THAT(MergeReferenceValues(nullptr, nlohmann::json::parse(
-                  R"({"tee": "tdx", "reference_values": {"measurement": ["ab"]}})"))
+  EXPECT_THAT(MergeReferenceValues(
+                  nullptr, nlohmann::json::parse(
+                               R"({"tee": "tdx", "reference_values": {"measurement": ["ab"]}})"))
                   .status()
                   .message(),
               HasSubstr("allow_any_launch"));

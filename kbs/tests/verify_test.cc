@@ -82,7 +82,8 @@ TEST_F(SnpTest, AcceptsTheRealReport) {
   EXPECT_EQ(claims->measurements.at("measurement"), kMilanMeasurement);
   EXPECT_EQ(claims->init_data_digest, "");  // host_data is all zero
   EXPECT_THAT(claims->detail, HasSubstr("Milan"));
-  EXPECT_EQ(claims->trust_anchor, absl::StrCat("AMD ARK-Milan (pinned) sha256:", kAmdArkMilanSha256));
+  EXPECT_EQ(claims->trust_anchor,
+            absl::StrCat("AMD ARK-Milan (pinned) sha256:", kAmdArkMilanSha256));
   EXPECT_FALSE(claims->simulated);
   EXPECT_EQ(claims->vmpl, 0u);
   EXPECT_EQ(claims->snp_policy, 0x30000u);
@@ -117,8 +118,8 @@ TEST(TrustAnchorsTest, PinnedFingerprintsAreThoseOfTheVendorCertificates) {
   auto allowed = ClassifyRoot(milan->get(), "AMD ARK-Genoa", kAmdArkGenoaSha256, true, true);
   ASSERT_TRUE(allowed.ok());
   EXPECT_EQ(allowed->kind, RootKind::kUnpinned);
-  EXPECT_THAT(allowed->description, HasSubstr(absl::StrCat("UNPINNED root \"ARK-Milan\" sha256:",
-                                                           kAmdArkMilanSha256)));
+  EXPECT_THAT(allowed->description,
+              HasSubstr(absl::StrCat("UNPINNED root \"ARK-Milan\" sha256:", kAmdArkMilanSha256)));
 }
 
 TEST_F(SnpTest, ChainVerifiesAndNamesTheProduct) {

@@ -284,10 +284,10 @@ absl::StatusOr<Claims> VerifySnpAttestation(absl::string_view report_raw,
                 {"snp", reported.snp},
                 {"microcode", reported.microcode}};
   if (product == SnpProduct::kTurin) claims.tcb["fmc"] = reported.fmc;
-  claims.detail = absl::StrCat("SEV-SNP ", SnpProductName(product), " report v", report.version,
-                               claims.simulated ? ", SIMULATED SP chain verified, TCB "
-                                                : ", VCEK chain verified, TCB ",
-                               reported.ToString(), ", root ", root.description);
+  claims.detail = absl::StrCat(
+      "SEV-SNP ", SnpProductName(product), " report v", report.version,
+      claims.simulated ? ", SIMULATED SP chain verified, TCB " : ", VCEK chain verified, TCB ",
+      reported.ToString(), ", root ", root.description);
   RETURN_IF_ERROR(CheckReferenceValues(claims, options.reference));
   return claims;
 }

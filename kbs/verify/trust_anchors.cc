@@ -39,20 +39,20 @@ absl::StatusOr<RootVerdict> ClassifyRoot(X509* root, absl::string_view vendor_ro
   }
   if (simulated_possible && SubjectOrganization(root) == kSimulatedSpOrganization) {
     v.kind = RootKind::kSimulated;
-    v.description = absl::StrCat("SIMULATED SP test root (not ", vendor_root, ") sha256:",
-                                 v.fingerprint);
+    v.description =
+        absl::StrCat("SIMULATED SP test root (not ", vendor_root, ") sha256:", v.fingerprint);
     return v;
   }
   if (!allow_unpinned) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "the configured root \"", SubjectCommonName(root), "\" (sha256 ", v.fingerprint,
-        ") is not ", vendor_root, " (sha256 ", pinned_sha256,
-        "); refusing it. Configure the vendor's root, or start cloak-kbs with "
-        "--allow-unpinned-root to trust another root (reported in every claim)"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("the configured root \"", SubjectCommonName(root), "\" (sha256 ",
+                     v.fingerprint, ") is not ", vendor_root, " (sha256 ", pinned_sha256,
+                     "); refusing it. Configure the vendor's root, or start cloak-kbs with "
+                     "--allow-unpinned-root to trust another root (reported in every claim)"));
   }
   v.kind = RootKind::kUnpinned;
-  v.description = absl::StrCat("UNPINNED root \"", SubjectCommonName(root), "\" sha256:",
-                               v.fingerprint, " (allowed by --allow-unpinned-root)");
+  v.description = absl::StrCat("UNPINNED root \"", SubjectCommonName(root),
+                               "\" sha256:", v.fingerprint, " (allowed by --allow-unpinned-root)");
   return v;
 }
 

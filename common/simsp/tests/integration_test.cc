@@ -85,12 +85,11 @@ class SimspKbsTest : public ::testing::Test {
 
     state_ = dir_->Join("state");
     std::ofstream(dir_->Join("k1")) << "image-key-1";
-    std::ofstream(dir_->Join("policy.json"))
-        << nlohmann::json{{"allowed_tees", {"snp"}},
-                          {"allow_simulated", true},
-                          {"reference_values", {{"measurement", {measurement_}}}},
-                          {"init_data_digests", {host_data_hex_}}}
-               .dump();
+    std::ofstream(dir_->Join("policy.json")) << nlohmann::json{
+        {"allowed_tees", {"snp"}},
+        {"allow_simulated", true},
+        {"reference_values", {{"measurement", {measurement_}}}},
+        {"init_data_digests", {host_data_hex_}}}.dump();
     ASSERT_EQ(RunBinary({CLOAK_KBS_BINARY, "admin", "put-resource", "--state-dir", state_,
                    "default/key/k1", "--file", dir_->Join("k1")},
                   log),
@@ -247,10 +246,10 @@ TEST_F(SimspKbsTest, AnotherMeasurementIsRefusedByThePolicy) {
 TEST_F(SimspKbsTest, SimulatedEvidenceNeedsAllowSimulated) {
   // The same policy without allow_simulated: the evidence verifies (against
   // the TEST chain, classified as simulated) but no key is released.
-  std::ofstream(dir_->Join("strict.json"))
-      << nlohmann::json{{"allowed_tees", {"snp"}},
-                        {"reference_values", {{"measurement", {measurement_}}}}}
-             .dump();
+  std::ofstream(dir_->Join("strict.json")) << nlohmann::json{
+      {"allowed_tees", {"snp"}},
+      {"reference_values",
+       {{"measurement", {measurement_}}}}}.dump();
   std::string log = dir_->Join("strict.log");
   ASSERT_EQ(RunBinary({CLOAK_KBS_BINARY, "admin", "set-policy", "--state-dir", state_,
                        "default/key/k1", "--file", dir_->Join("strict.json")},

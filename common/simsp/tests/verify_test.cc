@@ -142,7 +142,7 @@ TEST_F(VerifyTest, CertificatesSayTheyAreNotAmd) {
 TEST_F(VerifyTest, WrongMeasurementIsRefused) {
   ReportFields f = Fields();
   f.measurement = *SimulatedMeasurement({.firmware = "",
-                                          .kernel_sha256 = std::string(32, 'k'),
+                                         .kernel_sha256 = std::string(32, 'k'),
                                          .initrd_sha256 = std::string(32, 'i'),
                                          .cmdline = "console=ttyS0 init=/bin/sh",
                                          .vcpus = 1});

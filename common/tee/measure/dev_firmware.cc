@@ -6,7 +6,7 @@ namespace cloak::tee::measure {
 namespace {
 
 constexpr size_t kSize = 3 * 4096;
-constexpr uint32_t kResetEip = 0xFFFFD100;     // inside the first page
+constexpr uint32_t kResetEip = 0xFFFFD100;  // inside the first page
 constexpr uint32_t kHashesPage = 0x00805000;
 constexpr uint32_t kHashesTable = 0x00805C00;  // offset 0xC00 in its page
 
@@ -21,10 +21,10 @@ std::string Build() {
   struct Section {
     uint32_t gpa, size, type;
   } sections[] = {
-      {0x00800000, 0x3000, 1},       // SNP_SEC_MEM
-      {0x00803000, 0x1000, 2},       // SNP_SECRETS
-      {0x00804000, 0x1000, 3},       // CPUID
-      {kHashesPage, 0x1000, 0x10},   // SNP_KERNEL_HASHES
+      {0x00800000, 0x3000, 1},      // SNP_SEC_MEM
+      {0x00803000, 0x1000, 2},      // SNP_SECRETS
+      {0x00804000, 0x1000, 3},      // CPUID
+      {kHashesPage, 0x1000, 0x10},  // SNP_KERNEL_HASHES
   };
   fw.replace(meta, 4, "ASEV");
   PutLe32(fw, meta + 4, 16 + 12 * 4);

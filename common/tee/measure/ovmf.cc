@@ -40,8 +40,8 @@ std::string GuidToBytes(absl::string_view text) {
 }
 
 uint16_t Le16(absl::string_view b, size_t off) {
-  return static_cast<uint16_t>(static_cast<uint8_t>(b[off]) |
-                               static_cast<uint8_t>(b[off + 1]) << 8);
+  return static_cast<uint16_t>(static_cast<uint8_t>(b[off]) | static_cast<uint8_t>(b[off + 1])
+                                                                  << 8);
 }
 uint32_t Le32(absl::string_view b, size_t off) {
   return static_cast<uint32_t>(Le16(b, off)) | static_cast<uint32_t>(Le16(b, off + 2)) << 16;

@@ -19,7 +19,8 @@ absl::Status Bad(absl::string_view what) {
 absl::StatusOr<std::string> AuthenticodeSha384(absl::string_view image) {
   if (image.size() < 0x40 || image.substr(0, 2) != "MZ") return Bad("no MZ header");
   const size_t pe = Le32(image, 0x3C);
-  if (pe > image.size() || image.size() - pe < 24 || image.substr(pe, 4) != std::string("PE\0\0", 4)) {
+  if (pe > image.size() || image.size() - pe < 24 ||
+      image.substr(pe, 4) != std::string("PE\0\0", 4)) {
     return Bad("no PE signature at e_lfanew");
   }
   const size_t coff = pe + 4;

@@ -71,20 +71,20 @@ const std::map<std::string, uint32_t>& VcpuTable() {
   // QEMU's EPYC models (target/i386/cpu.c builtin_x86_defs): family, model,
   // stepping of each.
   static const auto* table = new std::map<std::string, uint32_t>{
-      {"EPYC", CpuSignature(23, 1, 2)},        {"EPYC-v1", CpuSignature(23, 1, 2)},
-      {"EPYC-v2", CpuSignature(23, 1, 2)},     {"EPYC-IBPB", CpuSignature(23, 1, 2)},
-      {"EPYC-v3", CpuSignature(23, 1, 2)},     {"EPYC-v4", CpuSignature(23, 1, 2)},
-      {"EPYC-Rome", CpuSignature(23, 49, 0)},  {"EPYC-Rome-v1", CpuSignature(23, 49, 0)},
-      {"EPYC-Rome-v2", CpuSignature(23, 49, 0)}, {"EPYC-Rome-v3", CpuSignature(23, 49, 0)},
-      {"EPYC-Milan", CpuSignature(25, 1, 1)},  {"EPYC-Milan-v1", CpuSignature(25, 1, 1)},
-      {"EPYC-Milan-v2", CpuSignature(25, 1, 1)}, {"EPYC-Genoa", CpuSignature(25, 17, 0)},
+      {"EPYC", CpuSignature(23, 1, 2)},           {"EPYC-v1", CpuSignature(23, 1, 2)},
+      {"EPYC-v2", CpuSignature(23, 1, 2)},        {"EPYC-IBPB", CpuSignature(23, 1, 2)},
+      {"EPYC-v3", CpuSignature(23, 1, 2)},        {"EPYC-v4", CpuSignature(23, 1, 2)},
+      {"EPYC-Rome", CpuSignature(23, 49, 0)},     {"EPYC-Rome-v1", CpuSignature(23, 49, 0)},
+      {"EPYC-Rome-v2", CpuSignature(23, 49, 0)},  {"EPYC-Rome-v3", CpuSignature(23, 49, 0)},
+      {"EPYC-Milan", CpuSignature(25, 1, 1)},     {"EPYC-Milan-v1", CpuSignature(25, 1, 1)},
+      {"EPYC-Milan-v2", CpuSignature(25, 1, 1)},  {"EPYC-Genoa", CpuSignature(25, 17, 0)},
       {"EPYC-Genoa-v1", CpuSignature(25, 17, 0)},
   };
   return *table;
 }
 
-void PutSegment(std::string& page, size_t off, uint16_t selector, uint16_t attrib,
-                uint32_t limit, uint64_t base) {
+void PutSegment(std::string& page, size_t off, uint16_t selector, uint16_t attrib, uint32_t limit,
+                uint64_t base) {
   PutLe16(page, off, selector);
   PutLe16(page, off + 2, attrib);
   PutLe32(page, off + 4, limit);
@@ -95,8 +95,8 @@ void PutSegment(std::string& page, size_t off, uint16_t selector, uint16_t attri
 
 absl::StatusOr<SevFirmware> ParseSevFirmware(absl::string_view image) {
   if (image.empty() || image.size() % kPageSize != 0 || image.size() > kFourGiB) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "firmware image of ", image.size(), " bytes is not a whole number of 4 KiB pages"));
+    return absl::InvalidArgumentError(absl::StrCat("firmware image of ", image.size(),
+                                                   " bytes is not a whole number of 4 KiB pages"));
   }
   auto table = ParseFooterTable(image);
   if (!table.ok()) return table.status();
@@ -108,7 +108,8 @@ absl::StatusOr<SevFirmware> ParseSevFirmware(absl::string_view image) {
   };
   if (const std::string* reset = find(kSevEsResetBlockGuid)) {
     if (reset->size() < 4) {
-      return absl::InvalidArgumentError("firmware SEV-ES reset block entry is shorter than 4 bytes");
+      return absl::InvalidArgumentError(
+          "firmware SEV-ES reset block entry is shorter than 4 bytes");
     }
     fw.sev_es_reset_eip = Le32(*reset, 0);
   }
@@ -125,9 +126,9 @@ absl::StatusOr<SevFirmware> ParseSevFirmware(absl::string_view image) {
   }
   const uint32_t from_end = Le32(*meta, 0);
   if (from_end < 16 || from_end > image.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "firmware SEV metadata offset ", from_end, " lies outside the ", image.size(),
-        "-byte image"));
+    return absl::InvalidArgumentError(absl::StrCat("firmware SEV metadata offset ", from_end,
+                                                   " lies outside the ", image.size(),
+                                                   "-byte image"));
   }
   const size_t start = image.size() - from_end;
   if (image.substr(start, 4) != "ASEV") {
@@ -141,8 +142,8 @@ absl::StatusOr<SevFirmware> ParseSevFirmware(absl::string_view image) {
         absl::StrCat("firmware SEV metadata version ", version, " is not supported (want 1)"));
   }
   if (length < 16 || length > from_end || (length - 16) / 12 < count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "firmware SEV metadata length ", length, " cannot hold ", count, " sections"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("firmware SEV metadata length ", length, " cannot hold ", count, " sections"));
   }
   for (uint32_t i = 0; i < count; ++i) {
     const size_t off = start + 16 + 12 * i;
@@ -151,12 +152,16 @@ absl::StatusOr<SevFirmware> ParseSevFirmware(absl::string_view image) {
     s.size = Le32(image, off + 4);
     const uint32_t type = Le32(image, off + 8);
     switch (type) {
-      case 1: case 2: case 3: case 4: case 0x10:
+      case 1:
+      case 2:
+      case 3:
+      case 4:
+      case 0x10:
         s.type = static_cast<SevSectionType>(type);
         break;
       default:
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "firmware SEV metadata section %u has unknown type 0x%x", i, type));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("firmware SEV metadata section %u has unknown type 0x%x", i, type));
     }
     if (s.gpa % kPageSize != 0 || s.size % kPageSize != 0) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -214,7 +219,9 @@ absl::StatusOr<uint32_t> SnpVcpuSignature(absl::string_view vcpu_type) {
   auto it = VcpuTable().find(std::string(vcpu_type));
   if (it == VcpuTable().end()) {
     std::string known;
-    for (const auto& [name, sig] : VcpuTable()) absl::StrAppend(&known, known.empty() ? "" : ", ", name);
+    for (const auto& [name, sig] : VcpuTable()) {
+      absl::StrAppend(&known, known.empty() ? "" : ", ", name);
+    }
     return absl::InvalidArgumentError(
         absl::StrCat("vCPU type \"", vcpu_type, "\" is not known (known: ", known, ")"));
   }
@@ -244,23 +251,23 @@ std::string SnpVmsaPage(uint64_t eip, uint64_t guest_features, uint32_t vcpu_sig
     fcw = 0;
   }
   std::string p(kPageSize, '\0');
-  PutSegment(p, 0x00, 0, 0x93, 0xffff, 0);                              // es
+  PutSegment(p, 0x00, 0, 0x93, 0xffff, 0);                             // es
   PutSegment(p, 0x10, 0xf000, cs_flags, 0xffff, eip & 0xffff0000ull);  // cs
-  PutSegment(p, 0x20, 0, ss_flags, 0xffff, 0);                          // ss
-  PutSegment(p, 0x30, 0, 0x93, 0xffff, 0);                              // ds
-  PutSegment(p, 0x40, 0, 0x93, 0xffff, 0);                              // fs
-  PutSegment(p, 0x50, 0, 0x93, 0xffff, 0);                              // gs
-  PutSegment(p, 0x60, 0, 0, 0xffff, 0);                                 // gdtr
-  PutSegment(p, 0x70, 0, 0x82, 0xffff, 0);                              // ldtr
-  PutSegment(p, 0x80, 0, 0, 0xffff, 0);                                 // idtr
-  PutSegment(p, 0x90, 0, tr_flags, 0xffff, 0);                          // tr
-  PutLe64(p, 0xD0, 0x1000);            // efer: SVME
-  PutLe64(p, 0x148, 0x40);             // cr4: MCE
-  PutLe64(p, 0x158, 0x10);             // cr0: ET
-  PutLe64(p, 0x160, 0x400);            // dr7
-  PutLe64(p, 0x168, 0xffff0ff0);       // dr6
-  PutLe64(p, 0x170, 0x2);              // rflags
-  PutLe64(p, 0x178, eip & 0xffff);     // rip
+  PutSegment(p, 0x20, 0, ss_flags, 0xffff, 0);                         // ss
+  PutSegment(p, 0x30, 0, 0x93, 0xffff, 0);                             // ds
+  PutSegment(p, 0x40, 0, 0x93, 0xffff, 0);                             // fs
+  PutSegment(p, 0x50, 0, 0x93, 0xffff, 0);                             // gs
+  PutSegment(p, 0x60, 0, 0, 0xffff, 0);                                // gdtr
+  PutSegment(p, 0x70, 0, 0x82, 0xffff, 0);                             // ldtr
+  PutSegment(p, 0x80, 0, 0, 0xffff, 0);                                // idtr
+  PutSegment(p, 0x90, 0, tr_flags, 0xffff, 0);                         // tr
+  PutLe64(p, 0xD0, 0x1000);                                            // efer: SVME
+  PutLe64(p, 0x148, 0x40);                                             // cr4: MCE
+  PutLe64(p, 0x158, 0x10);                                             // cr0: ET
+  PutLe64(p, 0x160, 0x400);                                            // dr7
+  PutLe64(p, 0x168, 0xffff0ff0);                                       // dr6
+  PutLe64(p, 0x170, 0x2);                                              // rflags
+  PutLe64(p, 0x178, eip & 0xffff);                                     // rip
   PutLe64(p, 0x268, 0x7040600070406);  // g_pat (PAT MSR reset value)
   PutLe64(p, 0x310, rdx);              // rdx: CPUID signature at reset
   PutLe64(p, 0x3B0, guest_features);   // sev_features
@@ -284,9 +291,9 @@ absl::StatusOr<std::string> ComputeSnpLaunchDigest(const SnpLaunchInput& input) 
   const SevFirmware& fw = *parsed;
   if (input.vcpus == 0) return absl::InvalidArgumentError("vCPU count must be at least 1");
   if ((input.guest_features & 1) == 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "guest features 0x%x lack bit 0 (SNPActive), which every SEV-SNP VMSA sets",
-        input.guest_features));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("guest features 0x%x lack bit 0 (SNPActive), which every SEV-SNP VMSA sets",
+                        input.guest_features));
   }
   bool has_hashes_section = false;
   for (const SevMetadataSection& s : fw.sections) {
@@ -329,8 +336,8 @@ absl::StatusOr<std::string> ComputeSnpLaunchDigest(const SnpLaunchInput& input) 
                 "(GUID 7255371f-...) saying where in it the table goes");
           }
           if (s.size != kPageSize) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "firmware SNP_KERNEL_HASHES section is ", s.size, " bytes, want one page"));
+            return absl::InvalidArgumentError(absl::StrCat("firmware SNP_KERNEL_HASHES section is ",
+                                                           s.size, " bytes, want one page"));
           }
           const size_t offset = *fw.hashes_table_gpa & (kPageSize - 1);
           std::string table = SevHashesTable(*input.kernel_hashes);

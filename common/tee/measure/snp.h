@@ -42,8 +42,8 @@ struct SevMetadataSection {
 
 // What the SNP launch needs from an OVMF image.
 struct SevFirmware {
-  uint64_t gpa = 0;                     // 4 GiB - image size
-  uint32_t sev_es_reset_eip = 0;        // AP entry point; 0 if the image has none
+  uint64_t gpa = 0;                          // 4 GiB - image size
+  uint32_t sev_es_reset_eip = 0;             // AP entry point; 0 if the image has none
   std::optional<uint32_t> hashes_table_gpa;  // SEV_HASH_TABLE_RV_GUID entry
   std::vector<SevMetadataSection> sections;
 };

@@ -47,9 +47,9 @@ absl::StatusOr<std::vector<TdvfSection>> ParseTdvfMetadata(absl::string_view ima
   }
   const uint32_t from_end = Le32(it->second, it->second.size() - 4);
   if (from_end < 16 || from_end > image.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "firmware TDX metadata offset ", from_end, " lies outside the ", image.size(),
-        "-byte image"));
+    return absl::InvalidArgumentError(absl::StrCat("firmware TDX metadata offset ", from_end,
+                                                   " lies outside the ", image.size(),
+                                                   "-byte image"));
   }
   const size_t start = image.size() - from_end;
   if (image.substr(start, 4) != "TDVF") {
@@ -77,9 +77,9 @@ absl::StatusOr<std::vector<TdvfSection>> ParseTdvfMetadata(absl::string_view ima
     s.type = Le32(image, off + 24);
     s.attributes = Le32(image, off + 28);
     if (s.memory_address % kPageSize != 0 || s.memory_data_size % kPageSize != 0) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "TDVF section %u (address 0x%x size 0x%x) is not page aligned", i, s.memory_address,
-          s.memory_data_size));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("TDVF section %u (address 0x%x size 0x%x) is not page aligned", i,
+                          s.memory_address, s.memory_data_size));
     }
     if (s.memory_data_size < s.raw_data_size) {
       return absl::InvalidArgumentError(
@@ -150,18 +150,20 @@ absl::StatusOr<std::string> QemuPatchedKernel(const TdxDirectBoot& boot) {
   if (protocol < 0x206) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "kernel boot protocol 0x%x: want a bzImage with protocol 2.06 or later (an EFI-stub "
-        "kernel)", protocol));
+        "kernel)",
+        protocol));
   }
   // A bzImage loaded high (LOADED_HIGH in loadflags): QEMU puts the real-mode
   // part at 0x10000 and the command line at 0x20000.
   if ((static_cast<uint8_t>(k[0x211]) & 0x01) == 0) {
-    return absl::InvalidArgumentError("kernel is not a bzImage loaded high (loadflags bit 0 clear)");
+    return absl::InvalidArgumentError(
+        "kernel is not a bzImage loaded high (loadflags bit 0 clear)");
   }
   constexpr uint32_t real_addr = 0x10000, cmdline_addr = 0x20000;
-  k[0x210] = static_cast<char>(0xb0);                                     // type_of_loader: QEMU
+  k[0x210] = static_cast<char>(0xb0);                                   // type_of_loader: QEMU
   k[0x211] = static_cast<char>(static_cast<uint8_t>(k[0x211]) | 0x80);  // CAN_USE_HEAP
-  PutLe32(k, 0x224, cmdline_addr - real_addr - 0x200);                   // heap_end_ptr
-  PutLe32(k, 0x228, cmdline_addr);                                       // cmd_line_ptr
+  PutLe32(k, 0x224, cmdline_addr - real_addr - 0x200);                  // heap_end_ptr
+  PutLe32(k, 0x228, cmdline_addr);                                      // cmd_line_ptr
   if (boot.initrd.has_value()) {
     const uint64_t initrd_size = boot.initrd->size();
     uint64_t initrd_max;
@@ -180,8 +182,8 @@ absl::StatusOr<std::string> QemuPatchedKernel(const TdxDirectBoot& boot) {
       initrd_max = below_4g - boot.acpi_data_size - 1;
     }
     if (initrd_size >= initrd_max) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "initrd of ", initrd_size, " bytes does not fit below ", initrd_max));
+      return absl::InvalidArgumentError(
+          absl::StrCat("initrd of ", initrd_size, " bytes does not fit below ", initrd_max));
     }
     PutLe32(k, 0x218, static_cast<uint32_t>((initrd_max - initrd_size) & ~uint64_t{4095}));
     PutLe32(k, 0x21c, static_cast<uint32_t>(initrd_size));

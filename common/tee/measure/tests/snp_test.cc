@@ -1,12 +1,13 @@
 // Golden tests of the SEV-SNP launch digest: every vector of
 // tests/testdata/snp-measure/vectors.json (digests the public
 // sev-snp-measure tool computes for the two firmware fixtures beside it).
+#include "common/tee/measure/snp.h"
+
 #include <fstream>
 #include <sstream>
 
 #include "common/tee/measure/dev_firmware.h"
 #include "common/tee/measure/hash.h"
-#include "common/tee/measure/snp.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 

@@ -3,10 +3,11 @@
 // way (one SHA-384 over the whole record stream written out by hand), and
 // the MRTD of the image is also pinned to the value Python's hashlib gives
 // for the same bytes (tests/testdata/tdx-measure/README.md holds the script).
+#include "common/tee/measure/tdx.h"
+
 #include "common/tee/measure/hash.h"
 #include "common/tee/measure/ovmf.h"
 #include "common/tee/measure/pe.h"
-#include "common/tee/measure/tdx.h"
 #include "gtest/gtest.h"
 
 namespace cloak::tee::measure {
@@ -67,9 +68,11 @@ std::string Rec(const char* op, uint64_t gpa) {
 }
 
 constexpr char kPythonSinglePass[] =
-    "c258c887f677ee6e2027835312b109b5d0cd4de0b27722a66b51e440210d590e0174727506ea168692327bc9b5d289eb";
+    "c258c887f677ee6e2027835312b109b5d0cd4de0b27722a66b51e440"
+    "210d590e0174727506ea168692327bc9b5d289eb";
 constexpr char kPythonTwoPass[] =
-    "ba3d4caa2a7c98c0411fb74d68cb740b5a21b93f1e39401e57aa998657cb79cf07c56b3aa78da6e69c814de2eb8b46ef";
+    "ba3d4caa2a7c98c0411fb74d68cb740b5a21b93f1e39401e57aa9986"
+    "57cb79cf07c56b3aa78da6e69c814de2eb8b46ef";
 
 TEST(TdxMeasure, ParsesSyntheticTdvf) {
   auto sections = ParseTdvfMetadata(SyntheticTdvf());
@@ -91,13 +94,12 @@ TEST(TdxMeasure, MrtdMatchesHandBuiltRecordStream) {
       extends[page] += Rec("MR.EXTEND", gpa) + img.substr(page * 0x1000 + c * 0x100, 0x100);
     }
   }
-  single = Rec("MEM.PAGE.ADD", 0xFFFFC000) + extends[0] + Rec("MEM.PAGE.ADD", 0xFFFFD000) +
-           extends[1];
-  two = Rec("MEM.PAGE.ADD", 0xFFFFC000) + Rec("MEM.PAGE.ADD", 0xFFFFD000) + extends[0] +
-        extends[1];
+  single =
+      Rec("MEM.PAGE.ADD", 0xFFFFC000) + extends[0] + Rec("MEM.PAGE.ADD", 0xFFFFD000) + extends[1];
+  two = Rec("MEM.PAGE.ADD", 0xFFFFC000) + Rec("MEM.PAGE.ADD", 0xFFFFD000) + extends[0] + extends[1];
   // TD HOB and TempMem: added, not extended. PermMem: PAGE.AUG, nothing.
-  const std::string rest = Rec("MEM.PAGE.ADD", 0x809000) + Rec("MEM.PAGE.ADD", 0x80A000) +
-                           Rec("MEM.PAGE.ADD", 0x80B000);
+  const std::string rest =
+      Rec("MEM.PAGE.ADD", 0x809000) + Rec("MEM.PAGE.ADD", 0x80A000) + Rec("MEM.PAGE.ADD", 0x80B000);
   auto s = ComputeMrtd(img, MrtdPageOrder::kSinglePass);
   auto t = ComputeMrtd(img, MrtdPageOrder::kTwoPass);
   ASSERT_TRUE(s.ok() && t.ok());
@@ -138,23 +140,23 @@ std::string SyntheticKernel() {
   k[1] = 'Z';
   Put32(k, 0x3c, 0x40);
   k.replace(0x40, 4, std::string("PE\0\0", 4));
-  PutLe16(k, 0x44, 0x8664);      // machine
-  PutLe16(k, 0x46, 1);           // one section
-  PutLe16(k, 0x54, 0xF0);        // SizeOfOptionalHeader
+  PutLe16(k, 0x44, 0x8664);  // machine
+  PutLe16(k, 0x46, 1);       // one section
+  PutLe16(k, 0x54, 0xF0);    // SizeOfOptionalHeader
   const size_t opt = 0x58;
-  PutLe16(k, opt, 0x20b);        // PE32+
-  Put32(k, opt + 60, 0x1000);    // SizeOfHeaders
+  PutLe16(k, opt, 0x20b);          // PE32+
+  Put32(k, opt + 60, 0x1000);      // SizeOfHeaders
   Put32(k, opt + 64, 0xdeadbeef);  // CheckSum (not hashed)
-  Put32(k, opt + 108, 16);       // NumberOfRvaAndSizes
-  const size_t sec = opt + 0xF0;  // 0x148
+  Put32(k, opt + 108, 16);         // NumberOfRvaAndSizes
+  const size_t sec = opt + 0xF0;   // 0x148
   k.replace(sec, 5, ".text");
-  Put32(k, sec + 16, 0x1000);    // SizeOfRawData
-  Put32(k, sec + 20, 0x1000);    // PointerToRawData
+  Put32(k, sec + 16, 0x1000);  // SizeOfRawData
+  Put32(k, sec + 20, 0x1000);  // PointerToRawData
   k.replace(0x202, 4, "HdrS");
   PutLe16(k, 0x206, 0x020f);
-  k[0x211] = 0x01;               // LOADED_HIGH
-  Put32(k, 0x22c, 0x7fffffff);   // initrd_addr_max
-  PutLe16(k, 0x236, 0x40);       // XLF_CAN_BE_LOADED_ABOVE_4G
+  k[0x211] = 0x01;              // LOADED_HIGH
+  Put32(k, 0x22c, 0x7fffffff);  // initrd_addr_max
+  PutLe16(k, 0x236, 0x40);      // XLF_CAN_BE_LOADED_ABOVE_4G
   for (size_t i = 0x1000; i < 0x2000; ++i) k[i] = static_cast<char>(i % 253);
   return k;
 }
@@ -162,10 +164,9 @@ std::string SyntheticKernel() {
 TEST(TdxMeasure, AuthenticodeSkipsChecksumAndCertificateEntry) {
   std::string k = SyntheticKernel();
   const size_t opt = 0x58, checksum = opt + 64, certdir = opt + 112 + 4 * 8;
-  const std::string expected = Sha384(k.substr(0, checksum) +
-                                      k.substr(checksum + 4, certdir - checksum - 4) +
-                                      k.substr(certdir + 8, 0x1000 - certdir - 8) +
-                                      k.substr(0x1000, 0x1000));
+  const std::string expected =
+      Sha384(k.substr(0, checksum) + k.substr(checksum + 4, certdir - checksum - 4) +
+             k.substr(certdir + 8, 0x1000 - certdir - 8) + k.substr(0x1000, 0x1000));
   EXPECT_EQ(HexLower(*AuthenticodeSha384(k)), HexLower(expected));
   std::string other = k;
   Put32(other, checksum, 1);  // the checksum does not count
@@ -173,7 +174,8 @@ TEST(TdxMeasure, AuthenticodeSkipsChecksumAndCertificateEntry) {
   other[0x1800] ^= 1;
   EXPECT_NE(*AuthenticodeSha384(other), *AuthenticodeSha384(k));
   EXPECT_FALSE(AuthenticodeSha384("not a PE file at all, just text padding........"
-                                  "................").ok());
+                                  "................")
+                   .ok());
 }
 
 TEST(TdxMeasure, DirectBootRtmrs) {
