@@ -278,7 +278,9 @@ TEST_F(WireCompat, EveryContainerdTypeMatchesContainerds) {
                                               "containerd.v1.types", "containerd.events",
                                               "containerd.services.events.ttrpc.v1",
                                               "containerd.services.snapshots.v1",
-                                              "containerd.services.content.v1"}));
+                                              "containerd.services.content.v1",
+                                              "containerd.services.containers.v1",
+                                              "containerd.services.images.v1"}));
   const Counts& c = comparer.counts();
   std::cout << "compared " << c.messages << " messages, " << c.fields << " fields, " << c.enums
             << " enums, " << c.services << " services, " << c.methods << " rpcs\n";
@@ -286,8 +288,9 @@ TEST_F(WireCompat, EveryContainerdTypeMatchesContainerds) {
   EXPECT_GE(c.fields, 100);
   EXPECT_GE(c.enums, 1);
   // containerd.task.v2.Task, ...events.ttrpc.v1.Events, ...snapshots.v1.Snapshots,
-  // ...content.v1.Content (Read only).
-  EXPECT_EQ(c.services, 4);
+  // ...content.v1.Content (Read only), ...containers.v1.Containers and
+  // ...images.v1.Images (Get only).
+  EXPECT_EQ(c.services, 6);
   EXPECT_GE(c.methods, 17);
   ASSERT_NE(ours_.FindServiceByName("containerd.task.v2.Task"), nullptr);
   EXPECT_EQ(ours_.FindServiceByName("containerd.task.v2.Task")->method_count(),
