@@ -211,11 +211,12 @@ absl::StatusOr<ContainerRule> ParseContainer(const json& j, absl::string_view fi
   if (const json* v = Get(j, "sysctls")) {
     ASSIGN_OR_RETURN(c.sysctls, GetMatchMap(*v, absl::StrCat(field, ".sysctls")));
   }
-  c.masked_paths = RequiredMaskedPaths();
+  // Unset: nothing required of the request (CRI clients other than the
+  // kubelet send none); the agent masks the runtime's default paths anyway
+  // (agent/spec_builder.cc).
   if (const json* v = Get(j, "masked_paths")) {
     ASSIGN_OR_RETURN(c.masked_paths, GetStrings(*v, absl::StrCat(field, ".masked_paths")));
   }
-  c.readonly_paths = RequiredReadonlyPaths();
   if (const json* v = Get(j, "readonly_paths")) {
     ASSIGN_OR_RETURN(c.readonly_paths, GetStrings(*v, absl::StrCat(field, ".readonly_paths")));
   }

@@ -162,6 +162,8 @@ const char* WebPodPolicy() {
      "working_dir": "/",
      "user": {"uid": 0, "gid": 0, "additional_gids": [0, 10]},
      "sysctls": {"net.ipv4.ip_unprivileged_port_start": "0"},
+     "masked_paths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
+     "readonly_paths": ["/proc/sys", "/proc/sysrq-trigger"],
      "annotations": {"run.oci.keep_original_groups": "1"},
      "exec": [{"argv": ["/bin/check", "--ready"], "stdin": false},
               ["cat", {"regex": "/tmp/[a-z]+\\.log"}]],
