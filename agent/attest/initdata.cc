@@ -47,9 +47,9 @@ absl::StatusOr<InitData> ParseInitData(absl::string_view raw) {
       out.image_keys.push_back(std::move(path));
     }
   }
-  if (const toml::node* n = data->get("policy.json")) {
+  if (auto n = data.find("policy.json"); n != data.end()) {
     if (!n->is_string()) return Wrong("data.\"policy.json\"", "a string (the policy document)");
-    out.policy = std::string(*n->value<std::string_view>());
+    out.policy = n->get<std::string>();
   }
   if (!out.image_keys.empty() && out.kbs_url.empty()) {
     return absl::InvalidArgumentError("init-data: data.image_keys is set but data.kbs_url is not");
