@@ -54,7 +54,7 @@ void CleanSandboxState(const std::string& state_dir) {
   // A libvirt domain: found by Cloak's metadata element, destroyed through
   // libvirt (its QEMU is libvirtd's child, not ours).
   absl::StatusOr<std::string> uri =
-      ReadFileToString(absl::StrCat(state_dir, "/", hypervisor::kLibvirtUriFile), 4096);
+      ReadFile(absl::StrCat(state_dir, "/", hypervisor::kLibvirtUriFile), 4096);
   if (uri.ok()) {
     absl::StatusOr<std::vector<std::string>> destroyed = hypervisor::DestroySandboxDomains(
         std::string(absl::StripAsciiWhitespace(*uri)), sandbox_id);

@@ -5,6 +5,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "shim/bundle.h"
 
 namespace cloak::shim {
@@ -62,7 +63,7 @@ absl::StatusOr<std::optional<InitData>> PodInitData(
   }
   std::string ca_pem;
   if (!config.kbs.ca_file.empty()) {
-    absl::StatusOr<std::string> read = ReadFileToString(config.kbs.ca_file, kMaxCaBytes);
+    absl::StatusOr<std::string> read = ReadFile(config.kbs.ca_file, kMaxCaBytes);
     if (!read.ok()) {
       return absl::Status(read.status().code(),
                           absl::StrCat("kbs.ca_file: ", read.status().message(),

@@ -237,7 +237,7 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& reque
     network.dns.clear();
     if (!request.pod.resolv_conf_source.empty()) {
       absl::StatusOr<std::string> resolv =
-          ReadFileToString(request.pod.resolv_conf_source, 64 << 10);
+          ReadFile(request.pod.resolv_conf_source, 64 << 10);
       if (resolv.ok()) {
         network.dns = ResolvConfLines(*resolv);
       } else {
