@@ -272,13 +272,9 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& reque
     ASSIGN_OR_RETURN(sp, SimulatedSpHost::Start(
                              cfg->tee.simulated_snp_chain, vm.sp_socket_path, vm.kernel, vm.initrd,
                              vm.kernel_cmdline, vm.vcpus, vm.firmware,
-                             initdata.has_value() ? DigestForField(initdata->digest, 32) : ""));
-    ASSIGN_OR_RETURN(
-        sp, SimulatedSpHost::Start(
-                cfg->tee.simulated_snp_chain, vm.sp_socket_path, vm.kernel, vm.initrd,
-                vm.kernel_cmdline,
-                initdata.has_value() ? tee::DigestForField(initdata->digest, tee::kSnpHostDataSize)
-                                     : ""));
+                             initdata.has_value()
+                                 ? tee::DigestForField(initdata->digest, tee::kSnpHostDataSize)
+                                 : ""));
   }
   std::unique_ptr<hv::Hypervisor> hypervisor;
   if (libvirt) {
@@ -299,24 +295,6 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& reque
   }
   SandboxOptions options = BuildSandboxOptions(*cfg, request, state_dir, network);
   if (pod_network != nullptr) options.companions.push_back(pod_network);
-  SandboxOptions options = BuildSandboxOptions(*cfg, request, state_dir);
-  if (pod_network != nullptr) {
-    options.host_loopback_reachable = false;
-    options.interfaces = pod_network->GuestInterfaces();
-    options.routes = pod_network->GuestRoutes();
-    options.dns.clear();
-    options.annotations.erase(std::string(kInsecureRegistriesAnnotation));
-    if (!request.pod.resolv_conf_source.empty()) {
-      absl::StatusOr<std::string> resolv = ReadFile(request.pod.resolv_conf_source, 64 << 10);
-      if (resolv.ok()) {
-        options.dns = ResolvConfLines(*resolv);
-      } else {
-        Logger("shim")->warn("sandbox={} the pod's resolv.conf: {} (the guest gets no DNS)",
-                             request.sandbox_id, resolv.status().ToString());
-      }
-    }
-    options.companions.push_back(pod_network);
-  }
   if (initdata.has_value()) options.initdata = std::move(initdata->document);
   if (sp != nullptr) options.companions.push_back(std::move(sp));
   return std::make_unique<Sandbox>(std::move(options), std::move(hypervisor), ConnectAgent);
