@@ -88,7 +88,8 @@ absl::StatusOr<std::string> VerifyPckChain(const std::vector<X509Ptr>& chain,
 
 }  // namespace
 
-absl::Status VerifyTdxQuoteSignature(const TdxQuote& quote, const TdxCollateral& collateral) {
+absl::StatusOr<std::string> VerifyTdxQuoteSignature(const TdxQuote& quote,
+                                                    const TdxCollateral& collateral) {
   Reader r(quote.signature_data);
   ASSIGN_OR_RETURN(absl::string_view quote_sig, r.Take(64, "quote signature"));
   ASSIGN_OR_RETURN(absl::string_view att_key, r.Take(64, "attestation key"));

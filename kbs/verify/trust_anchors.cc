@@ -4,6 +4,7 @@
 #include <openssl/objects.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/tee/encoding.h"
 #include "kbs/verify/openssl_util.h"
 
 namespace cloak::kbs {
@@ -24,7 +25,7 @@ std::string CertificateSha256(X509* cert) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (X509_digest(cert, EVP_sha256(), md, &len) != 1) return "";
-  return HexEncode(absl::string_view(reinterpret_cast<const char*>(md), len));
+  return tee::HexEncode(absl::string_view(reinterpret_cast<const char*>(md), len));
 }
 
 absl::StatusOr<RootVerdict> ClassifyRoot(X509* root, absl::string_view vendor_root,
