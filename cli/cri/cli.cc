@@ -43,15 +43,6 @@ absl::StatusOr<Msg> ParseJson(const std::string& json, const char* what) {
   return msg;
 }
 
-std::string ToJson(const google::protobuf::Message& msg) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.add_whitespace = true;
-  opts.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(msg, &json, opts);
-  return json;
-}
-
 int Fail(const absl::Status& s, int code) {
   std::cerr << "cloak-cri: " << s.message() << "\n";
   return code;

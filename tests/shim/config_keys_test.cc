@@ -65,7 +65,8 @@ std::string Observe(const config::Config& c) {
   std::vector<std::string> out;
   const std::string state_dir = SandboxStateDir(c, kSandbox);
   absl::StatusOr<hv::VmConfig> vm =
-      BuildVmConfig(c, kSandbox, state_dir, GuestInsecureRegistries(c.image.insecure_registries, kImage));
+      BuildVmConfig(c, kSandbox, state_dir, FakeHost(), UserModeNetwork(),
+                    GuestInsecureRegistries(c.image.insecure_registries, kImage));
   if (!vm.ok()) return absl::StrCat("refused: ", vm.status().ToString());
   out.push_back(absl::StrCat("cmdline: ", vm->kernel_cmdline));
   out.push_back(absl::StrCat("boot_timeout: ", absl::FormatDuration(vm->boot_timeout)));
@@ -84,7 +85,7 @@ std::string Observe(const config::Config& c) {
   request.sandbox_id = kSandbox;
   request.pod.sandbox_id = kSandbox;
   request.pod.image = kImage;
-  SandboxOptions sandbox = BuildSandboxOptions(c, request, state_dir);
+  SandboxOptions sandbox = BuildSandboxOptions(c, request, state_dir, UserModeNetwork());
   std::vector<std::string> annotations;
   for (const auto& [k, v] : sandbox.annotations) annotations.push_back(absl::StrCat(k, "=", v));
   out.push_back(absl::StrCat("sandbox: request_timeout=", absl::FormatDuration(sandbox.request_timeout),

@@ -340,7 +340,7 @@ TEST(SandboxConfigTest, VmConfigFromConfig) {
   // (measured) command line.
   EXPECT_THAT(vm->kernel_cmdline, ::testing::Not(HasSubstr("cloak.policy")));
   cfg.agent.allow_all_policy = true;
-  auto open_vm = BuildVmConfig(cfg, "sb1", "/run/cloak/sb1", {});
+  auto open_vm = BuildVmConfig(cfg, "sb1", "/run/cloak/sb1", caps, UserModeNetwork());
   ASSERT_TRUE(open_vm.ok()) << open_vm.status();
   EXPECT_THAT(open_vm->kernel_cmdline, HasSubstr(" cloak.policy=allow-all"));
   cfg.agent.allow_all_policy = false;
