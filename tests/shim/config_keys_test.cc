@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "shim/containerd_images.h"
 #include "shim/host_config.h"
+#include "shim/hypervisor/libvirt/domain_xml.h"
 #include "shim/hypervisor/host_capabilities.h"
 #include "shim/hypervisor/qemu/qemu_args.h"
 #include "shim/sandbox_factory.h"
@@ -70,6 +71,14 @@ std::string Observe(const config::Config& c) {
   if (!vm.ok()) return absl::StrCat("refused: ", vm.status().ToString());
   out.push_back(absl::StrCat("cmdline: ", vm->kernel_cmdline));
   out.push_back(absl::StrCat("boot_timeout: ", absl::FormatDuration(vm->boot_timeout)));
+  if (c.hypervisor.driver == config::HypervisorDriver::kLibvirt) {
+    // The libvirt driver's domain, and the connection it is created on.
+    absl::StatusOr<std::string> xml =
+        hv::BuildDomainXml(*vm, config::Accel::kTcg, config::AgentChannel::kSerial);
+    out.push_back(xml.ok() ? absl::StrCat("libvirt domain: ", xml->substr(0, xml->find('>') + 1))
+                           : absl::StrCat("libvirt refused: ", xml.status().ToString()));
+    out.push_back(absl::StrCat("libvirt_uri: ", vm->libvirt_uri));
+  }
   absl::StatusOr<std::vector<std::string>> args = hv::BuildQemuArgs(*vm, FakeHost());
   out.push_back(args.ok() ? absl::StrCat("qemu: ", hv::QemuArgsToString(*args))
                           : absl::StrCat("qemu refused: ", args.status().ToString()));
@@ -130,15 +139,13 @@ const std::vector<KeyCase>& Cases() {
       {"runtime.annotation_allowlist", "",
        "[runtime]\nannotation_allowlist = [\"io.cloak.agent.boot_timeout\"]\n", Kind::kEffect,
        "annotation boot_timeout: 1m39s"},
-      // Branch libvirt implements the driver; until then it is refused.
-      {"hypervisor.driver", "", "[hypervisor]\ndriver = \"libvirt\"\n", Kind::kRefused,
-       "hypervisor.driver = \"libvirt\" is not implemented"},
+      {"hypervisor.driver", "", "[hypervisor]\ndriver = \"libvirt\"\n", Kind::kEffect,
+       "libvirt domain: <domain type='qemu'"},
       {"hypervisor.qemu_path", "", "[hypervisor]\nqemu_path = \"/opt/q/qemu-system-x86_64\"\n",
        Kind::kEffect, "qemu: /opt/q/qemu-system-x86_64 "},
-      // Only read by the libvirt driver, which is refused (above).
-      {"hypervisor.libvirt_uri", "",
+      {"hypervisor.libvirt_uri", "[hypervisor]\ndriver = \"libvirt\"\n",
        "[hypervisor]\ndriver = \"libvirt\"\nlibvirt_uri = \"qemu+ssh://h/system\"\n",
-       Kind::kRefused, "not implemented"},
+       Kind::kEffect, "libvirt_uri: qemu+ssh://h/system"},
       {"hypervisor.machine", "", "[hypervisor]\nmachine = \"pc\"\n", Kind::kEffect,
        "-machine pc "},
       {"hypervisor.accel", "", "[hypervisor]\naccel = \"tcg\"\n", Kind::kEffect, "-accel tcg"},
@@ -196,6 +203,8 @@ const std::vector<KeyCase>& Cases() {
       {"agent.request_timeout", "", "[agent]\nrequest_timeout = \"1m30s\"\n", Kind::kEffect,
        "request_timeout=1m30s"},
       {"agent.log_level", "", "[agent]\nlog_level = \"off\"\n", Kind::kEffect, "log=off"},
+      {"agent.allow_all_policy", "", "[agent]\nallow_all_policy = true\n", Kind::kEffect,
+       "cloak.policy=allow-all"},
       {"kbs.url", "", "[kbs]\nurl = \"https://kbs.example:8080\"\n", Kind::kEffect,
        "kbs_url = 'https://kbs.example:8080'"},
       {"kbs.ca_file", "[kbs]\nurl = \"https://kbs.example:8080\"\n",
