@@ -389,7 +389,14 @@ TEST_F(InstallerTest, InstallsIdempotentlyUninstallsExactlyAndRunsACloakDevPod) 
   ASSERT_TRUE(kbs_proc.ok()) << kbs_proc.status();
   kbs_.emplace(std::move(*kbs_proc));
   const testutil::DevInitData initdata =
-      testutil::DevInitDataFor(kbs_->port, "default/image-key/installed");
+      testutil::DevInitDataFor(
+          kbs_->port, "default/image-key/installed",
+          // The agent policy lets the test exec `sh -c ...` into "c" and
+          // otherwise keeps the built-in default (docs/policy.md).
+          R"("policy.json" = '''{"version": "1", "rpcs": {"SetPolicy": "deny"}, )"
+          R"("containers": [{"name": "*", "sandbox": true}, {"name": "c", )"
+          R"("exec": [{"argv": ["sh", "-c", {"regex": ".*"}]}], "max_instances": 1}]}''')"
+          "\n");
   std::ofstream(d_ + "/policy.json")
       << R"({"allowed_tees":["sample"],"init_data_digests":[")" << initdata.sha384_hex << R"("]})";
   r = RunCommand({kbs, "admin", "set-policy", "--state-dir", kbs_state,

@@ -31,11 +31,12 @@ absl::StatusOr<DevKbs> StartDevKbs(const std::string& kbs_binary, const std::str
   return DevKbs{std::move(*p), std::move(port)};
 }
 
-DevInitData DevInitDataFor(const std::string& port, const std::string& resource) {
+DevInitData DevInitDataFor(const std::string& port, const std::string& resource,
+                           const std::string& extra_data) {
   DevInitData out;
   out.document = absl::StrCat(
       "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\nkbs_url = \"http://10.0.2.2:", port,
-      "\"\nimage_keys = [\"", resource, "\"]\n");
+      "\"\nimage_keys = [\"", resource, "\"]\n", extra_data);
   unsigned char md[SHA384_DIGEST_LENGTH];
   SHA384(reinterpret_cast<const unsigned char*>(out.document.data()), out.document.size(), md);
   out.sha384_hex =

@@ -29,7 +29,9 @@ struct DevInitData {
 };
 // Init-data pointing the guest at the KBS on `port` (as 10.0.2.2) for the
 // image key resource `resource`.
-DevInitData DevInitDataFor(const std::string& port, const std::string& resource);
+// `extra_data`: more [data] lines (e.g. a "policy.json" for the agent).
+DevInitData DevInitDataFor(const std::string& port, const std::string& resource,
+                           const std::string& extra_data = "");
 
 }  // namespace cloak::testutil
 
