@@ -106,6 +106,9 @@ int RunServe(const ShimFlags& flags) {
       .image_lookup = flags.address.empty()
                           ? ContainerImageLookup()
                           : ContainerdImageLookup(flags.address, flags.namespace_name),
+      .annotate_container = flags.address.empty()
+                                ? ContainerAnnotator()
+                                : ContainerdAnnotator(flags.address, flags.namespace_name),
   });
   absl::StatusOr<std::unique_ptr<ttrpc::Server>> server = ttrpc::Server::Create();
   if (!server.ok()) {

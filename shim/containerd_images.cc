@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "containerd/services/containers/v1/containers.grpc.pb.h"
 #include "containerd/services/images/v1/images.grpc.pb.h"
 
@@ -70,6 +71,59 @@ ContainerImageLookup ContainerdImageLookup(std::string address, std::string name
     }
     out.digest = resp.image().target().digest();
     return out;
+  };
+}
+
+absl::StatusOr<std::string> SpecWithAnnotation(absl::string_view spec_json, absl::string_view key,
+                                               absl::string_view value) {
+  nlohmann::json spec = nlohmann::json::parse(spec_json, nullptr, /*allow_exceptions=*/false);
+  if (!spec.is_object()) {
+    return absl::InvalidArgumentError("the container's stored OCI spec is not a JSON object");
+  }
+  nlohmann::json& annotations = spec["annotations"];
+  if (!annotations.is_object()) annotations = nlohmann::json::object();
+  annotations[std::string(key)] = std::string(value);
+  return spec.dump();
+}
+
+ContainerAnnotator ContainerdAnnotator(std::string address, std::string namespace_name,
+                                       absl::Duration timeout) {
+  auto channel = grpc::CreateChannel("unix:" + address, grpc::InsecureChannelCredentials());
+  std::shared_ptr<containerspb::Containers::Stub> containers =
+      containerspb::Containers::NewStub(channel);
+  return [address, namespace_name, timeout, containers](
+             const std::string& container_id, const std::string& key,
+             const std::string& value) -> absl::Status {
+    const std::string what = absl::StrCat("containerd at ", address, " (namespace ",
+                                          namespace_name, "): container ", container_id);
+    containerspb::GetContainerResponse got;
+    {
+      grpc::ClientContext ctx;
+      ctx.AddMetadata(std::string(kContainerdNamespaceHeader), namespace_name);
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+      containerspb::GetContainerRequest req;
+      req.set_id(container_id);
+      grpc::Status s = containers->Get(&ctx, req, &got);
+      if (!s.ok()) return FromGrpc(s, what);
+    }
+    containerspb::UpdateContainerRequest req;
+    *req.mutable_container() = got.container();
+    containerspb::Container* c = req.mutable_container();
+    (*c->mutable_labels())[key] = value;
+    req.mutable_update_mask()->add_paths("labels." + key);
+    if (c->has_spec() && !c->spec().value().empty()) {
+      absl::StatusOr<std::string> spec = SpecWithAnnotation(c->spec().value(), key, value);
+      if (!spec.ok()) return absl::Status(spec.status().code(), absl::StrCat(what, ": ", spec.status().message()));
+      c->mutable_spec()->set_value(*spec);
+      req.mutable_update_mask()->add_paths("spec");
+    }
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(std::string(kContainerdNamespaceHeader), namespace_name);
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    containerspb::UpdateContainerResponse resp;
+    grpc::Status s = containers->Update(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s, absl::StrCat(what, ": update"));
+    return absl::OkStatus();
   };
 }
 

@@ -20,6 +20,9 @@ namespace cloak::shim {
 // gRPC metadata key naming the containerd namespace of a request.
 inline constexpr absl::string_view kContainerdNamespaceHeader = "containerd-namespace";
 inline constexpr absl::Duration kContainerdLookupTimeout = absl::Seconds(10);
+// Annotation and label on a sandbox whose agent enforces no policy.
+inline constexpr absl::string_view kAgentPolicyAnnotation = "io.cloak.agent-policy";
+inline constexpr absl::string_view kAgentPolicyAllowAll = "allow-all";
 
 struct ContainerImage {
   std::string name;    // containerd's image name, "docker.io/library/busybox:latest"
@@ -36,6 +39,24 @@ using ContainerImageLookup =
 // namespace `namespace_name`.
 ContainerImageLookup ContainerdImageLookup(std::string address, std::string namespace_name,
                                            absl::Duration timeout = kContainerdLookupTimeout);
+
+// Sets annotation and label `key`=`value` on container `container_id`'s
+// record in containerd (its stored OCI spec and its labels). containerd's
+// CRI plugin shows a sandbox's stored spec in `crictl inspectp` (info.
+// runtimeSpec.annotations) and `ctr container info` shows both, so this is
+// how a fact about a running pod reaches the tools an operator reads.
+using ContainerAnnotator = std::function<absl::Status(
+    const std::string& container_id, const std::string& key, const std::string& value)>;
+
+// A ContainerAnnotator over containerd's gRPC socket `address` in namespace
+// `namespace_name`.
+ContainerAnnotator ContainerdAnnotator(std::string address, std::string namespace_name,
+                                       absl::Duration timeout = kContainerdLookupTimeout);
+
+// `spec_json` (an OCI runtime spec) with annotations[key] = value. Pure.
+// InvalidArgument when the spec is not a JSON object.
+absl::StatusOr<std::string> SpecWithAnnotation(absl::string_view spec_json, absl::string_view key,
+                                               absl::string_view value);
 
 // `name` pinned to `digest`: "name@digest". A name that already carries a
 // digest must carry this one. InvalidArgument for a digest that is not

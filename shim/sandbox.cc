@@ -54,6 +54,8 @@ struct Sandbox::Impl {
   std::set<grpc::ClientContext*> calls ABSL_GUARDED_BY(mu);
   std::function<void(const std::string&)> on_vm_exit;
   std::function<void(const std::string&)> on_oom;
+  // The agent reported "policy-allow-all" (set once during Boot).
+  std::atomic<bool> policy_allow_all{false};
 
   absl::Mutex threads_mu;
   std::thread monitor ABSL_GUARDED_BY(threads_mu);
@@ -203,6 +205,7 @@ Sandbox::~Sandbox() { (void)Destroy(); }
 
 const std::string& Sandbox::id() const { return impl_->options.id; }
 bool Sandbox::host_loopback_reachable() const { return impl_->options.host_loopback_reachable; }
+bool Sandbox::agent_policy_allow_all() const { return impl_->policy_allow_all; }
 pid_t Sandbox::VmmPid() const { return impl_->hv->Pid(); }
 
 void Sandbox::SetVmExitCallback(std::function<void(const std::string&)> callback) {
@@ -321,6 +324,31 @@ absl::Status Sandbox::Boot() {
                           });
   if (!s.ok()) return fail(s);
   d.Step("create-sandbox", t);
+
+  // What the agent enforces: an allow-all agent (a runtime class that opted
+  // out of the policy) is said loudly, here and by the caller.
+  agentpb::GetGuestDetailsResponse details;
+  absl::Status got = d.Call("GetGuestDetails", absl::Now() + d.options.request_timeout,
+                            [&](Stub& stub, grpc::ClientContext* ctx) {
+                              return stub.GetGuestDetails(ctx, agentpb::GetGuestDetailsRequest(),
+                                                          &details);
+                            });
+  if (got.ok()) {
+    for (const std::string& f : details.features()) {
+      if (f == "policy-allow-all") d.policy_allow_all = true;
+    }
+    d.log->info("sandbox={} agent {} kernel {} tee={} policy={}", d.options.id,
+                details.agent_version(), details.kernel_release(), details.tee(),
+                d.policy_allow_all ? "ALLOW-ALL" : "enforced");
+    if (d.policy_allow_all) {
+      d.log->warn("sandbox={} agent policy ALLOW-ALL (runtime class config agent.allow_all_policy): "
+                  "the host may exec into, read and write every container of this pod",
+                  d.options.id);
+    }
+  } else {
+    d.log->info("sandbox={} GetGuestDetails: {} (the agent's policy may refuse it)", d.options.id,
+                got.ToString());
+  }
 
   {
     absl::MutexLock lock(&d.mu);

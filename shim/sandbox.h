@@ -110,6 +110,9 @@ class Sandbox {
   const std::string& id() const;
   // SandboxOptions.host_loopback_reachable.
   bool host_loopback_reachable() const;
+  // The agent said (after Boot) that it enforces no policy: its runtime
+  // class set agent.allow_all_policy.
+  bool agent_policy_allow_all() const;
   // The VMM's pid (what Create reports to containerd), -1 if none.
   pid_t VmmPid() const;
 

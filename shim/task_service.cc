@@ -360,6 +360,15 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
       options_.events->Publish(kTopicOom, event);
     });
     RETURN_IF_ERROR(sandbox->Boot());
+    if (sandbox->agent_policy_allow_all() && options_.annotate_container) {
+      absl::Status marked = options_.annotate_container(req.id(), std::string(kAgentPolicyAnnotation),
+                                                        std::string(kAgentPolicyAllowAll));
+      if (!marked.ok()) {
+        Log()->warn("sandbox={} could not mark containerd's record with {}={}: {}", sid,
+                    std::string(kAgentPolicyAnnotation), std::string(kAgentPolicyAllowAll),
+                    marked.ToString());
+      }
+    }
     c->sandbox = sandbox;
     c->owns_sandbox = true;
     absl::MutexLock lock(&mu_);

@@ -74,6 +74,10 @@ struct TaskServiceOptions {
   // Asks containerd which image a container was made from, for a container
   // that names none otherwise (plain `ctr run IMAGE`). Empty: not asked.
   ContainerImageLookup image_lookup;
+  // Marks a sandbox's record in containerd (annotation and label
+  // io.cloak.agent-policy) when its agent enforces no policy, so
+  // `crictl inspectp` and `ctr container info` say so. Empty: not marked.
+  ContainerAnnotator annotate_container;
 };
 
 class TaskService {

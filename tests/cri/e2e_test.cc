@@ -98,8 +98,19 @@ TEST_F(CriE2eTest, HostNetworkPodRunsLogsExecsAndCleansUp) {
   ASSERT_TRUE(bad.ok()) << bad.status();
   EXPECT_EQ(bad->exit_code(), 7);
 
+  // This class opted out of the agent policy (CriEnv's allow_all_policy):
+  // `inspectp` says so, from the sandbox's record in containerd.
+  auto inspected = client_->InspectPod(pod_id_, /*verbose=*/true);
+  ASSERT_TRUE(inspected.ok()) << inspected.status();
+  std::string info;
+  for (const auto& [k, v] : inspected->info()) info += v;
+  EXPECT_THAT(info, ContainsRegex(R"re("io.cloak.agent-policy": *"allow-all")re"));
+  EXPECT_THAT(Slurp(d_ + "/containerd.log"), HasSubstr("agent policy ALLOW-ALL"));
+
   // The same through the cloak-cri binary.
   const std::string endpoint = env_->endpoint();
+  ASSERT_EQ(Run({kCriBinary, "-r", endpoint, "inspectp", pod_id_}), 0) << env_->last_output();
+  EXPECT_THAT(env_->last_output(), ContainsRegex(R"re("io.cloak.agent-policy": *"allow-all")re"));
   ASSERT_EQ(Run({kCriBinary, "-r", endpoint, "ps", "--no-trunc", "--pod", pod_id_}), 0)
       << env_->last_output();
   EXPECT_THAT(env_->last_output(), ContainsRegex(*ctr_id + " +[^ ]+ +.* ago +Running +hello "));

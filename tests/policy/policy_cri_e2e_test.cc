@@ -25,6 +25,7 @@ namespace {
 
 namespace v1 = ::runtime::v1;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class PolicyCriE2eTest : public CriEnvFixture {
  protected:
@@ -79,6 +80,12 @@ TEST_F(PolicyCriE2eTest, GeneratedPolicyRunsTheDeploymentAndDeniesAShell) {
   (*pod_config.mutable_annotations())[cli::kInitDataAnnotation] = absl::Base64Escape(initdata);
   auto pod = env_->RunPod(pod_config);
   ASSERT_TRUE(pod.ok()) << pod.status();
+  // The policy is enforced: inspectp carries no allow-all mark.
+  auto inspected = client_->InspectPod(*pod, /*verbose=*/true);
+  ASSERT_TRUE(inspected.ok()) << inspected.status();
+  for (const auto& [k, v] : inspected->info()) {
+    EXPECT_THAT(v, Not(HasSubstr("io.cloak.agent-policy"))) << k;
+  }
   std::vector<std::string> ids;
   for (const std::string name : {"first", "second"}) {
     auto id = client_->CreateContainer(

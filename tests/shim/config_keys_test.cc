@@ -29,6 +29,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shim/containerd_images.h"
+#include "nlohmann/json.hpp"
 #include "shim/host_config.h"
 #include "shim/hypervisor/libvirt/domain_xml.h"
 #include "shim/hypervisor/host_capabilities.h"
@@ -366,6 +367,24 @@ TEST(PinnedImageReferenceTest, NamePlusDigest) {
   EXPECT_FALSE(PinnedImageReference("busybox", "sha512:" + std::string(64, '0')).ok());
   EXPECT_FALSE(PinnedImageReference("busybox", "sha256:" + std::string(64, 'A')).ok());
   EXPECT_FALSE(PinnedImageReference("", d).ok());
+}
+
+TEST(SpecWithAnnotationTest, AddsOrReplacesOneAnnotationAndKeepsTheRest) {
+  auto added = SpecWithAnnotation(R"({"ociVersion":"1.0.2","process":{"args":["sh"]}})",
+                                  "io.cloak.agent-policy", "allow-all");
+  ASSERT_TRUE(added.ok()) << added.status();
+  nlohmann::json got = nlohmann::json::parse(*added);
+  EXPECT_EQ(got["annotations"]["io.cloak.agent-policy"], "allow-all");
+  EXPECT_EQ(got["process"]["args"][0], "sh");
+  auto replaced = SpecWithAnnotation(
+      R"({"annotations":{"a":"1","io.cloak.agent-policy":"x"}})", "io.cloak.agent-policy",
+      "allow-all");
+  ASSERT_TRUE(replaced.ok());
+  got = nlohmann::json::parse(*replaced);
+  EXPECT_EQ(got["annotations"]["a"], "1");
+  EXPECT_EQ(got["annotations"]["io.cloak.agent-policy"], "allow-all");
+  EXPECT_FALSE(SpecWithAnnotation("[1]", "k", "v").ok());
+  EXPECT_FALSE(SpecWithAnnotation("{not json", "k", "v").ok());
 }
 
 }  // namespace
