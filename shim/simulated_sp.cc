@@ -9,9 +9,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "common/simsp/chain.h"
-#include "common/simsp/measurement.h"
-#include "common/simsp/server.h"
+#include "shim/simsp/chain.h"
+#include "shim/simsp/measurement.h"
+#include "shim/simsp/server.h"
 #include "common/status_macros.h"
 #include "common/tee/digest.h"
 
