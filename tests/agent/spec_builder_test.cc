@@ -2,6 +2,10 @@
 // spec crun runs (docs/agent.md).
 #include "agent/spec_builder.h"
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -185,6 +189,179 @@ TEST(SpecBuilderTest, ResourcesAllowlist) {
   EXPECT_FALSE(r->contains("network"));
   EXPECT_EQ((*r)["blockIO"]["weight"], 100);
   EXPECT_FALSE(SanitizeResources(json::parse(R"({"blockIO":{"weightDevice":[{"major":{}}]}})")).ok());
+}
+
+// The trust boundary as one table: each row is a hostile or odd host request
+// (merged into a minimal valid spec) and what crun gets instead — values at
+// JSON pointers ("=" : the same as for the minimal spec, i.e. the host's
+// input had no effect; "-": absent) — or the error.
+struct HostRow {
+  const char* name;
+  const char* host;  // JSON merge patch over {"process":{"args":["sh"]}}
+  std::vector<std::pair<const char*, const char*>> want;  // pointer -> JSON, "=" or "-"
+  const char* error = nullptr;  // InvalidArgument message contains this
+  bool keep_runtime_annotations = false;
+};
+
+const std::vector<HostRow>& HostRows() {
+  static const auto* rows = new std::vector<HostRow>{
+      // Filesystem: the root, mounts and propagation are the agent's.
+      {"host root path", R"({"root":{"path":"/","readonly":true}})",
+       {{"/root/path", R"("/run/cloak/containers/c1/rootfs")"}, {"/root/readonly", "true"}}},
+      {"bind mount of the guest's /", R"({"mounts":[{"destination":"/host","type":"bind",
+          "source":"/","options":["rbind","rw"]}]})",
+       {{"/mounts", "="}}},
+      {"extra proc and sysfs rw mounts", R"({"mounts":[{"destination":"/proc/sys","type":"proc",
+          "source":"proc"},{"destination":"/sys","type":"sysfs","source":"sysfs","options":["rw"]}]})",
+       {{"/mounts", "="}}},
+      {"shared rootfs propagation", R"({"linux":{"rootfsPropagation":"shared"}})",
+       {{"/linux/rootfsPropagation", "-"}}},
+      {"masked and read-only paths emptied", R"({"linux":{"maskedPaths":[],"readonlyPaths":[]}})",
+       {{"/linux/maskedPaths", "="}, {"/linux/readonlyPaths", "="}}},
+      // Namespaces: always fresh pid, ipc, uts, mount; never a path.
+      {"host network namespace", R"({"linux":{"namespaces":[{"type":"network","path":"/proc/1/ns/net"}]}})",
+       {{"/linux/namespaces", "="}}},
+      {"pid namespace of the agent", R"({"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}})",
+       {{"/linux/namespaces", "="}}},
+      {"no namespaces at all", R"({"linux":{"namespaces":[]}})", {{"/linux/namespaces", "="}}},
+      {"user namespace mapping root", R"({"linux":{"namespaces":[{"type":"user"}],
+          "uidMappings":[{"containerID":0,"hostID":0,"size":4294967295}],
+          "gidMappings":[{"containerID":0,"hostID":0,"size":4294967295}]}})",
+       {{"/linux/namespaces", "="}, {"/linux/uidMappings", "-"}, {"/linux/gidMappings", "-"}}},
+      // Privilege: capabilities, LSM labels, seccomp, devices.
+      {"privileged capabilities", R"({"process":{"capabilities":{"bounding":["CAP_SYS_ADMIN"],
+          "effective":["CAP_SYS_ADMIN"],"permitted":["CAP_SYS_ADMIN"],"inheritable":["CAP_SYS_ADMIN"],
+          "ambient":["CAP_SYS_ADMIN"]}}})",
+       {{"/process/capabilities", "="}}},
+      {"AppArmor and SELinux off", R"({"process":{"apparmorProfile":"unconfined","selinuxLabel":"spc_t"},
+          "linux":{"mountLabel":"x"}})",
+       {{"/process/apparmorProfile", "-"}, {"/process/selinuxLabel", "-"}, {"/linux/mountLabel", "-"}}},
+      {"seccomp allow-all", R"({"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW"}}})",
+       {{"/linux/seccomp", "-"}}},
+      {"block device node", R"({"linux":{"devices":[{"path":"/dev/vda","type":"b","major":253,"minor":0}]}})",
+       {{"/linux/devices", "-"}}},
+      {"device cgroup allow-all", R"({"linux":{"resources":{"devices":[{"allow":true,"access":"rwm"}]}}})",
+       {{"/linux/resources/devices", "="}}},
+      {"oom score, scheduler, io priority", R"({"process":{"oomScoreAdj":-1000,
+          "scheduler":{"policy":"SCHED_FIFO","priority":99},"ioPriority":{"class":"IOPRIO_CLASS_RT"}}})",
+       {{"/process/oomScoreAdj", "-"}, {"/process/scheduler", "-"}, {"/process/ioPriority", "-"}}},
+      {"personality, intelRdt, time offsets", R"({"linux":{"personality":{"domain":"LINUX32"},
+          "intelRdt":{"closID":"x"},"timeOffsets":{"monotonic":{"secs":1}}}})",
+       {{"/linux/personality", "-"}, {"/linux/intelRdt", "-"}, {"/linux/timeOffsets", "-"}}},
+      // Kernel and runtime side doors.
+      {"sysctls", R"({"linux":{"sysctl":{"kernel.core_pattern":"|/evil","net.ipv4.ip_forward":"1"}}})",
+       {{"/linux/sysctl", "-"}}},
+      {"hooks", R"({"hooks":{"prestart":[{"path":"/bin/sh"}],"createRuntime":[{"path":"/bin/sh"}],
+          "createContainer":[{"path":"/bin/sh"}],"startContainer":[{"path":"/bin/sh"}],
+          "poststart":[{"path":"/bin/sh"}],"poststop":[{"path":"/bin/sh"}]}})",
+       {{"/hooks", "-"}}},
+      {"crun hook output files", R"({"annotations":{"run.oci.hooks.stdout":"/etc/shadow",
+          "run.oci.hooks.stderr":"/run/cloak/agent.log"}})",
+       {{"/annotations", "-"}}},
+      {"crun fd receivers", R"({"annotations":{"run.oci.seccomp.receiver":"/run/x.sock",
+          "run.oci.pidfd_receiver":"/run/y.sock"}})",
+       {{"/annotations", "-"}}},
+      {"crun cgroup delegation, v1 mount, handler", R"({"annotations":{"run.oci.delegate-cgroup":"x",
+          "run.oci.systemd.force_cgroup_v1":"/sys/fs/cgroup","run.oci.handler":"krun",
+          "module.wasm.image/variant":"compat","org.criu.config":"/etc/criu.conf",
+          "io.kubernetes.cri.container-type":"container"}})",
+       {{"/annotations", R"({"io.kubernetes.cri.container-type":"container"})"}}},
+      {"crun annotation allowed by an enforced policy", R"({"annotations":{"run.oci.keep_original_groups":"1"}})",
+       {{"/annotations", R"({"run.oci.keep_original_groups":"1"})"}}, nullptr, true},
+      {"cgroupsPath escape", R"({"linux":{"cgroupsPath":"/../../evil"}})",
+       {{"/linux/cgroupsPath", R"("/cloak/c1")"}}},
+      {"raw cgroup files", R"({"linux":{"resources":{"unified":{"cgroup.procs":"1","cgroup.subtree_control":"+cpu"}}}})",
+       {{"/linux/resources/unified", "-"}}},
+      {"realtime CPU, rdma, net class", R"({"linux":{"resources":{"cpu":{"shares":2,"realtimeRuntime":950000,
+          "realtimePeriod":1000000},"rdma":{"mlx5_0":{"hcaHandles":1}},"network":{"classID":1}}}})",
+       {{"/linux/resources/cpu", R"({"shares":2})"}, {"/linux/resources/rdma", "-"},
+        {"/linux/resources/network", "-"}}},
+      {"hugepage limit", R"({"linux":{"resources":{"hugepageLimits":[{"pageSize":"2MB","limit":4194304}]}}})",
+       {{"/linux/resources/hugepageLimits", R"([{"pageSize":"2MB","limit":4194304}])"}}},
+      {"hugepage size as a path", R"({"linux":{"resources":{"hugepageLimits":[{"pageSize":"../../x","limit":1}]}}})",
+       {}, "hugepageLimits.pageSize"},
+      {"cpuset list", R"({"linux":{"resources":{"cpu":{"cpus":"0-1,3","mems":"0"}}}})",
+       {{"/linux/resources/cpu", R"({"cpus":"0-1,3","mems":"0"})"}}},
+      {"cpuset with a newline", R"({"linux":{"resources":{"cpu":{"cpus":"0\n1"}}}})", {}, "cpu.cpus"},
+      {"memory limit as a string", R"({"linux":{"resources":{"memory":{"limit":"1"}}}})", {}, "memory.limit"},
+      // The process: the workload's own settings are kept, checked.
+      {"host terminal and console size", R"({"process":{"terminal":true,"consoleSize":{"height":1,"width":1}}})",
+       {{"/process/terminal", "false"}, {"/process/consoleSize", "-"}}},
+      {"args and env override", R"({"process":{"args":["/bin/sh","-c","id"],"env":["LD_PRELOAD=/x.so","A="]}})",
+       {{"/process/args", R"(["/bin/sh","-c","id"])"}, {"/process/env", R"(["LD_PRELOAD=/x.so","A="])"}}},
+      {"root user, username dropped", R"({"process":{"user":{"uid":0,"gid":0,"additionalGids":[0],
+          "umask":18,"username":"root"}}})",
+       {{"/process/user", R"({"uid":0,"gid":0,"additionalGids":[0],"umask":18})"}}},
+      {"rlimits kept", R"({"process":{"rlimits":[{"type":"RLIMIT_NOFILE","hard":1048576,"soft":1024}]}})",
+       {{"/process/rlimits", R"([{"type":"RLIMIT_NOFILE","hard":1048576,"soft":1024}])"}}},
+      {"noNewPrivileges off", R"({"process":{"noNewPrivileges":false}})", {{"/process/noNewPrivileges", "false"}}},
+      {"hostname kept, domainname dropped", R"({"hostname":"web-1","domainname":"evil.example"})",
+       {{"/hostname", R"("web-1")"}, {"/domainname", "-"}}},
+      {"no process", R"({"process":null})", {}, "process: missing"},
+      {"empty args", R"({"process":{"args":[]}})", {}, "process.args: is empty"},
+      {"NUL in an argument", R"({"process":{"args":["a\u0000b"]}})", {}, "contains NUL"},
+      {"env without =", R"({"process":{"env":["=x"]}})", {}, "KEY=VALUE"},
+      {"relative cwd", R"({"process":{"cwd":"tmp"}})", {}, "must be absolute"},
+      {"uid out of range", R"({"process":{"user":{"uid":4294967295}}})", {}, "process.user.uid"},
+      {"negative gid", R"({"process":{"user":{"gid":-1}}})", {}, "process.user.gid"},
+      {"umask above 0777", R"({"process":{"user":{"umask":512}}})", {}, "process.user.umask"},
+      {"unknown rlimit", R"({"process":{"rlimits":[{"type":"RLIMIT_BOGUS","hard":1,"soft":1}]}})", {},
+       "unknown rlimit"},
+      {"soft above hard", R"({"process":{"rlimits":[{"type":"RLIMIT_NOFILE","hard":1,"soft":2}]}})", {},
+       "soft above hard"},
+      {"hostname with a slash", R"({"hostname":"a/b"})", {}, "hostname"},
+      {"annotations not an object", R"({"annotations":["x"]})", {}, "annotations: must be an object"},
+      {"annotation value not a string", R"({"annotations":{"a":1}})", {}, "annotations value"},
+  };
+  return *rows;
+}
+
+TEST(SpecBuilderTest, HostInputTable) {
+  const json base = json::parse(R"({"process":{"args":["sh"]}})");
+  absl::StatusOr<json> minimal = BuildContainerSpec(base.dump(), Options());
+  ASSERT_TRUE(minimal.ok()) << minimal.status();
+  for (const HostRow& row : HostRows()) {
+    SCOPED_TRACE(row.name);
+    json host = base;
+    host.merge_patch(json::parse(row.host));
+    SpecOptions options = Options();
+    options.keep_runtime_annotations = row.keep_runtime_annotations;
+    absl::StatusOr<json> spec = BuildContainerSpec(host.dump(), options);
+    if (row.error != nullptr) {
+      ASSERT_FALSE(spec.ok()) << spec->dump();
+      EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(spec.status().message(), HasSubstr(row.error));
+      continue;
+    }
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    ASSERT_FALSE(row.want.empty());
+    for (const auto& [pointer, want] : row.want) {
+      const json::json_pointer ptr(pointer);
+      if (std::string(want) == "-") {
+        EXPECT_FALSE(spec->contains(ptr)) << pointer << " = " << spec->value(ptr, json()).dump();
+      } else if (std::string(want) == "=") {
+        ASSERT_TRUE(spec->contains(ptr)) << pointer;
+        EXPECT_EQ(spec->at(ptr), minimal->at(ptr)) << pointer;
+      } else {
+        ASSERT_TRUE(spec->contains(ptr)) << pointer;
+        EXPECT_EQ(spec->at(ptr), json::parse(want)) << pointer;
+      }
+    }
+  }
+}
+
+// The exec path (an exec's process.json) through the same process rules.
+TEST(SpecBuilderTest, ExecProcessDropsPrivilege) {
+  SpecOptions o;
+  absl::StatusOr<json> p = SanitizeProcess(json::parse(R"({"args":["sh"],
+      "capabilities":{"ambient":["CAP_SYS_ADMIN"]},"apparmorProfile":"unconfined",
+      "selinuxLabel":"spc_t","oomScoreAdj":-1000,"terminal":true})"), o);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)["capabilities"]["bounding"].get<std::vector<std::string>>(), DefaultCapabilities());
+  EXPECT_FALSE(p->contains("apparmorProfile"));
+  EXPECT_FALSE(p->contains("selinuxLabel"));
+  EXPECT_FALSE(p->contains("oomScoreAdj"));
+  EXPECT_EQ((*p)["terminal"], false);
 }
 
 }  // namespace
