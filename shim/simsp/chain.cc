@@ -156,35 +156,6 @@ absl::StatusOr<uint8_t> JsonByte(const nlohmann::json& j, const char* key) {
 
 }  // namespace
 
-std::string ProductName(Product product) {
-  switch (product) {
-    case Product::kMilan:
-      return "Milan";
-    case Product::kGenoa:
-      return "Genoa";
-    case Product::kTurin:
-      return "Turin";
-  }
-  return "?";
-}
-
-absl::StatusOr<Product> ParseProduct(absl::string_view name) {
-  std::string lower = absl::AsciiStrToLower(name);
-  if (lower == "milan") return Product::kMilan;
-  if (lower == "genoa") return Product::kGenoa;
-  if (lower == "turin") return Product::kTurin;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown SEV-SNP product \"", name, "\" (want Milan, Genoa or Turin)"));
-}
-
-uint64_t EncodeTcb(const Tcb& t, Product product) {
-  auto at = [](uint8_t v, int byte) { return static_cast<uint64_t>(v) << (8 * byte); };
-  if (product == Product::kTurin) {
-    return at(t.fmc, 0) | at(t.bootloader, 1) | at(t.tee, 2) | at(t.snp, 3) | at(t.microcode, 7);
-  }
-  return at(t.bootloader, 0) | at(t.tee, 1) | at(t.snp, 6) | at(t.microcode, 7);
-}
-
 std::string TcbFileHex(uint64_t raw) {
   std::string le;
   for (int i = 0; i < 8; ++i) le += static_cast<char>((raw >> (8 * i)) & 0xff);
@@ -282,7 +253,7 @@ absl::StatusOr<DevChain> GenerateDevChain(const std::string& dir, const DevChain
   ASSIGN_OR_RETURN(std::string ask_pem, CertificatePem(ask.get()));
   ASSIGN_OR_RETURN(std::string vcek_der, CertificateDer(vcek.get()));
   ASSIGN_OR_RETURN(std::string vcek_key_pem, PrivateKeyPem(vcek_key.get()));
-  uint64_t raw_tcb = EncodeTcb(t, product);
+  uint64_t raw_tcb = tee::EncodeSnpTcb(t, product);
   std::string vcek_rel =
       absl::StrCat("vcek/", tee::HexEncode(hwid), "_", TcbFileHex(raw_tcb), ".der");
 
@@ -328,7 +299,7 @@ absl::StatusOr<DevChain> LoadDevChain(const std::string& dir) {
   DevChain chain;
   chain.dir = dir;
   ASSIGN_OR_RETURN(std::string product, str("product"));
-  ASSIGN_OR_RETURN(chain.product, ParseProduct(product));
+  ASSIGN_OR_RETURN(chain.product, tee::ParseSnpProduct(product));
   ASSIGN_OR_RETURN(std::string chip_hex, str("chip_id"));
   auto chip = tee::HexDecode(chip_hex);
   if (!chip.ok() || chip->size() != 64) {

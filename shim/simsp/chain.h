@@ -20,25 +20,16 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/tee/snp_report.h"
 #include "shim/simsp/crypto.h"
 
 namespace cloak::simsp {
 
-enum class Product { kMilan, kGenoa, kTurin };
-std::string ProductName(Product product);  // "Milan", "Genoa", "Turin"
-// Case-insensitive; InvalidArgument for anything else.
-absl::StatusOr<Product> ParseProduct(absl::string_view name);
-
-// TCB_VERSION components (docs/formats.md); fmc only exists on Turin.
-struct Tcb {
-  uint8_t fmc = 0;
-  uint8_t bootloader = 0;
-  uint8_t tee = 0;
-  uint8_t snp = 0;
-  uint8_t microcode = 0;
-};
-// The raw u64 as the report carries it (Milan/Genoa vs Turin layout).
-uint64_t EncodeTcb(const Tcb& tcb, Product product);
+// Product lines and TCB_VERSION as the key broker decodes them
+// (common/tee/snp_report.h).
+using Product = tee::SnpProduct;
+using Tcb = tee::SnpTcb;
+inline std::string ProductName(Product product) { return std::string(tee::SnpProductName(product)); }
 // Hex of the 8 little-endian bytes: the `<tcb>` part of a cached VCEK name.
 std::string TcbFileHex(uint64_t raw);
 

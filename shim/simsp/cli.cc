@@ -44,7 +44,7 @@ struct InitFlags {
 
 int RunInitChain(const InitFlags& flags) {
   DevChainOptions options;
-  auto product = ParseProduct(flags.product);
+  auto product = tee::ParseSnpProduct(flags.product);
   if (!product.ok()) return Fail(product.status());
   options.product = *product;
   options.rsa_bits = flags.rsa_bits;

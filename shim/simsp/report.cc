@@ -63,7 +63,7 @@ absl::StatusOr<std::string> BuildReport(const ReportFields& f, EVP_PKEY* vcek_ke
   }
 
   std::string raw(tee::kSnpReportSize, '\0');
-  const uint64_t tcb = EncodeTcb(f.tcb, f.product);
+  const uint64_t tcb = tee::EncodeSnpTcb(f.tcb, f.product);
   tee::PutLe(raw, tee::kSnpVersionOffset, 4, f.version);
   tee::PutLe(raw, tee::kSnpGuestSvnOffset, 4, f.guest_svn);
   tee::PutLe(raw, tee::kSnpPolicyOffset, 8, f.policy);

@@ -10,6 +10,7 @@
 namespace cloak::shim {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 TEST(StdioUriTest, Table) {

@@ -7,7 +7,8 @@
 #include <sstream>
 
 #include "common/tee/measure/dev_firmware.h"
-#include "common/tee/measure/hash.h"
+#include "common/tee/digest.h"
+#include "common/tee/encoding.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -50,7 +51,7 @@ TEST(SnpMeasure, ReproducesEveryPublicVector) {
     SCOPED_TRACE(v["name"].get<std::string>());
     absl::StatusOr<std::string> digest = ComputeSnpLaunchDigest(InputFor(v));
     ASSERT_TRUE(digest.ok()) << digest.status();
-    EXPECT_EQ(HexLower(*digest), v["launch_digest"].get<std::string>());
+    EXPECT_EQ(HexEncode(*digest), v["launch_digest"].get<std::string>());
   }
 }
 
@@ -59,7 +60,7 @@ TEST(SnpMeasure, FirmwarePagesDigest) {
   auto digest =
       ComputeSnpFirmwareDigest(ReadTestdata(vectors["ovmf_hash"]["ovmf"].get<std::string>()));
   ASSERT_TRUE(digest.ok()) << digest.status();
-  EXPECT_EQ(HexLower(*digest),
+  EXPECT_EQ(HexEncode(*digest),
             vectors["ovmf_hash"]["sha384_launch_digest_of_ovmf_pages"].get<std::string>());
 }
 

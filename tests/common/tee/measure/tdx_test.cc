@@ -5,7 +5,8 @@
 // for the same bytes (tests/testdata/tdx-measure/README.md holds the script).
 #include "common/tee/measure/tdx.h"
 
-#include "common/tee/measure/hash.h"
+#include "common/tee/digest.h"
+#include "common/tee/encoding.h"
 #include "common/tee/measure/ovmf.h"
 #include "common/tee/measure/pe.h"
 #include "gtest/gtest.h"
@@ -103,13 +104,13 @@ TEST(TdxMeasure, MrtdMatchesHandBuiltRecordStream) {
   auto s = ComputeMrtd(img, MrtdPageOrder::kSinglePass);
   auto t = ComputeMrtd(img, MrtdPageOrder::kTwoPass);
   ASSERT_TRUE(s.ok() && t.ok());
-  EXPECT_EQ(HexLower(*s), HexLower(Sha384(single + rest)));
-  EXPECT_EQ(HexLower(*t), HexLower(Sha384(two + rest)));
+  EXPECT_EQ(HexEncode(*s), HexEncode(Sha384(single + rest)));
+  EXPECT_EQ(HexEncode(*t), HexEncode(Sha384(two + rest)));
   EXPECT_NE(*s, *t);
   // Computed independently with Python hashlib over the same image (see the
   // README of tests/testdata/tdx-measure).
-  EXPECT_EQ(HexLower(*s), kPythonSinglePass);
-  EXPECT_EQ(HexLower(*t), kPythonTwoPass);
+  EXPECT_EQ(HexEncode(*s), kPythonSinglePass);
+  EXPECT_EQ(HexEncode(*t), kPythonTwoPass);
 }
 
 TEST(TdxMeasure, MrtdFollowsMeasuredBytesOnly) {
@@ -167,7 +168,7 @@ TEST(TdxMeasure, AuthenticodeSkipsChecksumAndCertificateEntry) {
   const std::string expected =
       Sha384(k.substr(0, checksum) + k.substr(checksum + 4, certdir - checksum - 4) +
              k.substr(certdir + 8, 0x1000 - certdir - 8) + k.substr(0x1000, 0x1000));
-  EXPECT_EQ(HexLower(*AuthenticodeSha384(k)), HexLower(expected));
+  EXPECT_EQ(HexEncode(*AuthenticodeSha384(k)), HexEncode(expected));
   std::string other = k;
   Put32(other, checksum, 1);  // the checksum does not count
   EXPECT_EQ(*AuthenticodeSha384(other), *AuthenticodeSha384(k));
@@ -202,7 +203,7 @@ TEST(TdxMeasure, DirectBootRtmrs) {
         Sha384("Exit Boot Services Returned with Success")}) {
     rtmr1 = Sha384(rtmr1 + e);
   }
-  EXPECT_EQ(HexLower(r->rtmr1), HexLower(rtmr1));
+  EXPECT_EQ(HexEncode(r->rtmr1), HexEncode(rtmr1));
 
   std::string options;
   for (char c : std::string("initrd=initrd console=hvc0") + '\0') {
@@ -211,7 +212,7 @@ TEST(TdxMeasure, DirectBootRtmrs) {
   }
   std::string rtmr2 = Sha384(std::string(48, '\0') + Sha384(options));
   rtmr2 = Sha384(rtmr2 + Sha384(*boot.initrd));
-  EXPECT_EQ(HexLower(r->rtmr2), HexLower(rtmr2));
+  EXPECT_EQ(HexEncode(r->rtmr2), HexEncode(rtmr2));
 
   TdxDirectBoot changed = boot;
   changed.cmdline = "console=hvc1";
