@@ -146,6 +146,7 @@ absl::Status RunAgent(const AgentOptions& options) {
   manager_options.run_dir = options.run_dir;
   manager_options.cgroup_root = options.cgroup_root;
   manager_options.manage_guest = options.guest;
+  manager_options.policy_checks_runtime_annotations = options.policy == "enforce";
   ContainerManager manager(manager_options, &crun, reaper.get(), images.get(), pause.get());
 
   std::atomic<bool> power_off{false};

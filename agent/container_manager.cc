@@ -360,6 +360,7 @@ absl::Status ContainerManager::CreateLocked(Container* c, const v1::CreateContai
   spec_options.console_width = request.stdio().width();
   spec_options.console_height = request.stdio().height();
   spec_options.allow_empty_args = c->sandbox || !prepared->image_config_json.empty();
+  spec_options.keep_runtime_annotations = options_.policy_checks_runtime_annotations;
   ASSIGN_OR_RETURN(nlohmann::json spec, BuildContainerSpec(request.oci_spec_json(), spec_options));
   if (c->sandbox) {
     // The pause container runs nothing heavy, whatever the host asked for.

@@ -85,6 +85,9 @@ struct ManagerOptions {
   std::string cgroup_root = "/sys/fs/cgroup";
   // Set the guest's hostname on CreateSandbox (PID 1 only).
   bool manage_guest = false;
+  // The policy engine checks runtime-interpreted annotations (enforce mode):
+  // those that reach CreateContainer were allowed and are kept in the spec.
+  bool policy_checks_runtime_annotations = false;
 };
 
 struct OomSubscription {

@@ -3,10 +3,12 @@
 #include <limits>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/ids.h"
 #include "common/status_macros.h"
+#include "policy/policy.h"
 
 namespace cloak::agent {
 
@@ -29,6 +31,35 @@ absl::Status Invalid(absl::string_view field, absl::string_view why) {
 }
 
 bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
+
+// Annotations crun acts on (crun(1), "Extensions to OCI"; the prefixes are
+// the policy's, policy/policy.h): run.oci.* open files for hook output,
+// send seccomp and pidfd descriptors to sockets, delegate cgroups, mount a
+// cgroup v1 hierarchy, pick another handler.
+bool IsRuntimeAnnotation(absl::string_view key) {
+  for (const std::string& prefix : policy::RuntimeAnnotationPrefixes()) {
+    if (absl::StartsWith(key, prefix)) return true;
+  }
+  return false;
+}
+
+// A hugetlb page size as the OCI spec writes it ("2MB", "1GB"); crun puts it
+// into a cgroup file name.
+bool IsPageSize(absl::string_view s) {
+  size_t digits = 0;
+  while (digits < s.size() && absl::ascii_isdigit(static_cast<unsigned char>(s[digits]))) ++digits;
+  if (digits == 0) return false;
+  absl::string_view unit = s.substr(digits);
+  return unit == "KB" || unit == "MB" || unit == "GB" || unit == "TB" || unit == "PB";
+}
+
+// A cpuset list ("0-3,6"): digits, commas and dashes only.
+bool IsCpuList(absl::string_view s) {
+  for (char c : s) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c)) && c != ',' && c != '-') return false;
+  }
+  return true;
+}
 
 absl::StatusOr<std::string> GetString(const json& j, absl::string_view field, size_t max) {
   if (!j.is_string()) return Invalid(field, "must be a string");
@@ -346,6 +377,12 @@ absl::StatusOr<json> SanitizeResources(const json& resources) {
     RETURN_IF_ERROR(CopyTyped(*c, &cpu, "cpus", Kind::kString, "linux.resources.cpu"));
     RETURN_IF_ERROR(CopyTyped(*c, &cpu, "mems", Kind::kString, "linux.resources.cpu"));
     RETURN_IF_ERROR(CopyTyped(*c, &cpu, "idle", Kind::kInt, "linux.resources.cpu"));
+    for (const char* k : {"cpus", "mems"}) {
+      if (cpu.contains(k) && !IsCpuList(cpu[k].get_ref<const std::string&>())) {
+        return Invalid(absl::StrCat("linux.resources.cpu.", k),
+                       "must be a list of numbers and ranges like \"0-3,6\"");
+      }
+    }
     if (!cpu.empty()) out["cpu"] = cpu;
   }
   if (const json* p = Find(resources, "pids")) {
@@ -381,6 +418,10 @@ absl::StatusOr<json> SanitizeResources(const json& resources) {
         return Invalid("linux.resources.hugepageLimits", "entries need pageSize and limit");
       }
       ASSIGN_OR_RETURN(std::string ps, GetString(*size, "linux.resources.hugepageLimits.pageSize", 16));
+      if (!IsPageSize(ps)) {
+        return Invalid("linux.resources.hugepageLimits.pageSize",
+                       "must be a number and KB, MB, GB, TB or PB, like \"2MB\"");
+      }
       ASSIGN_OR_RETURN(uint64_t l, GetUint(*limit, "linux.resources.hugepageLimits.limit"));
       limits.push_back({{"pageSize", ps}, {"limit", l}});
     }
@@ -427,6 +468,7 @@ absl::StatusOr<json> BuildContainerSpec(absl::string_view host_spec_json,
     for (const auto& [k, v] : a->items()) {
       if (k.size() > kMaxAnnotationKey || HasNul(k)) return Invalid("annotations", "bad key");
       ASSIGN_OR_RETURN(std::string value, GetString(v, "annotations value", kMaxAnnotationValue));
+      if (IsRuntimeAnnotation(k) && !options.keep_runtime_annotations) continue;
       annotations[k] = value;
     }
     if (!annotations.empty()) spec["annotations"] = annotations;

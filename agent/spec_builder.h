@@ -1,7 +1,8 @@
 // Building the OCI runtime config the agent hands to crun. The host's spec is
 // hostile input: only the process (args, env, cwd, user, terminal, rlimits,
-// noNewPrivileges), the hostname, annotations and linux.resources are taken
-// from it, each checked; the agent decides root, mounts, namespaces,
+// noNewPrivileges), the hostname, annotations (less those crun interprets,
+// unless the policy allowed them) and linux.resources are taken from it,
+// each checked; the agent decides root, mounts, namespaces,
 // devices, capabilities, masked and read-only paths. Pure functions.
 #ifndef CLOAK_AGENT_SPEC_BUILDER_H_
 #define CLOAK_AGENT_SPEC_BUILDER_H_
@@ -32,6 +33,11 @@ struct SpecOptions {
   uint32_t console_height = 0;
   // Allow an empty process.args (the image config fills it in later).
   bool allow_empty_args = false;
+  // Keep annotations crun interprets (run.oci.*, module.wasm.image/*,
+  // org.criu.*). Only when the policy engine has checked them against the
+  // measured policy, which allows them one by one (docs/policy.md);
+  // otherwise they are dropped.
+  bool keep_runtime_annotations = false;
 };
 
 // The capabilities every container process gets (containerd's default set).

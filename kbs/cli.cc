@@ -4,7 +4,6 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -14,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/version.h"
@@ -38,16 +38,7 @@ absl::StatusOr<absl::Duration> ParseTtl(const std::string& text, absl::string_vi
 }
 
 absl::Status WritePortFile(const std::string& path, int port) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << port << "\n";
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return ErrnoError(errno, "rename ", tmp, " to ", path);
-  }
-  return absl::OkStatus();
+  return WriteFileAtomic(path, absl::StrCat(port, "\n"), 0644);
 }
 
 struct ServeFlags {

@@ -1,19 +1,19 @@
 #include "shim/bundle.h"
 
 #include <fcntl.h>
-#include <openssl/sha.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <vector>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/fd.h"
 #include "common/files.h"
 #include "common/status_macros.h"
+#include "common/tee/digest.h"
+#include "common/tee/encoding.h"
 #include "containerd/task/v2/shim.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -48,11 +48,7 @@ std::string SocketPath(absl::string_view containerd_address, absl::string_view n
     if (!p.empty()) parts.push_back(p);
   }
   const std::string joined = CleanPath(absl::StrJoin(parts, "/"));
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(joined.data()), joined.size(), digest);
-  const std::string hex = absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
-  return absl::StrCat(socket_dir, "/", hex);
+  return absl::StrCat(socket_dir, "/", tee::HexEncode(tee::Sha256(joined)));
 }
 
 std::string SocketAddress(absl::string_view containerd_address, absl::string_view namespace_name,

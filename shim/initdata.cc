@@ -5,8 +5,8 @@
 #include <memory>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/tee/encoding.h"
 
 namespace cloak::shim {
 namespace {
@@ -62,10 +62,12 @@ absl::StatusOr<std::optional<InitData>> InitDataFromAnnotations(
   if (encoded.size() > kMaxInitDataBytes * 2) {
     return Bad(name, absl::StrCat("value larger than ", kMaxInitDataBytes * 2, " bytes"));
   }
-  std::string raw;
-  if (!absl::Base64Unescape(encoded, &raw) && !absl::WebSafeBase64Unescape(encoded, &raw)) {
-    return Bad(name, "not base64 (encode the TOML document, optionally gzipped, with base64)");
+  absl::StatusOr<std::string> decoded = tee::Base64Decode(encoded, tee::Base64Alphabet::kEither);
+  if (!decoded.ok()) {
+    return Bad(name, absl::StrCat("not base64 (", decoded.status().message(),
+                                  "; encode the TOML document, optionally gzipped, with base64)"));
   }
+  std::string raw = *std::move(decoded);
   InitData out;
   if (raw.size() >= 2 && static_cast<unsigned char>(raw[0]) == 0x1f &&
       static_cast<unsigned char>(raw[1]) == 0x8b) {

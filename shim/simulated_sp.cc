@@ -1,42 +1,18 @@
 #include "shim/simulated_sp.h"
 
-#include <openssl/evp.h>
-
-#include <fstream>
-#include <iterator>
 #include <thread>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/logging.h"
-#include "common/simsp/chain.h"
-#include "common/simsp/measurement.h"
-#include "common/simsp/server.h"
 #include "common/status_macros.h"
 #include "common/tee/digest.h"
+#include "common/tee/encoding.h"
+#include "shim/simsp/chain.h"
+#include "shim/simsp/measurement.h"
+#include "shim/simsp/server.h"
 
 namespace cloak::shim {
-namespace {
-
-// sha256 of a file's bytes, raw.
-absl::StatusOr<std::string> FileSha256(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path, " to measure it"));
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    return absl::InternalError("EVP_DigestInit_ex failed");
-  }
-  char buf[1 << 16];
-  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
-    EVP_DigestUpdate(ctx.get(), buf, static_cast<size_t>(in.gcount()));
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &len);
-  return std::string(reinterpret_cast<char*>(md), len);
-}
-
-}  // namespace
 
 struct SimulatedSpHost::State {
   std::unique_ptr<simsp::SimulatedSp> sp;
@@ -51,14 +27,11 @@ absl::StatusOr<std::shared_ptr<SimulatedSpHost>> SimulatedSpHost::Start(
     const std::string& host_data) {
   absl::StatusOr<simsp::DevChain> chain = simsp::LoadDevChain(chain_dir);
   if (!chain.ok()) return Annotate(chain.status(), "tee.simulated_snp_chain");
-  ASSIGN_OR_RETURN(std::string kernel_sha, FileSha256(kernel));
-  ASSIGN_OR_RETURN(std::string initrd_sha, FileSha256(initrd));
+  ASSIGN_OR_RETURN(std::string kernel_sha, tee::FileSha256(kernel));
+  ASSIGN_OR_RETURN(std::string initrd_sha, tee::FileSha256(initrd));
   simsp::SimulatedLaunch launch;
   if (!firmware.empty()) {
-    std::ifstream in(firmware, std::ios::binary);
-    if (!in)
-      return absl::NotFoundError(absl::StrCat("cannot read firmware ", firmware, " to measure it"));
-    launch.firmware.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    ASSIGN_OR_RETURN(launch.firmware, ReadFile(firmware));
   }
   launch.kernel_sha256 = kernel_sha;
   launch.initrd_sha256 = initrd_sha;
@@ -74,7 +47,7 @@ absl::StatusOr<std::shared_ptr<SimulatedSpHost>> SimulatedSpHost::Start(
   auto state = std::make_unique<State>();
   state->sp = std::move(sp);
   state->socket_path = socket_path;
-  state->measurement_hex = absl::BytesToHexString(measurement);
+  state->measurement_hex = tee::HexEncode(measurement);
   simsp::SimulatedSp* raw = state->sp.get();
   state->thread = std::thread([raw, socket_path] {
     absl::Status served = raw->ServeUnixSocket(socket_path);

@@ -1,5 +1,5 @@
 // Development only: the simulated SNP security processor of one sandbox
-// (common/simsp, docs/simulated-snp.md). It listens on a unix socket before
+// (shim/simsp, docs/simulated-snp.md). It listens on a unix socket before
 // QEMU starts; QEMU connects and offers it to the guest as the
 // virtio-serial port `cloak.sp`, where the agent asks it for reports. The
 // reports carry the measurement of what this sandbox really launched

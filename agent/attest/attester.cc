@@ -18,7 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "common/simsp/protocol.h"
+#include "common/tee/sp_protocol.h"
 #include "common/status_macros.h"
 #include "common/tee/bytes.h"
 #include "common/tee/digest.h"

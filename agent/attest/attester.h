@@ -31,7 +31,7 @@ struct AttesterOptions {
   std::string sev_guest_device = kSevGuestDevice;
   std::string tdx_guest_device = kTdxGuestDevice;
   // Development: the simulated SNP security processor the shim may offer
-  // as a virtio-serial port (common/simsp, docs/simulated-snp.md), found by
+  // as a virtio-serial port (shim/simsp, docs/simulated-snp.md), found by
   // name under `virtio_ports_sysfs` and opened as <dev_root>/<vportXpY>.
   // Used only when neither configfs-tsm nor /dev/sev-guest is there.
   std::string virtio_ports_sysfs = "/sys/class/virtio-ports";

@@ -1,16 +1,11 @@
 #include "agent/image/digest.h"
 
-#include <openssl/evp.h>
-
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "agent/image/reference.h"
 #include "common/tee/digest.h"
 #include "common/tee/encoding.h"
 
 namespace cloak::agent::image {
-
-void BlobVerifier::CtxDeleter::operator()(evp_md_ctx_st* ctx) const { EVP_MD_CTX_free(ctx); }
 
 std::string Sha256Digest(absl::string_view data) {
   return absl::StrCat("sha256:", tee::HexEncode(tee::Sha256(data)));
@@ -30,10 +25,7 @@ absl::StatusOr<BlobVerifier> BlobVerifier::Create(absl::string_view what,
   v.what_ = std::string(what);
   v.digest_ = std::string(digest);
   v.expected_size_ = expected_size;
-  v.ctx_.reset(EVP_MD_CTX_new());
-  if (!v.ctx_ || EVP_DigestInit_ex(v.ctx_.get(), EVP_sha256(), nullptr) != 1) {
-    return absl::InternalError("OpenSSL could not initialise a sha256 context");
-  }
+  v.hash_ = std::make_unique<tee::HashStream>(tee::HashAlgorithm::kSha256);
   return v;
 }
 
@@ -48,9 +40,7 @@ absl::Status BlobVerifier::Update(absl::string_view data) {
                                             expected_size_, " bytes its descriptor states; the "
                                             "registry sent different content"));
   }
-  if (EVP_DigestUpdate(ctx_.get(), data.data(), data.size()) != 1) {
-    return absl::InternalError("OpenSSL sha256 update failed");
-  }
+  hash_->Update(data);
   return absl::OkStatus();
 }
 
@@ -59,13 +49,7 @@ absl::Status BlobVerifier::Finish() {
     return absl::DataLossError(absl::StrCat(what_, " ", digest_, " is truncated: received ",
                                             received_, " of ", expected_size_, " bytes"));
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx_.get(), md, &len) != 1) {
-    return absl::InternalError("OpenSSL sha256 final failed");
-  }
-  std::string got = absl::StrCat(
-      "sha256:", absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), len)));
+  std::string got = absl::StrCat("sha256:", tee::HexEncode(hash_->Finish()));
   if (got != digest_) {
     return absl::DataLossError(absl::StrCat(what_, " ", digest_,
                                             " failed verification: its content hashes to ", got,

@@ -9,8 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-
-struct evp_md_ctx_st;
+#include "common/tee/digest.h"
 
 namespace cloak::agent::image {
 
@@ -41,10 +40,7 @@ class BlobVerifier {
   std::string digest_;
   int64_t expected_size_ = 0;
   int64_t received_ = 0;
-  struct CtxDeleter {
-    void operator()(evp_md_ctx_st* ctx) const;
-  };
-  std::unique_ptr<evp_md_ctx_st, CtxDeleter> ctx_;
+  std::unique_ptr<tee::HashStream> hash_;
 };
 
 }  // namespace cloak::agent::image

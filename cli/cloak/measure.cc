@@ -9,7 +9,8 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "common/tee/measure/dev_firmware.h"
-#include "common/tee/measure/hash.h"
+#include "common/tee/digest.h"
+#include "common/tee/encoding.h"
 #include "common/tee/measure/snp.h"
 #include "common/tee/measure/tdx.h"
 
@@ -54,7 +55,7 @@ absl::StatusOr<nlohmann::json> MeasureSnp(const SnpMeasureFlags& flags) {
   }
   nlohmann::json inputs = {
       {"ovmf", flags.dev_firmware ? std::string("(synthetic dev firmware)") : flags.ovmf},
-      {"ovmf_sha256", m::HexLower(m::Sha256(input.firmware))}};
+      {"ovmf_sha256", tee::HexEncode(tee::Sha256(input.firmware))}};
   if (flags.kernel.has_value()) {
     ASSIGN_OR_RETURN(std::string kernel, Slurp(*flags.kernel, "kernel (--kernel)"));
     std::optional<std::string> initrd;
@@ -65,9 +66,9 @@ absl::StatusOr<nlohmann::json> MeasureSnp(const SnpMeasureFlags& flags) {
         kernel, initrd ? std::optional<absl::string_view>(*initrd) : std::nullopt,
         flags.append ? std::optional<absl::string_view>(*flags.append) : std::nullopt);
     inputs["kernel"] = *flags.kernel;
-    inputs["kernel_sha256"] = m::HexLower(input.kernel_hashes->kernel_sha256);
+    inputs["kernel_sha256"] = tee::HexEncode(input.kernel_hashes->kernel_sha256);
     inputs["initrd"] = flags.initrd.value_or("");
-    inputs["initrd_sha256"] = m::HexLower(input.kernel_hashes->initrd_sha256);
+    inputs["initrd_sha256"] = tee::HexEncode(input.kernel_hashes->initrd_sha256);
     inputs["append"] = flags.append.value_or("");
   } else if (flags.initrd.has_value() || flags.append.has_value()) {
     return absl::InvalidArgumentError(
@@ -84,7 +85,7 @@ absl::StatusOr<nlohmann::json> MeasureSnp(const SnpMeasureFlags& flags) {
   inputs["guest_features"] = absl::StrFormat("0x%x", input.guest_features);
   inputs["vmm_type"] = std::string(m::SnpVmmTypeName(input.vmm));
   return nlohmann::json{{"tee", "snp"},
-                        {"reference_values", {{"measurement", {m::HexLower(digest)}}}},
+                        {"reference_values", {{"measurement", {tee::HexEncode(digest)}}}},
                         {"inputs", inputs}};
 }
 
@@ -92,9 +93,9 @@ absl::StatusOr<nlohmann::json> MeasureTdx(const TdxMeasureFlags& flags) {
   ASSIGN_OR_RETURN(std::string firmware, Slurp(flags.firmware, "firmware (--firmware)"));
   ASSIGN_OR_RETURN(m::MrtdPageOrder order, m::ParseMrtdPageOrder(flags.page_order));
   ASSIGN_OR_RETURN(std::string mrtd, m::ComputeMrtd(firmware, order));
-  nlohmann::json values = {{"mrtd", {m::HexLower(mrtd)}}};
+  nlohmann::json values = {{"mrtd", {tee::HexEncode(mrtd)}}};
   nlohmann::json inputs = {{"firmware", flags.firmware},
-                           {"firmware_sha256", m::HexLower(m::Sha256(firmware))},
+                           {"firmware_sha256", tee::HexEncode(tee::Sha256(firmware))},
                            {"page_order", flags.page_order}};
   if (flags.kernel.has_value()) {
     m::TdxDirectBoot boot;
@@ -105,10 +106,10 @@ absl::StatusOr<nlohmann::json> MeasureTdx(const TdxMeasureFlags& flags) {
     boot.cmdline = flags.append;
     boot.memory_mib = flags.memory_mib;
     ASSIGN_OR_RETURN(m::TdxRtmrs rtmrs, m::ComputeTdxDirectBootRtmrs(boot));
-    values["rtmr1"] = {m::HexLower(rtmrs.rtmr1)};
-    values["rtmr2"] = {m::HexLower(rtmrs.rtmr2)};
+    values["rtmr1"] = {tee::HexEncode(rtmrs.rtmr1)};
+    values["rtmr2"] = {tee::HexEncode(rtmrs.rtmr2)};
     inputs["kernel"] = *flags.kernel;
-    inputs["kernel_sha256"] = m::HexLower(m::Sha256(boot.kernel));
+    inputs["kernel_sha256"] = tee::HexEncode(tee::Sha256(boot.kernel));
     inputs["initrd"] = flags.initrd.value_or("");
     inputs["append"] = flags.append;
     inputs["memory_mib"] = flags.memory_mib;

@@ -4,6 +4,7 @@
 #define CLOAK_COMMON_TEE_DIGEST_H_
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -23,6 +24,29 @@ std::string Hash(HashAlgorithm algorithm, absl::string_view data);
 inline std::string Sha256(absl::string_view data) { return Hash(HashAlgorithm::kSha256, data); }
 inline std::string Sha384(absl::string_view data) { return Hash(HashAlgorithm::kSha384, data); }
 inline std::string Sha512(absl::string_view data) { return Hash(HashAlgorithm::kSha512, data); }
+
+// Incremental digest (a file or a blob read in pieces, a running launch
+// measurement). Move-only.
+class HashStream {
+ public:
+  explicit HashStream(HashAlgorithm algorithm);
+  ~HashStream();
+  HashStream(HashStream&&) noexcept;
+  HashStream& operator=(HashStream&&) noexcept;
+  HashStream(const HashStream&) = delete;
+  HashStream& operator=(const HashStream&) = delete;
+
+  void Update(absl::string_view data);
+  // Raw digest bytes; the stream is spent afterwards.
+  std::string Finish();
+
+ private:
+  struct Ctx;
+  std::unique_ptr<Ctx> ctx_;
+};
+
+// sha256 of a file's bytes, raw; NotFound / Internal naming the file.
+absl::StatusOr<std::string> FileSha256(const std::string& path);
 
 // Constant-time comparison (false when the lengths differ).
 bool SecureEquals(absl::string_view a, absl::string_view b);

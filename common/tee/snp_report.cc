@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/tee/bytes.h"
 
@@ -56,6 +57,59 @@ absl::StatusOr<SnpReport> ParseSnpReport(absl::string_view raw) {
   r.sig_r_be = ReversedSignificant(raw.substr(kSnpSignatureROffset, kSnpSignatureComponentSize));
   r.sig_s_be = ReversedSignificant(raw.substr(kSnpSignatureSOffset, kSnpSignatureComponentSize));
   return r;
+}
+
+absl::string_view SnpProductName(SnpProduct product) {
+  switch (product) {
+    case SnpProduct::kMilan:
+      return "Milan";
+    case SnpProduct::kGenoa:
+      return "Genoa";
+    case SnpProduct::kTurin:
+      return "Turin";
+  }
+  return "?";
+}
+
+absl::StatusOr<SnpProduct> ParseSnpProduct(absl::string_view name) {
+  std::string lower = absl::AsciiStrToLower(name);
+  if (lower == "milan") return SnpProduct::kMilan;
+  if (lower == "genoa") return SnpProduct::kGenoa;
+  if (lower == "turin") return SnpProduct::kTurin;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown SEV-SNP product \"", name, "\" (want Milan, Genoa or Turin)"));
+}
+
+std::string SnpTcb::ToString() const {
+  std::string out = absl::StrCat("bl=", bootloader, " tee=", tee, " snp=", snp, " ucode=",
+                                 microcode);
+  if (fmc != 0) absl::StrAppend(&out, " fmc=", fmc);
+  return out;
+}
+
+SnpTcb DecodeSnpTcb(uint64_t raw, SnpProduct product) {
+  auto byte = [raw](int i) { return static_cast<uint8_t>((raw >> (8 * i)) & 0xff); };
+  SnpTcb t;
+  if (product == SnpProduct::kTurin) {
+    t.fmc = byte(0);
+    t.bootloader = byte(1);
+    t.tee = byte(2);
+    t.snp = byte(3);
+  } else {
+    t.bootloader = byte(0);
+    t.tee = byte(1);
+    t.snp = byte(6);
+  }
+  t.microcode = byte(7);
+  return t;
+}
+
+uint64_t EncodeSnpTcb(const SnpTcb& t, SnpProduct product) {
+  auto at = [](uint8_t v, int byte) { return static_cast<uint64_t>(v) << (8 * byte); };
+  if (product == SnpProduct::kTurin) {
+    return at(t.fmc, 0) | at(t.bootloader, 1) | at(t.tee, 2) | at(t.snp, 3) | at(t.microcode, 7);
+  }
+  return at(t.bootloader, 0) | at(t.tee, 1) | at(t.snp, 6) | at(t.microcode, 7);
 }
 
 }  // namespace cloak::tee

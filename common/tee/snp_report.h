@@ -89,6 +89,26 @@ struct SnpReport {
 // unsupported version (2..5 accepted) or signature algorithm.
 absl::StatusOr<SnpReport> ParseSnpReport(absl::string_view raw);
 
+// The product lines, named as AMD's certificates name them ("SEV-Milan").
+enum class SnpProduct { kMilan, kGenoa, kTurin };
+absl::string_view SnpProductName(SnpProduct product);  // "Milan", ...
+// "milan"/"Milan" → kMilan; InvalidArgument otherwise.
+absl::StatusOr<SnpProduct> ParseSnpProduct(absl::string_view name);
+
+// TCB_VERSION components (docs/formats.md); fmc is zero before Turin.
+struct SnpTcb {
+  uint8_t fmc = 0;
+  uint8_t bootloader = 0;
+  uint8_t tee = 0;
+  uint8_t snp = 0;
+  uint8_t microcode = 0;
+  std::string ToString() const;  // "bl=3 tee=0 snp=8 ucode=115" (+ fmc on Turin)
+};
+// The raw u64 as the report carries it: Milan/Genoa and Turin lay it out
+// differently.
+SnpTcb DecodeSnpTcb(uint64_t raw, SnpProduct product);
+uint64_t EncodeSnpTcb(const SnpTcb& tcb, SnpProduct product);
+
 }  // namespace cloak::tee
 
 #endif  // CLOAK_COMMON_TEE_SNP_REPORT_H_

@@ -79,51 +79,6 @@ absl::Status CheckSignedBy(X509* cert, X509* issuer, absl::string_view what,
 
 }  // namespace
 
-absl::string_view SnpProductName(SnpProduct product) {
-  switch (product) {
-    case SnpProduct::kMilan:
-      return "Milan";
-    case SnpProduct::kGenoa:
-      return "Genoa";
-    case SnpProduct::kTurin:
-      return "Turin";
-  }
-  return "?";
-}
-
-absl::StatusOr<SnpProduct> ParseSnpProduct(absl::string_view name) {
-  std::string lower = absl::AsciiStrToLower(name);
-  if (lower == "milan") return SnpProduct::kMilan;
-  if (lower == "genoa") return SnpProduct::kGenoa;
-  if (lower == "turin") return SnpProduct::kTurin;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown SEV-SNP product \"", name, "\" (want Milan, Genoa or Turin)"));
-}
-
-std::string SnpTcb::ToString() const {
-  std::string out = absl::StrCat("bl=", bootloader, " tee=", tee, " snp=", snp, " ucode=",
-                                 microcode);
-  if (fmc != 0) absl::StrAppend(&out, " fmc=", fmc);
-  return out;
-}
-
-SnpTcb DecodeSnpTcb(uint64_t raw, SnpProduct product) {
-  auto byte = [raw](int i) { return static_cast<uint8_t>((raw >> (8 * i)) & 0xff); };
-  SnpTcb t;
-  if (product == SnpProduct::kTurin) {
-    t.fmc = byte(0);
-    t.bootloader = byte(1);
-    t.tee = byte(2);
-    t.snp = byte(3);
-  } else {
-    t.bootloader = byte(0);
-    t.tee = byte(1);
-    t.snp = byte(6);
-  }
-  t.microcode = byte(7);
-  return t;
-}
-
 absl::Status VerifySnpReportSignature(const SnpReport& report, X509* vcek) {
   EVP_PKEY* key = X509_get0_pubkey(vcek);
   if (key == nullptr || EVP_PKEY_get_base_id(key) != EVP_PKEY_EC || EVP_PKEY_get_bits(key) != 384) {

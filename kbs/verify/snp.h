@@ -24,21 +24,12 @@ using tee::kSnpSignedSize;
 using tee::ParseSnpReport;
 using tee::SnpReport;
 
-enum class SnpProduct { kMilan, kGenoa, kTurin };
-absl::string_view SnpProductName(SnpProduct product);  // "Milan", ...
-// "milan"/"Milan" → kMilan; InvalidArgument otherwise.
-absl::StatusOr<SnpProduct> ParseSnpProduct(absl::string_view name);
-
-// TCB_VERSION components (docs/formats.md); fmc is zero before Turin.
-struct SnpTcb {
-  uint8_t fmc = 0;
-  uint8_t bootloader = 0;
-  uint8_t tee = 0;
-  uint8_t snp = 0;
-  uint8_t microcode = 0;
-  std::string ToString() const;  // "bl=3 tee=0 snp=8 ucode=115" (+ fmc on Turin)
-};
-SnpTcb DecodeSnpTcb(uint64_t raw, SnpProduct product);
+// Product lines and TCB_VERSION: common/tee/snp_report.h.
+using tee::DecodeSnpTcb;
+using tee::ParseSnpProduct;
+using tee::SnpProduct;
+using tee::SnpProductName;
+using tee::SnpTcb;
 
 // Verifies the report's ECDSA P-384 / SHA-384 signature with `vcek`'s key.
 absl::Status VerifySnpReportSignature(const SnpReport& report, X509* vcek);

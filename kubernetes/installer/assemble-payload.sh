@@ -55,7 +55,7 @@ copy_bin "$build/shim/containerd-shim-cloak-v2" 1
 copy_bin "$build/cli/cloak/cloak" 1
 copy_bin "$build/snapshotter/cloak-snapshotter" 0
 copy_bin "$build/kbs/cloak-kbs" 0
-copy_bin "$build/common/simsp/cloak-simsp" 0
+copy_bin "$build/shim/simsp/cloak-simsp" 0
 
 for f in vmlinuz initrd.img manifest.json; do
   [[ -f "$build/guest-image/$f" ]] || die "$build/guest-image/$f is missing (build the guest image: ninja -C $build guest-image)"

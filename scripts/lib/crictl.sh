@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Sourced by e2e/local/crictl/lib.sh and tests/cri/local_scenarios_test.sh:
+# Sourced by e2e/local/crictl/lib.sh and tests/cli/cri/local_scenarios_test.sh:
 # where the tests find crictl (docs/development.md, "crictl in tests").
 # crictl is a tool for tests, not part of Cloak; Debian 12 does not package it.
 

@@ -101,7 +101,7 @@ struct TdxConfig {
 struct TeeConfig {
   TeeType type = TeeType::kNone;
   // Development only, with type kNone: a simulated SNP security processor
-  // (common/simsp) signs reports for the guest with the TEST chain in this
+  // (shim/simsp) signs reports for the guest with the TEST chain in this
   // directory (`cloak-simsp init-chain`). Empty: off.
   std::string simulated_snp_chain;
   SnpConfig snp;

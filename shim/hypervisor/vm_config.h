@@ -108,7 +108,7 @@ struct VmConfig {
   std::string serial_socket_path;
   std::string serial_port_name = kDefaultSerialPortName;
 
-  // Simulated SNP security processor (dev, common/simsp): a unix socket the
+  // Simulated SNP security processor (dev, shim/simsp): a unix socket the
   // SP listens on before QEMU starts; QEMU connects to it and offers it to
   // the guest as the virtio-serial port `cloak.sp`. Empty: none.
   std::string sp_socket_path;

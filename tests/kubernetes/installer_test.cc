@@ -5,7 +5,7 @@
 //     puts back the original containerd config byte for byte and leaves no
 //     file of ours; then, installed again, what a node gets runs: the
 //     installed cloak-snapshotter started as its systemd unit says, a
-//     private containerd (CriEnv, tests/cri/cri_env.h) on the installed
+//     private containerd (CriEnv, tests/cli/cri/cri_env.h) on the installed
 //     config, and a cloak-dev pod through CRI whose skopeo-encrypted image
 //     the host pulls with no key and the guest decrypts with the key it gets
 //     from cloak-kbs (the payload's, on the host's loopback) after attesting;
@@ -38,7 +38,7 @@
 #include "common/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/cri/cri_env.h"
+#include "tests/cli/cri/cri_env.h"
 #include "tests/util/host.h"
 #include "tests/util/kbs.h"
 

@@ -16,8 +16,8 @@
 #include "cli/cri/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/cri/cri_env.h"
-#include "tests/cri/cri_fixture.h"
+#include "tests/cli/cri/cri_env.h"
+#include "tests/cli/cri/cri_fixture.h"
 #include "tests/util/host.h"
 
 namespace cloak::cri {

@@ -393,7 +393,8 @@ TEST_F(TaskServiceTest, RunToCompletionWithOutputAndEventOrder) {
   ASSERT_TRUE(Shutdown().ok());
   EXPECT_TRUE(shutdown_called_.HasBeenNotified());
   // The loopback registry is rewritten for the guest. Plain HTTP to it is
-  // allowed through the kernel command line (shim_pure_test), not the spec.
+  // allowed through the kernel command line (tests/shim/sandbox_factory_test.cc), not
+  // the spec.
   EXPECT_THAT(agent_->service().CreatedImages(), ElementsAre("10.0.2.2:5000/busybox:latest"));
   EXPECT_THAT(agent_->service().LastSpec("c1"), Not(HasSubstr("insecure_registries")));
 }

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/tee/measure/hash.h"
+#include "common/tee/digest.h"
 #include "common/tee/measure/ovmf.h"
 
 namespace cloak::tee::measure {
@@ -46,7 +46,7 @@ absl::StatusOr<std::string> AuthenticodeSha384(absl::string_view image) {
   const uint32_t size_of_headers = Le32(image, size_of_headers_off);
   if (size_of_headers > image.size()) return Bad("SizeOfHeaders beyond the file");
 
-  Sha384Stream h;
+  HashStream h(HashAlgorithm::kSha384);
   h.Update(image.substr(0, checksum));
   size_t after_checksum = checksum + 4;
   uint32_t cert_offset = 0, cert_size = 0;

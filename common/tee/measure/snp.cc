@@ -5,7 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/tee/measure/hash.h"
+#include "common/tee/digest.h"
 #include "common/tee/measure/ovmf.h"
 
 namespace cloak::tee::measure {

@@ -3,7 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/tee/measure/hash.h"
+#include "common/tee/digest.h"
 #include "common/tee/measure/ovmf.h"
 #include "common/tee/measure/pe.h"
 
@@ -109,7 +109,7 @@ absl::StatusOr<MrtdPageOrder> ParseMrtdPageOrder(absl::string_view name) {
 absl::StatusOr<std::string> ComputeMrtd(absl::string_view image, MrtdPageOrder order) {
   auto sections = ParseTdvfMetadata(image);
   if (!sections.ok()) return sections.status();
-  Sha384Stream h;
+  HashStream h(HashAlgorithm::kSha384);
   auto add = [&](const TdvfSection& s, uint64_t page) {
     if ((s.attributes & kTdvfAttrPageAug) != 0) return;  // accepted later by the guest
     h.Update(Record("MEM.PAGE.ADD", s.memory_address + page * kPageSize));

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "shim/hypervisor/console_log.h"
@@ -136,12 +137,7 @@ void FreeOpaque(void* opaque) {
 }
 
 absl::Status WriteSmallFile(const std::string& path, absl::string_view content) {
-  std::ofstream out(path, std::ios::trunc);
-  out << content;
-  out.close();
-  if (!out) return absl::InternalError(absl::StrCat("write ", path));
-  ::chmod(path.c_str(), 0600);
-  return absl::OkStatus();
+  return WriteFileAtomic(path, content, 0600);
 }
 
 // The pid libvirt's QEMU driver records for a domain of the system

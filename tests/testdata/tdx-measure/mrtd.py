@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Independent MRTD of the synthetic TDVF image that
-common/tee/measure/tests/tdx_test.cc builds (SyntheticTdvf), with hashlib:
+tests/common/tee/measure/tdx_test.cc builds (SyntheticTdvf), with hashlib:
 prints the single-pass and two-pass values. Rebuilds the image from the same
 description, parses nothing: the sections are written out here by hand."""
 import hashlib

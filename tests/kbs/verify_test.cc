@@ -1,0 +1,545 @@
+// Verifiers against the real vectors in tests/testdata: accepted as
+// given, every tampered variant refused with a specific error.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/temp_dir.h"
+#include "tests/kbs/test_util.h"
+#include "kbs/verify/snp.h"
+#include "kbs/verify/tdx.h"
+#include "kbs/verify/trust_anchors.h"
+#include "kbs/verify/verifier.h"
+
+namespace cloak::kbs {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::HaveTestdata;
+using testing::SelfSignedPem;
+using testing::Slurp;
+using testing::TestdataPath;
+
+constexpr char kMilanMeasurement[] =
+    "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81"
+    "841f";
+
+// The vectors are part of the repository (tests/testdata): missing is a failure.
+#define REQUIRE_TESTDATA() \
+  ASSERT_TRUE(HaveTestdata()) << "no test vectors at " << TestdataPath("")
+
+class SnpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    REQUIRE_TESTDATA();
+    auto raw = tee::HexDecode(absl::StripAsciiWhitespace(Slurp("snp/report_milan.hex")));
+    ASSERT_TRUE(raw.ok()) << raw.status();
+    report_ = *raw;
+    vcek_ = Slurp("snp/vcek_milan.der");
+    milan_ = {Slurp("snp/milan_ark.pem"), Slurp("snp/milan_ask.pem")};
+    options_.expected_report_data = report_.substr(0x50, 64);
+    options_.reference.measurements["measurement"] = {kMilanMeasurement};
+  }
+
+  absl::StatusOr<Claims> Verify(const std::string& report) {
+    return VerifySnpAttestation(report, vcek_, milan_, options_);
+  }
+  static std::string Flip(std::string data, size_t offset, int bit = 0) {
+    data[offset] = static_cast<char>(data[offset] ^ (1 << bit));
+    return data;
+  }
+
+  std::string report_;
+  std::string vcek_;
+  SnpTrustAnchors milan_;
+  SnpVerifyOptions options_;
+};
+
+TEST_F(SnpTest, ParsesTheMilanReport) {
+  auto r = ParseSnpReport(report_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->version, 2u);
+  EXPECT_EQ(r->policy, 0x30000u);
+  EXPECT_EQ(r->vmpl, 0u);
+  EXPECT_EQ(r->signature_algo, 1u);
+  EXPECT_EQ(tee::HexEncode(r->measurement), kMilanMeasurement);
+  EXPECT_FALSE(r->debug());
+  SnpTcb tcb = DecodeSnpTcb(r->reported_tcb, SnpProduct::kMilan);
+  EXPECT_EQ(tcb.bootloader, 3);
+  EXPECT_EQ(tcb.snp, 8);
+  EXPECT_EQ(tcb.microcode, 115);
+}
+
+TEST_F(SnpTest, AcceptsTheRealReport) {
+  auto claims = Verify(report_);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->tee, "snp");
+  EXPECT_TRUE(claims->signature_verified);
+  EXPECT_FALSE(claims->debug);
+  EXPECT_EQ(claims->measurements.at("measurement"), kMilanMeasurement);
+  EXPECT_EQ(claims->init_data_digest, "");  // host_data is all zero
+  EXPECT_THAT(claims->detail, HasSubstr("Milan"));
+  EXPECT_EQ(claims->trust_anchor,
+            absl::StrCat("AMD ARK-Milan (pinned) sha256:", kAmdArkMilanSha256));
+  EXPECT_FALSE(claims->simulated);
+  EXPECT_EQ(claims->vmpl, 0u);
+  EXPECT_EQ(claims->snp_policy, 0x30000u);
+  EXPECT_EQ(claims->product, "Milan");
+  EXPECT_EQ(claims->tcb.size(), 4u);
+  // Claims travel in the attestation token: the new fields survive.
+  auto again = Claims::FromJson(claims->ToJson());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->trust_anchor, claims->trust_anchor);
+  EXPECT_EQ(again->snp_policy, claims->snp_policy);
+  EXPECT_EQ(again->tcb, claims->tcb);
+}
+
+TEST(TrustAnchorsTest, PinnedFingerprintsAreThoseOfTheVendorCertificates) {
+  REQUIRE_TESTDATA();
+  for (auto [file, pinned] : {std::pair{"snp/milan_ark.pem", kAmdArkMilanSha256},
+                              std::pair{"snp/genoa_ark.pem", kAmdArkGenoaSha256},
+                              std::pair{"snp/turin_ark.pem", kAmdArkTurinSha256}}) {
+    auto cert = ParseCertificate(Slurp(file), file);
+    ASSERT_TRUE(cert.ok()) << cert.status();
+    EXPECT_EQ(CertificateSha256(cert->get()), pinned) << file;
+    auto v = ClassifyRoot(cert->get(), "x", pinned, true, false);
+    ASSERT_TRUE(v.ok());
+    EXPECT_EQ(v->kind, RootKind::kPinned);
+  }
+  // Another root: refused unless explicitly allowed, then named.
+  auto milan = ParseCertificate(Slurp("snp/milan_ark.pem"), "ark");
+  auto refused = ClassifyRoot(milan->get(), "AMD ARK-Genoa", kAmdArkGenoaSha256, true, false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.status().message(), HasSubstr("--allow-unpinned-root"));
+  auto allowed = ClassifyRoot(milan->get(), "AMD ARK-Genoa", kAmdArkGenoaSha256, true, true);
+  ASSERT_TRUE(allowed.ok());
+  EXPECT_EQ(allowed->kind, RootKind::kUnpinned);
+  EXPECT_THAT(allowed->description,
+              HasSubstr(absl::StrCat("UNPINNED root \"ARK-Milan\" sha256:", kAmdArkMilanSha256)));
+}
+
+TEST_F(SnpTest, ChainVerifiesAndNamesTheProduct) {
+  auto vcek = ParseCertificate(vcek_, "VCEK");
+  ASSERT_TRUE(vcek.ok());
+  auto product = VerifySnpCertChain(vcek->get(), milan_);
+  ASSERT_TRUE(product.ok()) << product.status();
+  EXPECT_EQ(*product, SnpProduct::kMilan);
+}
+
+TEST_F(SnpTest, RefusesAFlippedBitInTheSignedBody) {
+  for (size_t offset : {size_t{0x008}, size_t{0x050}, size_t{0x090}, size_t{0x0C0},
+                        size_t{0x1A0} + 63, size_t{0x29F}}) {
+    std::string tampered = Flip(report_, offset, 1);
+    if (offset == 0x050) options_.expected_report_data = tampered.substr(0x50, 64);
+    auto claims = Verify(tampered);
+    ASSERT_FALSE(claims.ok()) << "offset " << offset;
+    EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied) << claims.status();
+    if (offset != 0x1A0 + 63) {  // CHIP_ID no longer matches the VCEK first
+      EXPECT_THAT(claims.status().message(), HasSubstr("report signature")) << offset;
+    } else {
+      EXPECT_THAT(claims.status().message(), HasSubstr("wrong VCEK")) << offset;
+    }
+    options_.expected_report_data = report_.substr(0x50, 64);
+  }
+}
+
+TEST_F(SnpTest, RefusesAFlippedBitInTheSignature) {
+  for (size_t offset : {size_t{0x2A0}, size_t{0x2A0 + 47}, size_t{0x2E8}, size_t{0x2E8 + 20}}) {
+    auto claims = Verify(Flip(report_, offset, 3));
+    ASSERT_FALSE(claims.ok()) << offset;
+    EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_THAT(claims.status().message(), HasSubstr("report signature")) << claims.status();
+  }
+}
+
+TEST_F(SnpTest, RefusesAVcekNotIssuedByTheAsk) {
+  vcek_ = SelfSignedPem("SEV-VCEK", false, "SEV-Milan");
+  auto claims = Verify(report_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(claims.status().message(), HasSubstr("VCEK"));
+}
+
+TEST_F(SnpTest, RefusesACertificateInTheVcekSlotThatIsNotAVcek) {
+  vcek_ = milan_.ask;  // a real AMD certificate, but the ASK, not this chip's VCEK
+  auto claims = Verify(report_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(claims.status().message(), HasSubstr("not an AMD SEV signing key"));
+}
+
+TEST_F(SnpTest, RefusesTheWrongArkGeneration) {
+  SnpTrustAnchors genoa{Slurp("snp/genoa_ark.pem"), Slurp("snp/genoa_ask.pem")};
+  auto claims = VerifySnpAttestation(report_, vcek_, genoa, options_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(claims.status().message(), HasSubstr("VCEK certificate"));
+  EXPECT_THAT(claims.status().message(), HasSubstr("Milan"));
+}
+
+TEST_F(SnpTest, RefusesAnAskFromAnotherArk) {
+  SnpTrustAnchors mixed{Slurp("snp/turin_ark.pem"), milan_.ask};
+  auto claims = VerifySnpAttestation(report_, vcek_, mixed, options_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_THAT(claims.status().message(), HasSubstr("ASK certificate was issued by \"ARK-Milan\""));
+}
+
+TEST_F(SnpTest, RefusesAnArkThatIsNotSelfSigned) {
+  SnpTrustAnchors swapped{milan_.ask, milan_.ark};
+  auto claims = VerifySnpAttestation(report_, vcek_, swapped, options_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_THAT(claims.status().message(), HasSubstr("ARK is not self-signed"));
+}
+
+TEST_F(SnpTest, RefusesAForgedArkWithTheRightName) {
+  SnpTrustAnchors forged{SelfSignedPem("ARK-Milan", true), milan_.ask};
+  auto claims = VerifySnpAttestation(report_, vcek_, forged, options_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(claims.status().message(), HasSubstr("RSASSA-PSS"));
+}
+
+TEST_F(SnpTest, RefusesTheWrongReportData) {
+  options_.expected_report_data = std::string(64, '\x01');
+  auto claims = Verify(report_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(claims.status().message(), HasSubstr("REPORT_DATA"));
+}
+
+TEST_F(SnpTest, RefusesTheWrongMeasurement) {
+  options_.reference.measurements["measurement"] = {std::string(96, '0')};
+  auto claims = Verify(report_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(claims.status().message(), HasSubstr("measurement 7a1e5c26"));
+}
+
+TEST_F(SnpTest, RefusesTheWrongHostData) {
+  options_.reference.measurements["host_data"] = {std::string(64, 'a')};
+  auto claims = Verify(report_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_THAT(claims.status().message(), HasSubstr("host_data"));
+}
+
+TEST_F(SnpTest, RequiresAnInitDataDigestWhenOneIsExpected) {
+  options_.reference.init_data_digests = {std::string(64, 'a')};
+  auto claims = Verify(report_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_THAT(claims.status().message(), HasSubstr("carries none"));
+}
+
+TEST_F(SnpTest, RefusesATcbBelowTheMinimum) {
+  options_.min_tcb = SnpTcb{.bootloader = 3, .tee = 0, .snp = 8, .microcode = 116};
+  auto claims = Verify(report_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_THAT(claims.status().message(), HasSubstr("microcode 115 is below the minimum 116"));
+  options_.min_tcb = SnpTcb{.bootloader = 3, .tee = 0, .snp = 8, .microcode = 115};
+  EXPECT_TRUE(Verify(report_).ok());
+}
+
+TEST_F(SnpTest, RefusesMalformedReports) {
+  EXPECT_EQ(Verify(report_.substr(0, 1000)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Verify("").status().code(), absl::StatusCode::kInvalidArgument);
+  std::string v9 = report_;
+  v9[0] = 9;
+  EXPECT_THAT(Verify(v9).status().message(), HasSubstr("version 9"));
+  std::string algo = report_;
+  algo[0x34] = 2;
+  EXPECT_THAT(Verify(algo).status().message(), HasSubstr("signature algorithm 2"));
+  vcek_ = "garbage";
+  EXPECT_EQ(Verify(report_).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ReferenceValuesTest, DebugGuestsAreRefusedUnlessAllowed) {
+  Claims claims;
+  claims.tee = "snp";
+  claims.debug = true;
+  ReferenceValues reference;
+  absl::Status status = CheckReferenceValues(claims, reference);
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(status.message(), HasSubstr("debug"));
+  reference.allow_debug = true;
+  EXPECT_TRUE(CheckReferenceValues(claims, reference).ok());
+}
+
+// Builds the virtee sev crate's serde form of a raw report.
+nlohmann::json SerdeForm(const std::string& raw) {
+  auto bytes = [&](size_t off, size_t n) {
+    nlohmann::json a = nlohmann::json::array();
+    for (size_t i = 0; i < n; ++i) a.push_back(static_cast<unsigned char>(raw[off + i]));
+    return a;
+  };
+  auto le = [&](size_t off, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = n; i-- > 0;) v = (v << 8) | static_cast<unsigned char>(raw[off + i]);
+    return v;
+  };
+  auto tcb = [&](size_t off) {
+    return nlohmann::json{{"fmc", nullptr},
+                          {"bootloader", le(off, 1)},
+                          {"tee", le(off + 1, 1)},
+                          {"snp", le(off + 6, 1)},
+                          {"microcode", le(off + 7, 1)}};
+  };
+  auto version = [&](size_t off) {
+    return nlohmann::json{{"build", le(off, 1)}, {"minor", le(off + 1, 1)}, {"major", le(off + 2, 1)}};
+  };
+  return nlohmann::json{
+      {"version", le(0, 4)},         {"guest_svn", le(4, 4)},
+      {"policy", le(8, 8)},          {"family_id", bytes(0x10, 16)},
+      {"image_id", bytes(0x20, 16)}, {"vmpl", le(0x30, 4)},
+      {"sig_algo", le(0x34, 4)},     {"current_tcb", tcb(0x38)},
+      {"plat_info", le(0x40, 8)},    {"key_info", le(0x48, 4)},
+      {"report_data", bytes(0x50, 64)}, {"measurement", bytes(0x90, 48)},
+      {"host_data", bytes(0xC0, 32)},   {"id_key_digest", bytes(0xE0, 48)},
+      {"author_key_digest", bytes(0x110, 48)}, {"report_id", bytes(0x140, 32)},
+      {"report_id_ma", bytes(0x160, 32)},      {"reported_tcb", tcb(0x180)},
+      {"chip_id", bytes(0x1A0, 64)},           {"committed_tcb", tcb(0x1E0)},
+      {"current", version(0x1E8)},             {"committed", version(0x1EC)},
+      {"launch_tcb", tcb(0x1F0)},
+      {"signature", {{"r", bytes(0x2A0, 72)}, {"s", bytes(0x2E8, 72)}}},
+  };
+}
+
+TEST_F(SnpTest, RebuildsTheReportFromEveryJsonForm) {
+  auto from_serde = SnpReportFromJson(SerdeForm(report_));
+  ASSERT_TRUE(from_serde.ok()) << from_serde.status();
+  EXPECT_EQ(*from_serde, report_);
+  auto from_b64 = SnpReportFromJson(tee::Base64Encode(report_));
+  ASSERT_TRUE(from_b64.ok());
+  EXPECT_EQ(*from_b64, report_);
+  nlohmann::json broken = SerdeForm(report_);
+  broken.erase("measurement");
+  EXPECT_THAT(SnpReportFromJson(broken).status().message(), HasSubstr("\"measurement\" is missing"));
+}
+
+TEST_F(SnpTest, VerifierChecksTheChainFromTheCertsDirAndTheBinding) {
+  VerifierConfig config;
+  config.snp_certs_dir = TestdataPath("snp");
+  auto verifier = CreateVerifier("snp", config);
+  ASSERT_TRUE(verifier.ok());
+  std::vector<unsigned char> vcek_bytes(vcek_.begin(), vcek_.end());
+  nlohmann::json evidence = {
+      {"attestation_report", SerdeForm(report_)},
+      {"cert_chain", {{{"cert_type", "VCEK"}, {"data", vcek_bytes}}}}};
+  // The real report binds 64 bytes we cannot produce from a 48-byte digest:
+  // everything up to the binding verifies, and the binding is refused.
+  auto claims = (*verifier)->Verify(evidence, report_.substr(0x50, 48));
+  ASSERT_FALSE(claims.ok());
+  EXPECT_THAT(claims.status().message(), HasSubstr("REPORT_DATA"));
+  evidence.erase("cert_chain");
+  claims = (*verifier)->Verify(evidence, report_.substr(0x50, 48));
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(claims.status().message(), HasSubstr("no VCEK"));
+  auto unconfigured = CreateVerifier("snp", VerifierConfig{});
+  evidence["cert_chain"] = {{{"cert_type", "VCEK"}, {"data", tee::Base64Encode(vcek_)}}};
+  claims = (*unconfigured)->Verify(evidence, report_.substr(0x50, 48));
+  EXPECT_THAT(claims.status().message(), HasSubstr("no AMD certificate directory"));
+}
+
+class TdxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    REQUIRE_TESTDATA();
+    quote_ = Slurp("tdx/tdx_quote_5.dat");
+    ASSERT_EQ(quote_.size(), 5006u);
+    // The Intel SGX Root CA: the last certificate of the chain the quote
+    // carries (the same public certificate an operator configures).
+    size_t begin = quote_.find("-----BEGIN CERTIFICATE-----");
+    ASSERT_NE(begin, std::string::npos);
+    auto chain = ParsePemCertificates(quote_.substr(begin), "chain");
+    ASSERT_TRUE(chain.ok()) << chain.status();
+    ASSERT_EQ(chain->size(), 3u);
+    root_ = Pem(chain->back().get());
+    options_.expected_report_data = quote_.substr(54 + 520, 64);
+    options_.collateral = TdxCollateral{root_};
+  }
+  static std::string Pem(X509* cert) {
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(bio, cert);
+    char* data = nullptr;
+    long len = BIO_get_mem_data(bio, &data);
+    std::string out(data, static_cast<size_t>(len));
+    BIO_free(bio);
+    return out;
+  }
+  static std::string Flip(std::string data, size_t offset) {
+    data[offset] = static_cast<char>(data[offset] ^ 0x10);
+    return data;
+  }
+
+  std::string quote_;
+  std::string root_;
+  TdxVerifyOptions options_;
+};
+
+TEST_F(TdxTest, ParsesTheV5Quote) {
+  auto q = ParseTdxQuote(quote_);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->version, 5);
+  EXPECT_EQ(q->body_type, 3);
+  EXPECT_EQ(q->tee_type, 0x81u);
+  EXPECT_EQ(tee::HexEncode(q->mrtd),
+            "dfba221b48a22af8511542ee796603f37382800840dcd978703909bf8e64d4c8a1e9de86e7c9638bfcba42"
+            "2f3886400a");
+  EXPECT_EQ(tee::HexEncode(q->rtmr[0]).substr(0, 16), "9b529f3689e2e8eb");
+  EXPECT_EQ(tee::HexEncode(q->report_data).substr(0, 16), "6d6ab13b046cff60");
+  EXPECT_FALSE(q->debug());
+}
+
+TEST_F(TdxTest, ParsesAV4Layout) {
+  // A v4 quote is the v5 one without the type/size fields and the TDX 1.5
+  // tail of the body.
+  std::string v4 = quote_.substr(0, 48) + quote_.substr(54, 584) + quote_.substr(54 + 648);
+  v4[0] = 4;
+  auto q = ParseTdxQuote(v4);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->version, 4);
+  EXPECT_EQ(tee::HexEncode(q->mrtd).substr(0, 16), "dfba221b48a22af8");
+  EXPECT_EQ(q->report_data, quote_.substr(54 + 520, 64));
+}
+
+TEST_F(TdxTest, AcceptsTheRealQuoteWithCollateral) {
+  options_.reference.measurements["mrtd"] = {tee::HexEncode(quote_.substr(54 + 136, 48))};
+  auto claims = VerifyTdxAttestation(quote_, options_);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->tee, "tdx");
+  EXPECT_TRUE(claims->signature_verified);
+  EXPECT_EQ(claims->measurements.size(), 6u);
+  EXPECT_EQ(claims->init_data_digest, "");  // mrconfigid is zero
+  // The root in the quote's chain is Intel's, as pinned.
+  EXPECT_EQ(claims->trust_anchor,
+            absl::StrCat("Intel SGX Root CA (pinned) sha256:", kIntelSgxRootCaSha256));
+  EXPECT_FALSE(claims->simulated);
+}
+
+TEST_F(TdxTest, RefusesWithoutCollateralUnlessAllowed) {
+  options_.collateral.reset();
+  auto claims = VerifyTdxAttestation(quote_, options_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(claims.status().message(), HasSubstr("no collateral"));
+  options_.allow_unverified = true;
+  claims = VerifyTdxAttestation(quote_, options_);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_FALSE(claims->signature_verified);
+}
+
+TEST_F(TdxTest, RefusesAFlippedBitInTheBody) {
+  for (size_t offset : {size_t{2 + 8}, size_t{54 + 136}, size_t{54 + 328}, size_t{54 + 600}}) {
+    auto claims = VerifyTdxAttestation(Flip(quote_, offset), options_);
+    ASSERT_FALSE(claims.ok()) << offset;
+    EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied) << claims.status();
+    EXPECT_THAT(claims.status().message(), HasSubstr("TDX quote signature")) << offset;
+  }
+}
+
+TEST_F(TdxTest, RefusesAFlippedBitInTheSignatureOrQeReport) {
+  size_t sig = 54 + 648 + 4;
+  auto claims = VerifyTdxAttestation(Flip(quote_, sig + 5), options_);
+  EXPECT_THAT(claims.status().message(), HasSubstr("TDX quote signature"));
+  claims = VerifyTdxAttestation(Flip(quote_, sig + 64 + 3), options_);  // attestation key
+  EXPECT_FALSE(claims.ok());
+  claims = VerifyTdxAttestation(Flip(quote_, sig + 134 + 100), options_);  // QE report body
+  EXPECT_THAT(claims.status().message(), HasSubstr("QE report signature"));
+  claims = VerifyTdxAttestation(Flip(quote_, sig + 134 + 384 + 7), options_);  // QE signature
+  EXPECT_THAT(claims.status().message(), HasSubstr("QE report signature"));
+}
+
+TEST_F(TdxTest, RefusesAChainToAnotherRoot) {
+  // A root that is not Intel's pinned one is refused before any chain check.
+  options_.collateral = TdxCollateral{SelfSignedPem("Intel SGX Root CA")};
+  auto claims = VerifyTdxAttestation(quote_, options_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(claims.status().message(), HasSubstr("is not Intel SGX Root CA"));
+  EXPECT_THAT(claims.status().message(), HasSubstr(kIntelSgxRootCaSha256));
+  // Allowed explicitly, it must still be the root the chain ends at.
+  options_.collateral->allow_unpinned_root = true;
+  claims = VerifyTdxAttestation(quote_, options_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_THAT(claims.status().message(), HasSubstr("does not verify up to the configured Intel root"));
+}
+
+TEST_F(TdxTest, RefusesTheWrongReportDataAndMeasurements) {
+  options_.expected_report_data = std::string(64, '\0');
+  EXPECT_THAT(VerifyTdxAttestation(quote_, options_).status().message(), HasSubstr("REPORTDATA"));
+  options_.expected_report_data = quote_.substr(54 + 520, 64);
+  options_.reference.measurements["rtmr1"] = {std::string(96, 'f')};
+  EXPECT_THAT(VerifyTdxAttestation(quote_, options_).status().message(), HasSubstr("rtmr1"));
+}
+
+TEST_F(TdxTest, RefusesMalformedQuotes) {
+  EXPECT_EQ(VerifyTdxAttestation(quote_.substr(0, 600), options_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(VerifyTdxAttestation(quote_.substr(0, 4000), options_).status().message(),
+              HasSubstr("signature length"));
+  std::string sgx = quote_;
+  sgx[4] = 0;
+  EXPECT_THAT(VerifyTdxAttestation(sgx, options_).status().message(), HasSubstr("not TDX"));
+}
+
+TEST_F(TdxTest, VerifierTakesBase64QuotesAndTheRootFromAFile) {
+  auto verifier = CreateVerifier("tdx", VerifierConfig{});
+  ASSERT_TRUE(verifier.ok());
+  nlohmann::json evidence = {{"cc_eventlog", nullptr}, {"quote", tee::Base64Encode(quote_)}};
+  auto claims = (*verifier)->Verify(evidence, std::string(48, '\0'));
+  EXPECT_THAT(claims.status().message(), HasSubstr("no collateral"));
+  EXPECT_EQ((*verifier)->Verify(nlohmann::json{{"quote", 5}}, "").status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  auto dir = TempDir::Create("kbs-tdx-");
+  ASSERT_TRUE(dir.ok());
+  std::ofstream(dir->Join("root.pem")) << root_;
+  VerifierConfig config;
+  config.tdx_root_ca_file = dir->Join("root.pem");
+  auto with_root = CreateVerifier("tdx", config);
+  ASSERT_TRUE(with_root.ok()) << with_root.status();
+  // The chain verifies; only the binding (zeros here) is refused.
+  claims = (*with_root)->Verify(evidence, std::string(48, '\0'));
+  EXPECT_THAT(claims.status().message(), HasSubstr("REPORTDATA"));
+  config.tdx_root_ca_file = dir->Join("missing.pem");
+  EXPECT_EQ(CreateVerifier("tdx", config).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(SampleTest, AcceptsMatchingReportDataOnly) {
+  std::string digest = tee::Sha384("runtime data");
+  nlohmann::json evidence = {{"svn", "1"}, {"report_data", tee::Base64Encode(digest)}};
+  auto claims = VerifySampleEvidence(evidence, digest);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->tee, "sample");
+  EXPECT_FALSE(claims->signature_verified);
+  evidence["init_data"] = "ABCD";
+  EXPECT_EQ(VerifySampleEvidence(evidence, digest)->init_data_digest, "abcd");
+  auto wrong = VerifySampleEvidence(evidence, tee::Sha384("other"));
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(wrong.status().message(), HasSubstr("does not match"));
+  EXPECT_EQ(VerifySampleEvidence(nlohmann::json::array(), digest).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(VerifySampleEvidence({{"report_data", "!!"}}, digest).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(VerifierTest, UnknownTeeIsUnimplemented) {
+  EXPECT_EQ(CreateVerifier("sgx", {}).status().code(), absl::StatusCode::kUnimplemented);
+}
+
+TEST(EncodingTest, RoundTrips) {
+  for (std::string s : {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xff\xfe\x00\x01"}) {
+    EXPECT_EQ(*tee::Base64Decode(tee::Base64Encode(s)), s);
+    EXPECT_EQ(*tee::Base64UrlDecode(tee::Base64UrlEncode(s)), s);
+    EXPECT_EQ(*tee::HexDecode(tee::HexEncode(s)), s);
+  }
+  EXPECT_EQ(tee::Base64Encode("foobar!"), "Zm9vYmFyIQ==");
+  EXPECT_EQ(tee::Base64UrlEncode("\xfb\xff"), "-_8");
+  EXPECT_FALSE(tee::Base64Decode("a").ok());
+  EXPECT_FALSE(tee::HexDecode("zz").ok());
+}
+
+}  // namespace
+}  // namespace cloak::kbs
