@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,6 +86,9 @@ struct ManagerOptions {
   std::string cgroup_root = "/sys/fs/cgroup";
   // Set the guest's hostname on CreateSandbox (PID 1 only).
   bool manage_guest = false;
+  // Called by CreateSandbox with the pod's init-data (when it has one),
+  // after it is stored: the agent takes its [data.agent] settings from it.
+  std::function<void(const std::string& initdata)> on_initdata;
 };
 
 struct OomSubscription {
