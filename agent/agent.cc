@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "agent/agent_service.h"
 #include "agent/container_manager.h"
@@ -28,6 +29,7 @@
 #include "common/status_macros.h"
 
 #ifdef CLOAK_HAVE_AGENT_ATTEST
+#include "agent/attest/initdata.h"
 #include "agent/attest/ocicrypt.h"
 #include "agent/attest/session.h"
 #endif
@@ -116,11 +118,23 @@ absl::Status RunAgent(const AgentOptions& options) {
                    BusyboxRootfsProvider::Create(options.busybox));
   std::unique_ptr<RootfsProvider> images;
   std::vector<std::string> features;
+  const bool dev_class = options.tee_class == "none";
+  Log()->info("runtime class: {} (plain http to a KBS or registry on the host: {})",
+              options.tee_class.empty() ? std::string("unknown, treated as a TEE class")
+                                        : options.tee_class,
+              dev_class ? "allowed (dev)" : "refused");
+  // The pod's [data.agent] settings, from the init-data CreateSandbox stores.
+  struct PodSettings {
+    absl::Mutex mu;
+    PodImageSettings image ABSL_GUARDED_BY(mu);
+  };
+  auto pod_settings = std::make_shared<PodSettings>();
 #ifdef CLOAK_HAVE_AGENT_ATTEST
   // Attests (once, on the first encrypted layer) to the KBS the pod's
   // init-data names; CreateSandbox leaves it at <run_dir>/initdata.toml.
   attest::SessionOptions attest_options;
   attest_options.initdata_path = options.run_dir + "/initdata.toml";
+  attest_options.dev_class = dev_class;
   auto attestation = std::make_shared<attest::AttestationSession>(attest_options);
 #endif
   if (options.rootfs_provider == "busybox") {
@@ -131,6 +145,11 @@ absl::Status RunAgent(const AgentOptions& options) {
     image_options.insecure_registries = options.insecure_registries;
     image_options.max_concurrent_downloads = options.max_concurrent_downloads;
     image_options.work_dir = options.run_dir + "/pull";
+    image_options.plain_http_to_host = dev_class;
+    image_options.pod_settings = [pod_settings] {
+      absl::MutexLock lock(&pod_settings->mu);
+      return pod_settings->image;
+    };
 #ifdef CLOAK_HAVE_AGENT_ATTEST
     image_options.decryptor = std::make_shared<attest::OcicryptDecryptor>(attestation);
     features.push_back("encrypted-images");
@@ -147,6 +166,31 @@ absl::Status RunAgent(const AgentOptions& options) {
   manager_options.cgroup_root = options.cgroup_root;
   manager_options.manage_guest = options.guest;
   manager_options.policy_checks_runtime_annotations = options.policy == "enforce";
+#ifdef CLOAK_HAVE_AGENT_ATTEST
+  // The init-data's digest is what the TEE evidence carries (HOST_DATA /
+  // MRCONFIGID): the agent attests only with the document it acts on, so
+  // settings taken from another document never get a key.
+  manager_options.on_initdata = [pod_settings](const std::string& doc) {
+    absl::StatusOr<attest::InitData> parsed = attest::ParseInitData(doc);
+    if (!parsed.ok()) {
+      Log()->warn("init-data: {} (its [data.agent] settings are not applied)",
+                  std::string(parsed.status().message()));
+      return;
+    }
+    const attest::AgentSettings& a = parsed->agent;
+    if (!a.log_level.empty()) {
+      if (absl::Status s = SetLogLevel(a.log_level); !s.ok()) Log()->warn("{}", s.ToString());
+    }
+    absl::MutexLock lock(&pod_settings->mu);
+    pod_settings->image.insecure_registries = a.insecure_registries;
+    pod_settings->image.max_concurrent_downloads = a.max_downloads;
+    Log()->info("init-data agent settings: log_level {}, max_downloads {}, {} insecure registries",
+                a.log_level.empty() ? "(class default)" : a.log_level,
+                a.max_downloads == 0 ? std::string("(class default)")
+                                     : std::to_string(a.max_downloads),
+                a.insecure_registries.size());
+  };
+#endif
   ContainerManager manager(manager_options, &crun, reaper.get(), images.get(), pause.get());
 
   std::atomic<bool> power_off{false};

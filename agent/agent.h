@@ -37,13 +37,19 @@ struct AgentOptions {
   std::string rootfs_provider = "image";
   // Registries ("host:port") the image puller may reach over plain HTTP.
   std::vector<std::string> insecure_registries;
-  // Image layers downloaded in parallel (kernel parameter cloak.max_downloads).
+  // Image layers downloaded in parallel (class default; the pod's init-data
+  // [data.agent] may override it).
   int max_concurrent_downloads = 3;
   // "enforce" (the pod's measured policy, else the built-in default) or
   // "allow-all" (no policy: the runtime class opted out; docs/policy.md).
   std::string policy = "enforce";
   // PID 1 of a guest: set the hostname, power off on request.
   bool guest = false;
+  // The runtime class's TEE as the measured command line names it
+  // (cloak.tee): "none" is the dev class, the only one allowed plain http
+  // to a key broker or registry on the host; anything else, or empty, is
+  // treated as a TEE class (docs/attestation.md).
+  std::string tee_class;
 };
 
 // Serves until SIGTERM/SIGINT, or DestroySandbox with power_off (a guest

@@ -195,6 +195,7 @@ absl::Status ContainerManager::CreateSandbox(const v1::CreateSandboxRequest& req
   if (!request.initdata().empty()) {
     // Kept for the attestation step; its digest is checked there.
     RETURN_IF_ERROR(WriteFileAtomic(options_.run_dir + "/initdata.toml", request.initdata(), 0600));
+    if (options_.on_initdata) options_.on_initdata(request.initdata());
   }
   if (!resolv.empty()) {
     resolv_conf_ = options_.run_dir + "/sandbox/resolv.conf";

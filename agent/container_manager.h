@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -88,6 +89,9 @@ struct ManagerOptions {
   // The policy engine checks runtime-interpreted annotations (enforce mode):
   // those that reach CreateContainer were allowed and are kept in the spec.
   bool policy_checks_runtime_annotations = false;
+  // Called by CreateSandbox with the pod's init-data (when it has one),
+  // after it is stored: the agent takes its [data.agent] settings from it.
+  std::function<void(const std::string& initdata)> on_initdata;
 };
 
 struct OomSubscription {

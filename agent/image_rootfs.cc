@@ -1,6 +1,9 @@
 #include "agent/image_rootfs.h"
 
+#include <algorithm>
 #include <filesystem>
+
+#include "absl/synchronization/mutex.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -17,16 +20,17 @@ namespace {
 
 class ImageRootfsProvider final : public RootfsProvider {
  public:
-  explicit ImageRootfsProvider(std::unique_ptr<image::ImagePuller> puller)
-      : puller_(std::move(puller)) {}
+  ImageRootfsProvider(image::PullerOptions base, std::function<PodImageSettings()> pod_settings)
+      : base_(std::move(base)), pod_settings_(std::move(pod_settings)) {}
 
   absl::StatusOr<PreparedRootfs> Prepare(absl::string_view container_id,
                                          absl::string_view image_ref,
                                          const std::string& dir) override {
     if (image_ref.empty()) return absl::InvalidArgumentError("image reference is empty");
+    ASSIGN_OR_RETURN(image::ImagePuller* puller, Puller());
     PreparedRootfs prepared;
     prepared.rootfs_dir = dir + "/rootfs";
-    absl::StatusOr<image::PulledImage> pulled = puller_->Pull(image_ref, prepared.rootfs_dir);
+    absl::StatusOr<image::PulledImage> pulled = puller->Pull(image_ref, prepared.rootfs_dir);
     if (!pulled.ok()) return Annotate(pulled.status(), absl::StrCat("pull ", image_ref));
     Logger("agent")->info("container {}: pulled {} ({}, {} bytes) in {}", std::string(container_id),
                           pulled->reference, pulled->manifest_digest, pulled->bytes_downloaded,
@@ -36,8 +40,32 @@ class ImageRootfsProvider final : public RootfsProvider {
     return prepared;
   }
 
+  // The puller, made on first use with the pod's settings added.
+  absl::StatusOr<image::ImagePuller*> Puller() {
+    absl::MutexLock lock(&mu_);
+    if (puller_ != nullptr) return puller_.get();
+    image::PullerOptions options = base_;
+    if (pod_settings_) {
+      PodImageSettings pod = pod_settings_();
+      for (std::string& r : pod.insecure_registries) {
+        auto& list = options.registry.insecure_registries;
+        if (std::find(list.begin(), list.end(), r) == list.end()) list.push_back(std::move(r));
+      }
+      if (pod.max_concurrent_downloads > 0) {
+        options.max_concurrent_downloads = pod.max_concurrent_downloads;
+      }
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<image::RegistryImagePuller> puller,
+                     image::RegistryImagePuller::Create(options));
+    puller_ = std::move(puller);
+    return puller_.get();
+  }
+
  private:
-  std::unique_ptr<image::ImagePuller> puller_;
+  const image::PullerOptions base_;
+  const std::function<PodImageSettings()> pod_settings_;
+  absl::Mutex mu_;
+  std::unique_ptr<image::ImagePuller> puller_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -54,9 +82,12 @@ absl::StatusOr<std::unique_ptr<RootfsProvider>> MakeImageRootfsProvider(
   puller_options.work_dir = options.work_dir;
   puller_options.max_concurrent_downloads = options.max_concurrent_downloads;
   puller_options.decryptor = options.decryptor;
-  ASSIGN_OR_RETURN(std::unique_ptr<image::RegistryImagePuller> puller,
-                   image::RegistryImagePuller::Create(puller_options));
-  return std::unique_ptr<RootfsProvider>(new ImageRootfsProvider(std::move(puller)));
+  puller_options.registry.plain_http_to_host = options.plain_http_to_host;
+  // The class's settings are checked now; the pod's when the first image
+  // is pulled.
+  RETURN_IF_ERROR(image::RegistryImagePuller::Create(puller_options).status());
+  return std::unique_ptr<RootfsProvider>(
+      new ImageRootfsProvider(std::move(puller_options), options.pod_settings));
 #else
   (void)options;
   return absl::UnimplementedError(

@@ -3,6 +3,7 @@
 #ifndef CLOAK_AGENT_IMAGE_ROOTFS_H_
 #define CLOAK_AGENT_IMAGE_ROOTFS_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,9 +17,23 @@ namespace image {
 class LayerDecryptor;
 }  // namespace image
 
+// What the pod's init-data ([data.agent]) adds to the class's settings.
+struct PodImageSettings {
+  std::vector<std::string> insecure_registries;  // added to the class's
+  int max_concurrent_downloads = 0;              // 0: the class's
+};
+
 struct ImageRootfsOptions {
   // Registries ("host:port") spoken to over plain HTTP.
   std::vector<std::string> insecure_registries;
+  // Dev class only (cloak.tee=none on the measured command line): a
+  // registry on a loopback address or 10.0.2.2 (the host under QEMU user
+  // networking) is spoken to over plain HTTP, as containerd does for
+  // localhost (docs/attestation.md, "No plain http outside dev").
+  bool plain_http_to_host = false;
+  // The pod's settings, asked for when the first image is pulled
+  // (CreateSandbox has stored the init-data by then). Null: none.
+  std::function<PodImageSettings()> pod_settings;
   // Layers downloaded in parallel.
   int max_concurrent_downloads = 3;
   // Staging directory for layer blobs (guest memory).

@@ -102,6 +102,11 @@ absl::StatusOr<KernelCmdline> ParseKernelCmdline(absl::string_view cmdline) {
         return absl::InvalidArgumentError("cloak.policy must be enforce or allow-all");
       }
       out.policy = std::string(value);
+    } else if (key == "cloak.tee") {
+      if (value != "none" && value != "snp" && value != "tdx") {
+        return absl::InvalidArgumentError("cloak.tee must be none, snp or tdx");
+      }
+      out.tee = std::string(value);
     } else if (key == "cloak.modules") {
       modules_set = true;
       out.modules.clear();

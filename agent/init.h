@@ -22,7 +22,10 @@ struct KernelCmdline {
   std::string channel = "auto";
   // cloak.port=1024 (vsock port)
   uint32_t port = 1024;
-  // cloak.log=trace|debug|info|warn|error|off (the host's agent.log_level)
+  // cloak.log=trace|debug|info|warn|error|off. The shim no longer sets it,
+  // nor cloak.max_downloads / cloak.insecure_registries: they are per-pod
+  // and come in the init-data ([data.agent]); on the command line they are
+  // class-level (hypervisor.kernel_params) and measured.
   std::string log_level = "info";
   // cloak.modules=a,b,c (empty list: load none); unset: DefaultModules().
   std::vector<std::string> modules;
@@ -35,6 +38,11 @@ struct KernelCmdline {
   // (a runtime class's agent.allow_all_policy; measured with the command
   // line, docs/policy.md).
   std::string policy = "enforce";
+  // cloak.tee=none|snp|tdx: the runtime class's TEE (the shim's tee.type),
+  // measured with the command line. "none" is the dev class, the only one
+  // that may speak plain http to a key broker or a registry on the host
+  // (docs/attestation.md). Empty when absent: treated as a TEE class.
+  std::string tee;
 };
 
 // Parses /proc/cmdline text. Unknown keys are ignored; bad values are

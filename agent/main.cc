@@ -45,6 +45,7 @@ int RunAsInit() {
   options.insecure_registries = cmdline->insecure_registries;
   options.max_concurrent_downloads = cmdline->max_downloads;
   options.policy = cmdline->policy;
+  options.tee_class = cmdline->tee;
   absl::Status served = RunAgent(options);
   if (!served.ok()) log->error("agent: {}", served.ToString());
   // PID 1 must not exit (the kernel would panic): power the VM off instead.
@@ -83,6 +84,12 @@ int main(int argc, char** argv) {
   app.add_option("--policy", options.policy,
                  "enforce (the pod's init-data policy, else the built-in default) or allow-all")
       ->check(CLI::IsMember({"enforce", "allow-all"}));
+  // A host-run agent (tests) is in no VM and nothing about it is measured;
+  // a guest's class comes from its measured command line (cloak.tee).
+  options.tee_class = "none";
+  app.add_option("--tee-class", options.tee_class,
+                 "none (dev: plain http to a KBS/registry on loopback allowed), snp or tdx")
+      ->check(CLI::IsMember({"none", "snp", "tdx"}));
   CLI11_PARSE(app, argc, argv);
 
   const std::string component =

@@ -57,6 +57,20 @@ absl::Status InitLogging(const LogOptions& options) {
   return absl::OkStatus();
 }
 
+absl::Status SetLogLevel(absl::string_view name) {
+  const std::string text(name);
+  auto level = spdlog::level::from_str(text);
+  if (level == spdlog::level::off && text != "off") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown log level \"", text, "\": use one of trace, debug, info, warn, error, off"));
+  }
+  LogState& st = State();
+  std::lock_guard<std::mutex> lock(st.mu);
+  st.level = level;
+  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& l) { l->set_level(level); });
+  return absl::OkStatus();
+}
+
 std::shared_ptr<spdlog::logger> Logger(absl::string_view name) {
   LogState& st = State();
   std::lock_guard<std::mutex> lock(st.mu);

@@ -25,6 +25,10 @@ struct LogOptions {
 // and for those already made. InvalidArgument on an unknown level.
 absl::Status InitLogging(const LogOptions& options);
 
+// Changes the level of every logger (existing and future), keeping the
+// sink. Safe while other threads log. InvalidArgument on an unknown level.
+absl::Status SetLogLevel(absl::string_view level);
+
 // Returns the logger named `name`, creating it on first use with the
 // current sink and level. Thread-safe.
 std::shared_ptr<spdlog::logger> Logger(absl::string_view name);

@@ -126,7 +126,7 @@ int RunServe(const ServeFlags& flags) {
 }
 
 int RunAdmin(const std::string& command, const std::string& state_dir, const std::string& target,
-             const std::string& file) {
+             const std::string& file, const std::string& only_class) {
   auto store = ResourceStore::Open(state_dir);
   if (!store.ok()) return Fail(store.status());
   if (command == "show-policy") {
@@ -174,7 +174,7 @@ int RunAdmin(const std::string& command, const std::string& state_dir, const std
     } else if (!absl::IsNotFound(existing.status())) {
       return Fail(existing.status());
     }
-    auto merged = MergeReferenceValues(current ? &*current : nullptr, doc);
+    auto merged = MergeReferenceValues(current ? &*current : nullptr, doc, only_class);
     if (!merged.ok()) return Fail(merged.status());
     absl::Status set = store->SetPolicy(path ? &*path : nullptr, merged->ToJson().dump());
     if (!set.ok()) return Fail(set);
@@ -262,7 +262,7 @@ int RunKbsCli(int argc, char** argv) {
 
   CLI::App* admin = app.add_subcommand("admin", "Manage resources and policies in a state dir");
   admin->require_subcommand(1);
-  std::string state_dir, target, file;
+  std::string state_dir, target, file, only_class;
   std::string command;
   for (const char* name :
        {"put-resource", "set-policy", "show-policy", "import-reference-values"}) {
@@ -281,6 +281,11 @@ int RunKbsCli(int argc, char** argv) {
     if (std::string(name) != "show-policy") {
       sub->add_option("--file", file, "Input file (- for stdin)")->required();
     }
+    if (n == "import-reference-values") {
+      sub->add_option("--class", only_class,
+                      "Import only this runtime class of a reference-values.json "
+                      "(a simulated dev class also sets allow_simulated)");
+    }
     sub->callback([&command, name] { command = name; });
   }
 
@@ -290,7 +295,7 @@ int RunKbsCli(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (serve_cmd->parsed()) return RunServe(serve);
-  return RunAdmin(command, state_dir, target, file);
+  return RunAdmin(command, state_dir, target, file, only_class);
 }
 
 }  // namespace cloak::kbs

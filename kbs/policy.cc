@@ -263,9 +263,26 @@ PolicyDecision EvaluatePolicy(const ResourcePolicy& policy, const Claims& claims
 }
 
 absl::StatusOr<ResourcePolicy> MergeReferenceValues(const ResourcePolicy* current,
-                                                    const nlohmann::json& doc) {
+                                                    const nlohmann::json& doc,
+                                                    const std::string& only_class) {
   std::vector<std::pair<std::string, nlohmann::json>> entries;
-  if (doc.is_array()) {
+  if (!only_class.empty()) {
+    if (!doc.is_object() || !doc.contains("classes") || !doc["classes"].is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "reference values: --class ", only_class,
+          " wants a document with a \"classes\" object (the guest-image build's "
+          "reference-values.json)"));
+    }
+    auto it = doc["classes"].find(only_class);
+    if (it == doc["classes"].end()) {
+      std::vector<std::string> names;
+      for (const auto& [name, e] : doc["classes"].items()) names.push_back(name);
+      return absl::NotFoundError(absl::StrCat("reference values: no class \"", only_class,
+                                              "\" (the document has: ",
+                                              absl::StrJoin(names, ", "), ")"));
+    }
+    entries.emplace_back(only_class, *it);
+  } else if (doc.is_array()) {
     for (const auto& e : doc) entries.emplace_back("", e);
   } else if (doc.is_object() && doc.contains("classes")) {
     const nlohmann::json& classes = doc["classes"];
@@ -298,6 +315,13 @@ absl::StatusOr<ResourcePolicy> MergeReferenceValues(const ResourcePolicy* curren
           "reference values: ", what, " was not computed (missing: ", missing->dump(),
           "); compute it on a node that has that input with `cloak measure` and import that"));
     }
+    if (auto sim = e.find("simulated"); sim != e.end() && *sim == true) {
+      if (only_class.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "reference values: ", what, " holds the simulated SP's value (a dev class); import it "
+            "only on a dev KBS, by name: --class ", name.empty() ? "<name>" : name));
+      }
+    }
     auto tee = e.find("tee");
     auto values = e.find("reference_values");
     if (tee == e.end() || !tee->is_string() || values == e.end() || !values->is_object()) {
@@ -326,6 +350,12 @@ absl::StatusOr<ResourcePolicy> MergeReferenceValues(const ResourcePolicy* curren
         const std::string hex = absl::AsciiStrToLower(v.get<std::string>());
         if (std::find(target.begin(), target.end(), hex) == target.end()) target.push_back(hex);
       }
+    }
+  }
+  if (!only_class.empty()) {
+    const nlohmann::json& e = entries.front().second;
+    if (auto sim = e.find("simulated"); sim != e.end() && *sim == true) {
+      merged["allow_simulated"] = true;
     }
   }
   return ParseResourcePolicy(merged.dump());

@@ -80,9 +80,15 @@ PolicyDecision EvaluatePolicy(const ResourcePolicy& policy, const Claims& claims
 // writes; an entry with "missing" (an input the build machine lacked) is
 // refused with its reason. Each entry's TEE joins allowed_tees and its values
 // are appended to the policy's lists (without duplicates). `current` unset:
-// a new policy. Returns the merged policy, validated as set-policy would.
+// a new policy. `only_class` non-empty picks that class of a "classes"
+// document (NotFound if it has none by that name). An entry marked
+// "simulated": true (the simulated SP's value for a dev class) is imported
+// only when picked by name, and then sets allow_simulated; otherwise it is
+// refused, so a production policy never takes it by accident. Returns the
+// merged policy, validated as set-policy would.
 absl::StatusOr<ResourcePolicy> MergeReferenceValues(const ResourcePolicy* current,
-                                                    const nlohmann::json& doc);
+                                                    const nlohmann::json& doc,
+                                                    const std::string& only_class = "");
 
 }  // namespace cloak::kbs
 

@@ -16,6 +16,7 @@
 #include "common/transport/agent_transport.h"
 #include "shim/bundle.h"
 #include "shim/commands.h"
+#include "shim/hypervisor/guest_cmdline.h"
 #include "shim/hypervisor/host_capabilities.h"
 #include "shim/host_config.h"
 #include "shim/hypervisor/libvirt/libvirt_connection.h"
@@ -90,8 +91,7 @@ absl::StatusOr<hv::VmConfig> BuildVmConfig(const config::Config& config,
                                            const std::string& sandbox_id,
                                            const std::string& state_dir,
                                            const hv::HostCapabilities& caps,
-                                           const SandboxNetwork& network,
-                                           const std::vector<std::string>& insecure_registries) {
+                                           const SandboxNetwork& network) {
   const config::HypervisorConfig& h = config.hypervisor;
   hv::VmConfig vm;
   vm.name = absl::StrCat("cloak-", sandbox_id.substr(0, 32));
@@ -129,17 +129,10 @@ absl::StatusOr<hv::VmConfig> BuildVmConfig(const config::Config& config,
   // guest what the host chose.
   ASSIGN_OR_RETURN(hv::ChannelChoice channel, hv::ResolveChannel(vm, caps));
   vm.agent_channel = channel.channel;
-  vm.kernel_cmdline = absl::StrCat(kBaseKernelCmdline, " cloak.channel=",
-                                   hv::AgentChannelName(vm.agent_channel),
-                                   " cloak.port=", config.agent.vsock_port,
-                                   " cloak.log=", config.agent.log_level,
-                                   " cloak.max_downloads=", config.image.max_concurrent_downloads);
-  if (!insecure_registries.empty()) {
-    absl::StrAppend(&vm.kernel_cmdline, " cloak.insecure_registries=",
-                    absl::StrJoin(insecure_registries, ","));
-  }
-  if (config.agent.allow_all_policy) absl::StrAppend(&vm.kernel_cmdline, " cloak.policy=allow-all");
-  if (!h.kernel_params.empty()) absl::StrAppend(&vm.kernel_cmdline, " ", h.kernel_params);
+  // Class-level constants only: the measurement of a runtime class is one
+  // value (shim/hypervisor/guest_cmdline.h); per-pod settings are in the
+  // init-data (PodInitData).
+  vm.kernel_cmdline = hv::GuestKernelCmdline(config, vm.agent_channel);
   vm.user_network = network.user_mode;
   vm.taps = network.taps;
   vm.boot_timeout = config.agent.boot_timeout;
@@ -249,12 +242,14 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& reque
 
   const hv::HostCapabilities& caps = Capabilities(cfg->hypervisor.qemu_path);
   ASSIGN_OR_RETURN(hv::VmConfig vm,
-                   BuildVmConfig(*cfg, request.sandbox_id, state_dir, caps, network,
-                                 GuestInsecureRegistries(cfg->image.insecure_registries,
-                                                         request.pod.image, network.user_mode)));
+                   BuildVmConfig(*cfg, request.sandbox_id, state_dir, caps, network));
   Logger("shim")->info("sandbox={} agent channel {}", request.sandbox_id,
                        std::string(hv::AgentChannelName(vm.agent_channel)));
-  ASSIGN_OR_RETURN(std::optional<InitData> initdata, PodInitData(*cfg, request.pod.annotations));
+  const GuestAgentSettings agent_settings = GuestAgentSettingsFor(
+      *cfg, GuestInsecureRegistries(cfg->image.insecure_registries, request.pod.image,
+                                    network.user_mode));
+  ASSIGN_OR_RETURN(std::optional<InitData> initdata,
+                   PodInitData(*cfg, request.pod.annotations, agent_settings));
   if (initdata.has_value()) {
     // Bound into the launch: what the TEE evidence will carry.
     vm.snp.host_data = tee::DigestForField(initdata->digest, tee::kSnpHostDataSize);

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "shim/config/config.h"
+#include "shim/hypervisor/guest_cmdline.h"
 #include "shim/hypervisor/host_capabilities.h"
 #include "shim/hypervisor/vm_config.h"
 #include "shim/sandbox.h"
@@ -22,8 +23,7 @@ namespace cloak::shim {
 inline constexpr absl::string_view kBundleStateDirFile = "cloak-sandbox-state";
 // Guest kernel parameters the shim always sets (the guest image's default
 // command line, see guest-image/build).
-inline constexpr absl::string_view kBaseKernelCmdline =
-    "console=ttyS0 quiet panic=-1 cryptomgr.notests no_timer_check net.ifnames=0";
+inline constexpr absl::string_view kBaseKernelCmdline = hypervisor::kBaseKernelCmdline;
 
 // <runtime.state_dir>/<sandbox id>.
 std::string SandboxStateDir(const config::Config& config, const std::string& sandbox_id);
@@ -47,13 +47,12 @@ SandboxNetwork UserModeNetwork();
 
 // Pure: the VM of one sandbox. Sockets and logs go under `state_dir`. The
 // agent channel is resolved against `caps` here, before the kernel command
-// line is built, so the guest is told the channel the host chose.
-// `insecure_registries` (guest names) go on the kernel command line as
-// cloak.insecure_registries, the one way the agent learns them.
+// line is built, so the guest is told the channel the host chose. The
+// command line is hypervisor::GuestKernelCmdline: class-level constants
+// only, nothing per pod.
 absl::StatusOr<hypervisor::VmConfig> BuildVmConfig(
     const config::Config& config, const std::string& sandbox_id, const std::string& state_dir,
-    const hypervisor::HostCapabilities& caps, const SandboxNetwork& network,
-    const std::vector<std::string>& insecure_registries = {});
+    const hypervisor::HostCapabilities& caps, const SandboxNetwork& network);
 
 // Pure: the sandbox's options (timeouts, hostname, the guest's network).
 SandboxOptions BuildSandboxOptions(const config::Config& config, const SandboxRequest& request,
@@ -62,6 +61,7 @@ SandboxOptions BuildSandboxOptions(const config::Config& config, const SandboxRe
 // The guest's view of the configured insecure registries (loopback →
 // 10.0.2.2), plus `image`'s registry when it is on the host's loopback
 // (plain HTTP is allowed there, as containerd allows it for localhost).
+// They reach the agent in the init-data ([data.agent], PodInitData).
 // Deduplicated, in order.
 // With `host_loopback` false (a pod on its own network) the configured
 // list is used as it is.

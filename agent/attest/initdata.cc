@@ -1,5 +1,8 @@
 #include "agent/attest/initdata.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
@@ -10,6 +13,41 @@ namespace {
 
 absl::Status Wrong(absl::string_view key, absl::string_view want) {
   return absl::InvalidArgumentError(absl::StrCat("init-data: ", key, " must be ", want));
+}
+
+bool HostPortChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' ||
+         c == '[' || c == ']';
+}
+
+absl::StatusOr<AgentSettings> ParseAgentSettings(const nlohmann::json& t) {
+  AgentSettings out;
+  if (auto n = t.find("log_level"); n != t.end()) {
+    const std::string v = n->is_string() ? n->get<std::string>() : "";
+    if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error" && v != "off") {
+      return Wrong("data.agent.log_level", "trace, debug, info, warn, error or off");
+    }
+    out.log_level = v;
+  }
+  if (auto n = t.find("max_downloads"); n != t.end()) {
+    if (!n->is_number_integer() || n->get<int64_t>() < 1 || n->get<int64_t>() > 16) {
+      return Wrong("data.agent.max_downloads", "an integer from 1 to 16");
+    }
+    out.max_downloads = static_cast<int>(n->get<int64_t>());
+  }
+  if (auto n = t.find("insecure_registries"); n != t.end()) {
+    if (!n->is_array()) return Wrong("data.agent.insecure_registries", "an array of \"host:port\"");
+    for (size_t i = 0; i < n->size(); ++i) {
+      const nlohmann::json& r = (*n)[i];
+      const std::string v = r.is_string() ? r.get<std::string>() : "";
+      if (v.empty() || v.size() > 255 || !std::all_of(v.begin(), v.end(), HostPortChar)) {
+        return Wrong(absl::StrCat("data.agent.insecure_registries[", i, "]"),
+                     "a registry \"host\" or \"host:port\"");
+      }
+      out.insecure_registries.push_back(v);
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -50,6 +88,10 @@ absl::StatusOr<InitData> ParseInitData(absl::string_view raw) {
   if (auto n = data.find("policy.json"); n != data.end()) {
     if (!n->is_string()) return Wrong("data.\"policy.json\"", "a string (the policy document)");
     out.policy = n->get<std::string>();
+  }
+  if (auto n = data.find("agent"); n != data.end()) {
+    if (!n->is_object()) return Wrong("data.agent", "a table");
+    ASSIGN_OR_RETURN(out.agent, ParseAgentSettings(*n));
   }
   if (!out.image_keys.empty() && out.kbs_url.empty()) {
     return absl::InvalidArgumentError("init-data: data.image_keys is set but data.kbs_url is not");

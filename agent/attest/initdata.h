@@ -9,6 +9,10 @@
 //   kbs_cert = """-----BEGIN CERTIFICATE-----..."""   # optional CA (PEM)
 //   image_keys = ["default/key/image1"]             # KBS resources: PEM private keys
 //   "policy.json" = '''{"version": "1", ...}'''      # the agent policy (docs/policy.md)
+//   [data.agent]                                     # per-pod agent settings (all optional)
+//   log_level = "info"                               # trace|debug|info|warn|error|off
+//   max_downloads = 3                                # image layers in parallel, 1-16
+//   insecure_registries = ["10.0.2.2:5000"]          # registries spoken to over plain http
 //
 // The document, its version, algorithm and digest are common/tee's
 // (tee::ParseInitData); this file reads the [data] keys the agent uses.
@@ -26,6 +30,15 @@
 
 namespace cloak::agent::attest {
 
+// [data.agent]: the settings that were kernel parameters (cloak.log,
+// cloak.max_downloads, cloak.insecure_registries) before they moved here so
+// that a runtime class has one launch measurement (docs/measurement.md).
+struct AgentSettings {
+  std::string log_level;  // empty: unset
+  int max_downloads = 0;  // 0: unset
+  std::vector<std::string> insecure_registries;
+};
+
 struct InitData {
   std::string raw;  // the exact bytes, as hashed
   std::string version;
@@ -35,6 +48,7 @@ struct InitData {
   std::string kbs_cert;                 // PEM, may be empty
   std::vector<std::string> image_keys;  // "repo/type/tag"
   std::string policy;                   // [data] "policy.json", may be empty
+  AgentSettings agent;                  // [data.agent]
 };
 
 // Parses and validates `raw`. InvalidArgument naming the key at fault (bad

@@ -60,8 +60,25 @@ absl::Status ValidateKbsUrl(absl::string_view url) {
   return absl::OkStatus();
 }
 
+absl::Status CheckKbsTransport(absl::string_view url, bool dev_class, absl::string_view ca_pem) {
+  RETURN_IF_ERROR(ValidateKbsUrl(url));
+  if (dev_class) return absl::OkStatus();
+  if (absl::StartsWith(url, "http://")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KBS URL \"", url, "\": plain http is allowed only on a dev runtime class "
+        "(cloak.tee=none on the measured kernel command line); this guest's class is a TEE "
+        "class: use https with the KBS's CA in the init-data (data.kbs_cert)"));
+  }
+  if (ca_pem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KBS URL \"", url, "\": a TEE runtime class needs the KBS's CA pinned in the init-data "
+        "(data.kbs_cert, PEM); the guest's trust store is not enough"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<KbsClient>> KbsClient::Create(const KbsClientOptions& options) {
-  RETURN_IF_ERROR(ValidateKbsUrl(options.url));
+  RETURN_IF_ERROR(CheckKbsTransport(options.url, options.dev_class, options.ca_pem));
   ASSIGN_OR_RETURN(jose::PrivateKey key, jose::PrivateKey::GenerateEc("P-256"));
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");

@@ -30,6 +30,9 @@ inline constexpr size_t kMaxKbsResponseBytes = 4 << 20;
 struct KbsClientOptions {
   std::string url;     // "https://host:port" (a path prefix is kept)
   std::string ca_pem;  // trusted CA for https; empty: the system store
+  // The guest's runtime class is dev (cloak.tee=none on the measured
+  // command line). Only then may the URL be plain http (CheckKbsTransport).
+  bool dev_class = false;
   absl::Duration timeout = kDefaultKbsTimeout;  // per request
 };
 
@@ -42,6 +45,14 @@ struct KbsTimings {
 // InvalidArgument for a URL that is not http(s)://host[:port][/path] or
 // that is plain http to a host other than loopback / 10.0.2.2.
 absl::Status ValidateKbsUrl(absl::string_view url);
+
+// No plain http outside dev (docs/attestation.md): ValidateKbsUrl, then
+//  - dev class: http to loopback / 10.0.2.2, or https (any CA);
+//  - TEE class: https only, with the KBS's CA pinned in the init-data
+//    (data.kbs_cert, `ca_pem` here): the system trust store would let
+//    anyone with a public certificate for the name answer as the KBS.
+// InvalidArgument naming the rule and what to change. Pure.
+absl::Status CheckKbsTransport(absl::string_view url, bool dev_class, absl::string_view ca_pem);
 
 class KbsClient {
  public:

@@ -65,6 +65,7 @@ absl::StatusOr<KeySet> AttestationSession::Run() {
   KbsClientOptions kbs_options;
   kbs_options.url = initdata->kbs_url;
   kbs_options.ca_pem = initdata->kbs_cert;
+  kbs_options.dev_class = options_.dev_class;
   absl::StatusOr<std::unique_ptr<KbsClient>> client = KbsClient::Create(kbs_options);
   if (!client.ok()) {
     return refuse(AttestationStatus::State::kRefused,

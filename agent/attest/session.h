@@ -23,6 +23,9 @@ struct SessionOptions {
   AttesterOptions attester;
   // Empty: detect. "sample"/"snp"/"tdx" force a type (tests only).
   std::string tee;
+  // The runtime class is dev (measured cloak.tee=none): plain http to the
+  // KBS allowed (CheckKbsTransport, agent/attest/kbs_client.h).
+  bool dev_class = false;
 };
 
 struct AttestationStatus {

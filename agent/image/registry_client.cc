@@ -1,5 +1,7 @@
 #include "agent/image/registry_client.h"
 
+#include <arpa/inet.h>
+
 #include <curl/curl.h>
 #include <unistd.h>
 
@@ -67,12 +69,30 @@ absl::StatusOr<std::unique_ptr<RegistryClient>> RegistryClient::Create(
   return std::unique_ptr<RegistryClient>(new RegistryClient(options, reference, curl));
 }
 
+bool IsHostRegistry(absl::string_view registry) {
+  std::string host(registry);
+  if (!host.empty() && host.front() == '[') {
+    const size_t end = host.find(']');
+    if (end == std::string::npos) return false;
+    host = host.substr(1, end - 1);
+  } else if (const size_t colon = host.find(':'); colon != std::string::npos) {
+    host = host.substr(0, colon);
+  }
+  if (host == "localhost" || host == "10.0.2.2") return true;
+  in_addr v4;
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6;
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
+}
+
 RegistryClient::RegistryClient(const RegistryOptions& options, const Reference& reference,
                                void* curl)
     : options_(options), reference_(reference), curl_(curl) {
   bool insecure = std::find(options_.insecure_registries.begin(),
                             options_.insecure_registries.end(),
-                            reference_.registry) != options_.insecure_registries.end();
+                            reference_.registry) != options_.insecure_registries.end() ||
+                  (options_.plain_http_to_host && IsHostRegistry(reference_.registry));
   scheme_ = insecure ? "http" : "https";
 }
 

@@ -37,6 +37,9 @@ struct RegistryOptions {
   // Registries ("host:port" exactly as in references) spoken to over plain
   // HTTP. Every other registry is HTTPS only, including its redirects.
   std::vector<std::string> insecure_registries;
+  // Dev class only: also plain HTTP to a registry on a loopback address,
+  // "localhost" or 10.0.2.2 (IsHostRegistry).
+  bool plain_http_to_host = false;
   // PEM CA bundle for HTTPS; empty: the system store.
   std::string ca_file;
   // Basic credentials by registry ("docker.io", "127.0.0.1:5000"); used for
@@ -60,6 +63,11 @@ struct FetchedManifest {
   std::string content_type;
   std::string digest;  // sha256 of body, computed here
 };
+
+// True when `registry` ("host" or "host:port", as in a reference) names
+// the host itself: a loopback address, "localhost", or 10.0.2.2 (the host's
+// loopback under QEMU user networking). Pure.
+bool IsHostRegistry(absl::string_view registry);
 
 class RegistryClient {
  public:

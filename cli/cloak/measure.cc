@@ -1,5 +1,9 @@
 #include "cli/cloak/measure.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -13,6 +17,7 @@
 #include "common/tee/encoding.h"
 #include "common/tee/measure/snp.h"
 #include "common/tee/measure/tdx.h"
+#include "shim/hypervisor/guest_cmdline.h"
 
 namespace cloak::cli {
 namespace {
@@ -40,7 +45,56 @@ absl::StatusOr<uint64_t> ParseHex(const std::string& text, absl::string_view wha
   return std::stoull(t, nullptr, 16);
 }
 
+absl::Status NoFirmware(const config::Config& c, absl::string_view what) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the runtime class (tee.type = \"", config::TeeTypeName(c.tee.type),
+      "\") has no hypervisor.firmware: ", what,
+      "; set hypervisor.firmware to that file on the node and run `cloak measure` there"));
+}
+
 }  // namespace
+
+absl::StatusOr<SnpMeasureFlags> SnpFlagsForClass(const config::Config& c,
+                                                 bool host_has_vhost_vsock) {
+  if (c.tee.type == config::TeeType::kTdx) {
+    return absl::FailedPreconditionError(
+        "the runtime class is a TDX class (tee.type = \"tdx\"): use `cloak measure tdx --config`");
+  }
+  SnpMeasureFlags f;
+  if (c.hypervisor.firmware.empty()) {
+    if (c.tee.type == config::TeeType::kSnp) {
+      return NoFirmware(c, "SNP direct boot measures OVMF's AmdSev build, which Debian 12 does "
+                           "not ship");
+    }
+    f.dev_firmware = true;  // what the simulated SP measures (docs/simulated-snp.md)
+  } else {
+    f.ovmf = c.hypervisor.firmware;
+  }
+  f.kernel = c.hypervisor.kernel;
+  f.initrd = c.hypervisor.initrd;
+  f.append = shim::hypervisor::GuestKernelCmdline(
+      c, shim::hypervisor::ClassAgentChannel(c.agent.channel, host_has_vhost_vsock));
+  f.vcpus = static_cast<uint32_t>(c.hypervisor.vcpus);
+  return f;
+}
+
+absl::StatusOr<TdxMeasureFlags> TdxFlagsForClass(const config::Config& c,
+                                                 bool host_has_vhost_vsock) {
+  if (c.tee.type != config::TeeType::kTdx) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the runtime class is not a TDX class (tee.type = \"", config::TeeTypeName(c.tee.type),
+        "\"): use `cloak measure snp --config`"));
+  }
+  if (c.hypervisor.firmware.empty()) return NoFirmware(c, "MRTD is measured over a TDVF image");
+  TdxMeasureFlags f;
+  f.firmware = c.hypervisor.firmware;
+  f.kernel = c.hypervisor.kernel;
+  f.initrd = c.hypervisor.initrd;
+  f.append = shim::hypervisor::GuestKernelCmdline(
+      c, shim::hypervisor::ClassAgentChannel(c.agent.channel, host_has_vhost_vsock));
+  f.memory_mib = static_cast<uint64_t>(c.hypervisor.memory_mib);
+  return f;
+}
 
 absl::StatusOr<nlohmann::json> MeasureSnp(const SnpMeasureFlags& flags) {
   m::SnpLaunchInput input;
@@ -130,6 +184,9 @@ void AddMeasureCommand(CLI::App& app, MeasureCommand& cmd) {
   cmd.snp = cmd.measure->add_subcommand(
       "snp", "SEV-SNP launch digest (as sev-snp-measure computes it; QEMU direct boot)");
   cmd.snp->add_flag("--json", cmd.json, "print reference values as JSON");
+  cmd.snp->add_option("--config", s.config,
+                      "a runtime class's config file: measure its default launch (firmware, "
+                      "kernel, initrd, command line, vCPUs) from it alone");
   cmd.snp->add_option("--ovmf", s.ovmf, "OVMF firmware (AmdSev build for direct boot)");
   cmd.snp->add_flag("--dev-firmware", s.dev_firmware,
                     "measure over Cloak's synthetic firmware descriptor (the simulated SP's "
@@ -147,7 +204,9 @@ void AddMeasureCommand(CLI::App& app, MeasureCommand& cmd) {
   cmd.tdx = cmd.measure->add_subcommand(
       "tdx", "TDX MRTD from a TDVF image, and RTMR1/RTMR2 of a QEMU direct boot");
   cmd.tdx->add_flag("--json", cmd.json, "print reference values as JSON");
-  cmd.tdx->add_option("--firmware,--ovmf", t.firmware, "TDVF firmware image")->required();
+  cmd.tdx->add_option("--config", t.config,
+                      "a runtime class's config file: measure its default launch from it alone");
+  cmd.tdx->add_option("--firmware,--ovmf", t.firmware, "TDVF firmware image");
   cmd.tdx->add_option("--kernel", t.kernel, "kernel (QEMU -kernel): also compute RTMR1/RTMR2");
   cmd.tdx->add_option("--initrd", t.initrd, "initrd (QEMU -initrd)");
   cmd.tdx->add_option("--append", t.append, "kernel command line (QEMU -append)");
@@ -157,11 +216,180 @@ void AddMeasureCommand(CLI::App& app, MeasureCommand& cmd) {
       ->add_option("--page-order", t.page_order,
                    "single-pass (upstream KVM) or two-pass (older TDX KVM trees)")
       ->capture_default_str();
+
+  ReferenceValuesInputs& r = cmd.classes_flags;
+  cmd.classes = cmd.measure->add_subcommand(
+      "classes", "reference values of the installer's default runtime classes over a guest image "
+                 "(the build's reference-values.json)");
+  cmd.classes->add_option("--image-dir", r.image_dir, "directory holding vmlinuz and initrd.img")
+      ->required();
+  cmd.classes->add_option("--snp-firmware", r.snp_firmware, "OVMF AmdSev build for cloak-snp");
+  cmd.classes->add_option("--tdx-firmware", r.tdx_firmware, "TDVF for cloak-tdx");
+  cmd.classes->add_option("--out", cmd.classes_out, "write here instead of stdout");
 }
 
+absl::StatusOr<nlohmann::json> BuildReferenceValues(const ReferenceValuesInputs& in) {
+  const std::string kernel = absl::StrCat(in.image_dir, "/vmlinuz");
+  const std::string initrd = absl::StrCat(in.image_dir, "/initrd.img");
+  ASSIGN_OR_RETURN(std::string kernel_bytes, Slurp(kernel, "kernel"));
+  ASSIGN_OR_RETURN(std::string initrd_bytes, Slurp(initrd, "initrd"));
+  nlohmann::json out = {
+      {"schema", 1},
+      {"guest_image",
+       {{"vmlinuz_sha256", m::HexLower(m::Sha256(kernel_bytes))},
+        {"initrd_sha256", m::HexLower(m::Sha256(initrd_bytes))}}},
+      {"about",
+       "Launch reference values of the installer's default runtime classes (docs/measurement.md). "
+       "Import one class into a key-release policy with `cloak-kbs admin import-reference-values "
+       "--class <name>`."},
+      {"classes", nlohmann::json::object()}};
+  struct Class {
+    const char* name;
+    config::TeeType tee;
+    std::optional<std::string> firmware;
+    const char* firmware_what;
+  };
+  const Class classes[] = {
+      {"cloak-dev", config::TeeType::kNone, std::nullopt, ""},
+      {"cloak-snp", config::TeeType::kSnp, in.snp_firmware,
+       "the OVMF AmdSev build (Debian 12 ships none; cloak-deploy.sh --snp-firmware)"},
+      {"cloak-tdx", config::TeeType::kTdx, in.tdx_firmware,
+       "the TDVF image (cloak-deploy.sh --tdx-firmware)"},
+  };
+  for (const Class& k : classes) {
+    config::Config c = config::DefaultConfig();
+    c.tee.type = k.tee;
+    c.hypervisor.kernel = kernel;
+    c.hypervisor.initrd = initrd;
+    const bool snp_like = k.tee != config::TeeType::kTdx;
+    const std::string sub = snp_like ? "snp" : "tdx";
+    if (k.tee != config::TeeType::kNone) {
+      if (!k.firmware.has_value() || ::access(k.firmware->c_str(), R_OK) != 0) {
+        out["classes"][k.name] = {
+            {"tee", sub},
+            {"missing",
+             absl::StrCat("hypervisor.firmware: ", k.firmware_what,
+                          k.firmware.has_value() ? absl::StrCat(" (", *k.firmware, " not found)")
+                                                 : std::string(" (not on the build machine)"))},
+            {"compute_on_node",
+             absl::StrCat("cloak measure ", sub, " --config <the shim config of ", k.name,
+                          "> --json > ", k.name, "-rv.json && cloak-kbs admin "
+                          "import-reference-values --state-dir <dir> <repo/type/tag> --file ",
+                          k.name, "-rv.json")}};
+        continue;
+      }
+      c.hypervisor.firmware = *k.firmware;
+    }
+    nlohmann::json entry;
+    nlohmann::json variants = nlohmann::json::array();
+    // agent.channel "auto": the value depends on the node's vhost-vsock.
+    for (bool vhost_vsock : {false, true}) {
+      nlohmann::json doc;
+      if (snp_like) {
+        ASSIGN_OR_RETURN(SnpMeasureFlags f, SnpFlagsForClass(c, vhost_vsock));
+        ASSIGN_OR_RETURN(doc, MeasureSnp(f));
+      } else {
+        ASSIGN_OR_RETURN(TdxMeasureFlags f, TdxFlagsForClass(c, vhost_vsock));
+        ASSIGN_OR_RETURN(doc, MeasureTdx(f));
+      }
+      if (entry.is_null()) {
+        entry = {{"tee", sub},
+                 {"reference_values", nlohmann::json::object()},
+                 {"inputs", doc["inputs"]}};
+        entry["inputs"].erase("append");
+        entry["inputs"]["tee_type"] = std::string(config::TeeTypeName(k.tee));
+        entry["inputs"]["agent_channel"] = "auto (one value per channel, see variants)";
+      }
+      for (const auto& [key, list] : doc["reference_values"].items()) {
+        nlohmann::json& target = entry["reference_values"][key];
+        if (target.is_null()) target = nlohmann::json::array();
+        for (const auto& v : list) {
+          if (std::find(target.begin(), target.end(), v) == target.end()) target.push_back(v);
+        }
+      }
+      variants.push_back({{"agent_channel", vhost_vsock ? "vsock" : "serial"},
+                          {"append", doc["inputs"]["append"]},
+                          {"reference_values", doc["reference_values"]}});
+    }
+    entry["variants"] = variants;
+    if (k.tee == config::TeeType::kNone) {
+      entry["simulated"] = true;
+      entry["about"] =
+          "the simulated SP's MEASUREMENT for this class (tee.simulated_snp_chain, synthetic "
+          "firmware descriptor): dev only, never for a production policy";
+    }
+    out["classes"][k.name] = entry;
+  }
+  return out;
+}
+
+namespace {
+
+// --config: the class's inputs replace the input flags, which may not be
+// given with it (but --vcpus may: a pod may override hypervisor.vcpus).
+absl::StatusOr<nlohmann::json> MeasureClass(const MeasureCommand& cmd, bool snp) {
+  const std::string path = snp ? *cmd.snp_flags.config : *cmd.tdx_flags.config;
+  CLI::App* sub = snp ? cmd.snp : cmd.tdx;
+  for (const char* flag : {"--ovmf", "--firmware", "--dev-firmware", "--kernel", "--initrd",
+                           "--append", "--memory"}) {
+    if (sub->get_option_no_throw(flag) != nullptr && sub->count(flag) > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " cannot be given with --config (the class config names it)"));
+    }
+  }
+  ASSIGN_OR_RETURN(config::Config c, config::LoadConfig(path));
+  const bool vhost_vsock = ::access("/dev/vhost-vsock", F_OK) == 0;
+  nlohmann::json doc;
+  if (snp) {
+    ASSIGN_OR_RETURN(SnpMeasureFlags f, SnpFlagsForClass(c, vhost_vsock));
+    f.vcpu_type = cmd.snp_flags.vcpu_type;
+    f.guest_features = cmd.snp_flags.guest_features;
+    f.vmm_type = cmd.snp_flags.vmm_type;
+    if (sub->count("--vcpus") > 0) f.vcpus = cmd.snp_flags.vcpus;
+    ASSIGN_OR_RETURN(doc, MeasureSnp(f));
+  } else {
+    ASSIGN_OR_RETURN(TdxMeasureFlags f, TdxFlagsForClass(c, vhost_vsock));
+    f.page_order = cmd.tdx_flags.page_order;
+    ASSIGN_OR_RETURN(doc, MeasureTdx(f));
+  }
+  doc["inputs"]["runtime_class_config"] = path;
+  doc["inputs"]["tee_type"] = std::string(config::TeeTypeName(c.tee.type));
+  return doc;
+}
+
+}  // namespace
+
 int RunMeasure(const MeasureCommand& cmd) {
+  if (cmd.classes != nullptr && cmd.classes->parsed()) {
+    absl::StatusOr<nlohmann::json> doc = BuildReferenceValues(cmd.classes_flags);
+    if (!doc.ok()) {
+      std::cerr << "cloak measure classes: " << doc.status().message() << "\n";
+      return 1;
+    }
+    const std::string text = doc->dump(2) + "\n";
+    if (cmd.classes_out.empty()) {
+      std::cout << text;
+      return 0;
+    }
+    const std::string tmp = cmd.classes_out + ".tmp";
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out || std::rename(tmp.c_str(), cmd.classes_out.c_str()) != 0) {
+      std::cerr << "cloak measure classes: cannot write " << cmd.classes_out << "\n";
+      return 1;
+    }
+    return 0;
+  }
   const bool snp = cmd.snp->parsed();
-  absl::StatusOr<nlohmann::json> doc = snp ? MeasureSnp(cmd.snp_flags) : MeasureTdx(cmd.tdx_flags);
+  const bool by_class = snp ? cmd.snp_flags.config.has_value() : cmd.tdx_flags.config.has_value();
+  absl::StatusOr<nlohmann::json> doc =
+      by_class ? MeasureClass(cmd, snp)
+      : snp    ? MeasureSnp(cmd.snp_flags)
+      : cmd.tdx_flags.firmware.empty()
+          ? absl::StatusOr<nlohmann::json>(absl::InvalidArgumentError(
+                "give the TDVF firmware with --firmware, or a runtime class with --config"))
+          : MeasureTdx(cmd.tdx_flags);
   if (!doc.ok()) {
     std::cerr << "cloak measure " << (snp ? "snp" : "tdx") << ": " << doc.status().message()
               << "\n";

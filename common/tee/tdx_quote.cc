@@ -58,13 +58,18 @@ absl::StatusOr<TdxQuote> ParseTdxQuote(absl::string_view raw) {
   q.report_data = std::string(b.substr(kTdxReportDataOffset, 64));
   const size_t sig_len_off = body + body_size;
   const uint32_t sig_len = Le32(raw, sig_len_off);
-  if (sig_len != raw.size() - sig_len_off - 4) {
+  // By the declared length, as Intel's quote verification library reads
+  // it: real quotes come in fixed-size buffers with zeros after the
+  // signature data; a length that overruns the data is refused.
+  const size_t available = raw.size() - sig_len_off - 4;
+  if (sig_len > available) {
     return absl::InvalidArgumentError(
-        absl::StrCat("TDX quote signature length ", sig_len, " does not match the ",
-                     raw.size() - sig_len_off - 4, " bytes that follow"));
+        absl::StrCat("TDX quote signature data length ", sig_len, " overruns the ", available,
+                     " bytes that follow"));
   }
+  q.trailing_bytes = available - sig_len;
   q.signed_bytes = std::string(raw.substr(0, sig_len_off));
-  q.signature_data = std::string(raw.substr(sig_len_off + 4));
+  q.signature_data = std::string(raw.substr(sig_len_off + 4, sig_len));
   return q;
 }
 

@@ -40,14 +40,20 @@ struct TdxQuote {
   std::string report_data;  // 64
   // Header and body: what the attestation key signs.
   std::string signed_bytes;
-  // The ECDSA quote signature data that follows the length field.
+  // The ECDSA quote signature data: exactly the declared length after the
+  // length field.
   std::string signature_data;
+  // Bytes after the declared signature data (a fixed-size buffer's
+  // padding), ignored.
+  size_t trailing_bytes = 0;
 
   bool debug() const { return (td_attributes & kTdxAttributeDebug) != 0; }
 };
 
-// Parses a TDX quote, version 4 or 5. InvalidArgument naming the problem on
-// short data, another TEE type, or an unknown body type.
+// Parses a TDX quote, version 4 or 5, by its declared lengths: bytes after
+// the declared signature data are accepted (and counted). InvalidArgument
+// naming the problem on short data, a declared length that overruns the
+// data, another TEE type, or an unknown body type.
 absl::StatusOr<TdxQuote> ParseTdxQuote(absl::string_view raw);
 
 }  // namespace cloak::tee

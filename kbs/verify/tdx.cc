@@ -167,6 +167,10 @@ absl::StatusOr<Claims> VerifyTdxAttestation(absl::string_view quote_raw,
   for (size_t i = 0; i < 4; ++i) {
     claims.measurements[absl::StrCat("rtmr", i)] = tee::HexEncode(quote.rtmr[i]);
   }
+  // The TDX module and the TD's configuration, for policies and audit.
+  claims.measurements["mrseam"] = tee::HexEncode(quote.mrseam);
+  claims.measurements["td_attributes"] = absl::StrCat(absl::Hex(quote.td_attributes, absl::kZeroPad16));
+  claims.measurements["xfam"] = absl::StrCat(absl::Hex(quote.xfam, absl::kZeroPad16));
   if (quote.mrconfigid != Bytes(48, '\0'))
     claims.init_data_digest = tee::HexEncode(quote.mrconfigid);
   claims.debug = quote.debug();

@@ -29,6 +29,12 @@ TEST(KernelCmdlineTest, Parses) {
   EXPECT_EQ(d->policy, "enforce");
   EXPECT_EQ(ParseKernelCmdline("cloak.policy=allow-all")->policy, "allow-all");
   EXPECT_FALSE(ParseKernelCmdline("cloak.policy=off").ok());
+  // The runtime class's TEE (docs/attestation.md): absent is not dev.
+  EXPECT_EQ(d->tee, "");
+  EXPECT_EQ(ParseKernelCmdline("cloak.tee=none")->tee, "none");
+  EXPECT_EQ(ParseKernelCmdline("cloak.tee=snp")->tee, "snp");
+  EXPECT_EQ(ParseKernelCmdline("cloak.tee=tdx")->tee, "tdx");
+  EXPECT_FALSE(ParseKernelCmdline("cloak.tee=dev").ok());
   EXPECT_TRUE(IsOptionalModule("sev-guest"));
   EXPECT_FALSE(IsOptionalModule("vsock"));
 }

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/tee/canonical_json.h"
 #include "common/tee/digest.h"
 #include "common/tee/encoding.h"
@@ -269,6 +270,65 @@ TEST(TdxQuoteTest, ParsesThePublicV5Quote) {
   std::string sgx = raw;
   sgx[4] = 0;
   EXPECT_THAT(ParseTdxQuote(sgx).status().message(), HasSubstr("not TDX"));
+}
+
+// A TDX quote built here: header, (v5: body type and size,) body with
+// recognisable MRSEAM / attributes / XFAM, the declared signature data
+// length, `sig` and `trailing` padding.
+std::string BuildTdxQuote(uint16_t version, uint16_t body_type, const std::string& sig,
+                          size_t trailing, int64_t declared_len = -1) {
+  auto le = [](uint64_t v, size_t n) {
+    std::string out(n, '\0');
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>(v >> (8 * i));
+    return out;
+  };
+  std::string q = le(version, 2) + le(2, 2) + le(kTdxTeeType, 4) + std::string(40, 'h');
+  const size_t body_size = body_type == 3 ? kTdxBody15Size : kTdxBody10Size;
+  if (version == 5) q += le(body_type, 2) + le(body_size, 4);
+  std::string body(body_size, '\0');
+  body.replace(16, 48, std::string(48, '\x5e'));  // MRSEAM
+  body.replace(120, 8, le(0x10000000, 8));        // TD attributes (SEPT_VE_DISABLE)
+  body.replace(128, 8, le(0x61ae7, 8));           // XFAM
+  body.replace(kTdxReportDataOffset, 64, std::string(64, 'r'));
+  q += body;
+  q += le(declared_len < 0 ? sig.size() : static_cast<uint64_t>(declared_len), 4);
+  q += sig + std::string(trailing, '\0');
+  return q;
+}
+
+TEST(TdxQuoteTest, ParsedByDeclaredLengths) {
+  const std::string sig = std::string(64, 's') + "certification data";
+  for (const auto& [version, body_type] :
+       std::vector<std::pair<uint16_t, uint16_t>>{{4, 2}, {5, 2}, {5, 3}}) {
+    SCOPED_TRACE(absl::StrCat("v", version, " body ", body_type));
+    // Exact, and in a fixed-size buffer with zeros after the signature data.
+    for (size_t trailing : {size_t{0}, size_t{1}, size_t{4096}}) {
+      absl::StatusOr<TdxQuote> q = ParseTdxQuote(BuildTdxQuote(version, body_type, sig, trailing));
+      ASSERT_TRUE(q.ok()) << q.status();
+      EXPECT_EQ(q->version, version);
+      EXPECT_EQ(q->body_type, body_type);
+      EXPECT_EQ(q->signature_data, sig);
+      EXPECT_EQ(q->trailing_bytes, trailing);
+      EXPECT_EQ(q->mrseam, std::string(48, '\x5e'));
+      EXPECT_EQ(q->td_attributes, 0x10000000u);
+      EXPECT_EQ(q->xfam, 0x61ae7u);
+      EXPECT_EQ(q->report_data, std::string(64, 'r'));
+    }
+    // A declared length that overruns the data is refused.
+    absl::StatusOr<TdxQuote> over =
+        ParseTdxQuote(BuildTdxQuote(version, body_type, sig, 0, sig.size() + 1));
+    ASSERT_FALSE(over.ok());
+    EXPECT_THAT(over.status().message(), HasSubstr("overruns"));
+    EXPECT_FALSE(
+        ParseTdxQuote(BuildTdxQuote(version, body_type, sig, 0, 0xffffffffLL)).ok());
+  }
+  // The public v5 quote in a larger buffer still parses, to the same bytes.
+  const std::string raw = ReadTestdata("tdx/tdx_quote_5.dat");
+  absl::StatusOr<TdxQuote> exact = ParseTdxQuote(raw);
+  absl::StatusOr<TdxQuote> padded = ParseTdxQuote(raw + std::string(8192 - raw.size() % 8192, '\0'));
+  ASSERT_TRUE(exact.ok() && padded.ok()) << padded.status();
+  EXPECT_EQ(exact->signature_data, padded->signature_data);
+  EXPECT_EQ(exact->trailing_bytes, 0u);
 }
 
 }  // namespace

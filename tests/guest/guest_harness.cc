@@ -65,6 +65,16 @@ absl::Status CheckCanBoot(const GuestOptions& options) {
   return absl::OkStatus();
 }
 
+std::string GuestKernelParams(const GuestOptions& options) {
+  std::string out = absl::StrCat("cloak.log=", options.agent_log_level,
+                                 " cloak.max_downloads=", options.max_concurrent_downloads);
+  if (!options.insecure_registries.empty()) {
+    absl::StrAppend(&out, " cloak.insecure_registries=",
+                    absl::StrJoin(options.insecure_registries, ","));
+  }
+  return out;
+}
+
 hv::VmConfig BuildGuestVmConfig(const GuestOptions& options, const std::string& state_dir) {
   hv::VmConfig vm;
   vm.name = absl::StrCat("cloak-", options.sandbox_id.substr(0, 32));
@@ -79,14 +89,14 @@ hv::VmConfig BuildGuestVmConfig(const GuestOptions& options, const std::string& 
   vm.qmp_socket_path = absl::StrCat(state_dir, "/qmp.sock");
   vm.console_log_path = absl::StrCat(state_dir, "/console.log");
   vm.vmm_log_path = absl::StrCat(state_dir, "/qemu.log");
+  // The shim's class command line (shim/hypervisor/guest_cmdline.h) for a
+  // dev class, then the harness's agent settings as class-level kernel
+  // parameters (hypervisor.kernel_params in the shim's terms): the shim
+  // puts them in the init-data, which guest tests bring themselves.
   vm.kernel_cmdline = absl::StrCat(kBaseKernelCmdline, " cloak.channel=serial cloak.port=",
-                                   kAgentPort, " cloak.log=", options.agent_log_level,
-                                   " cloak.max_downloads=", options.max_concurrent_downloads);
-  if (!options.insecure_registries.empty()) {
-    absl::StrAppend(&vm.kernel_cmdline, " cloak.insecure_registries=",
-                    absl::StrJoin(options.insecure_registries, ","));
-  }
+                                   kAgentPort, " cloak.tee=none");
   if (options.allow_all_policy) absl::StrAppend(&vm.kernel_cmdline, " cloak.policy=allow-all");
+  absl::StrAppend(&vm.kernel_cmdline, " ", GuestKernelParams(options));
   vm.user_network = true;
   vm.boot_timeout = options.boot_timeout;
   return vm;

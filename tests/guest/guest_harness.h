@@ -68,8 +68,8 @@ struct GuestOptions {
   std::string sandbox_id = "guest-test";
   std::string hostname = "guest-test";
   // Registries the guest may use over plain HTTP, as the guest names them
-  // ("10.0.2.2:5000"): kernel parameter cloak.insecure_registries, the one
-  // way the agent learns them.
+  // ("10.0.2.2:5000"): kernel parameter cloak.insecure_registries (a
+  // class-level parameter; the shim passes a pod's in the init-data).
   std::vector<std::string> insecure_registries;
   // Guest agent log level (kernel parameter cloak.log).
   std::string agent_log_level = "debug";
@@ -93,6 +93,11 @@ std::string DefaultInitrd();
 // OK when this host can boot the guest: QEMU runs and the guest image
 // exists. FailedPrecondition saying what is missing otherwise (tests skip).
 absl::Status CheckCanBoot(const GuestOptions& options);
+
+// Pure: the agent settings the harness puts on the kernel command line
+// (cloak.log, cloak.max_downloads, cloak.insecure_registries), which the
+// shim would take as hypervisor.kernel_params.
+std::string GuestKernelParams(const GuestOptions& options);
 
 // Pure: the VM the harness boots, with sockets and logs under `state_dir`.
 shim::hypervisor::VmConfig BuildGuestVmConfig(const GuestOptions& options,

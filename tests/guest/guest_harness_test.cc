@@ -46,9 +46,11 @@ config::Config ShimConfig() {
 }
 
 TEST(GuestHarnessConfig, VmConfigMatchesTheShims) {
+  // The harness's agent settings are class-level kernel parameters.
+  config::Config c = ShimConfig();
+  c.hypervisor.kernel_params = GuestKernelParams(Options());
   absl::StatusOr<hv::VmConfig> shim =
-      shim::BuildVmConfig(ShimConfig(), "pod-1", kStateDir, hv::HostCapabilities{},
-                          shim::UserModeNetwork(), {"10.0.2.2:5000"});
+      shim::BuildVmConfig(c, "pod-1", kStateDir, hv::HostCapabilities{}, shim::UserModeNetwork());
   ASSERT_TRUE(shim.ok()) << shim.status();
   const hv::VmConfig ours = BuildGuestVmConfig(Options(), kStateDir);
   EXPECT_EQ(ours.kernel_cmdline, shim->kernel_cmdline);

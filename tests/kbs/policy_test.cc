@@ -254,6 +254,35 @@ TEST(PolicyTest, ImportsReferenceValuesFromCloakMeasure) {
               HasSubstr("allow_any_launch"));
 }
 
+TEST(PolicyTest, ImportsOneClassOfTheBuildsReferenceValues) {
+  auto doc = nlohmann::json::parse(R"({"classes": {
+      "cloak-dev": {"tee": "snp", "simulated": true, "reference_values": {"measurement": ["aa", "bb"]}},
+      "cloak-snp": {"tee": "snp", "missing": "hypervisor.firmware: the OVMF AmdSev build"},
+      "cloak-tdx": {"tee": "tdx", "reference_values": {"mrtd": ["01"], "rtmr1": ["02"], "rtmr2": ["03"]}}}})");
+  // The simulated dev value only by name, and then with allow_simulated.
+  auto dev = MergeReferenceValues(nullptr, doc, "cloak-dev");
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  EXPECT_TRUE(dev->allow_simulated);
+  EXPECT_EQ(dev->reference.measurements.at("measurement"), (std::vector<std::string>{"aa", "bb"}));
+  auto tdx = MergeReferenceValues(nullptr, doc, "cloak-tdx");
+  ASSERT_TRUE(tdx.ok()) << tdx.status();
+  EXPECT_FALSE(tdx->allow_simulated);
+  EXPECT_EQ(tdx->allowed_tees, std::vector<std::string>{"tdx"});
+  // The whole document: refused (a missing class, a simulated one).
+  EXPECT_FALSE(MergeReferenceValues(nullptr, doc).ok());
+  doc["classes"].erase("cloak-snp");
+  auto all = MergeReferenceValues(nullptr, doc);
+  ASSERT_FALSE(all.ok());
+  EXPECT_THAT(all.status().message(), HasSubstr("--class cloak-dev"));
+  auto snp = MergeReferenceValues(nullptr, nlohmann::json::parse(
+      R"({"classes": {"cloak-snp": {"tee": "snp", "missing": "hypervisor.firmware"}}})"), "cloak-snp");
+  EXPECT_THAT(snp.status().message(), HasSubstr("hypervisor.firmware"));
+  auto nope = MergeReferenceValues(nullptr, doc, "cloak-nope");
+  EXPECT_EQ(nope.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(nope.status().message(), HasSubstr("cloak-dev"));
+  EXPECT_FALSE(MergeReferenceValues(nullptr, nlohmann::json::parse(R"({"tee": "snp"})"), "x").ok());
+}
+
 TEST(ResourcePathTest, AcceptsOnlySafePaths) {
   auto p = ParseResourcePath("default/key/image-1.key");
   ASSERT_TRUE(p.ok());

@@ -410,7 +410,17 @@ TEST_F(TdxTest, AcceptsTheRealQuoteWithCollateral) {
   ASSERT_TRUE(claims.ok()) << claims.status();
   EXPECT_EQ(claims->tee, "tdx");
   EXPECT_TRUE(claims->signature_verified);
-  EXPECT_EQ(claims->measurements.size(), 6u);
+  // mrtd, mrconfigid, rtmr0-3, and the TDX module / TD configuration.
+  EXPECT_EQ(claims->measurements.size(), 9u);
+  EXPECT_EQ(claims->measurements.at("mrseam"), tee::HexEncode(quote_.substr(54 + 16, 48)));
+  EXPECT_EQ(claims->measurements.at("td_attributes").size(), 16u);
+  EXPECT_EQ(claims->measurements.at("xfam").size(), 16u);
+  // A real quote arrives in a fixed-size buffer: the bytes after the
+  // declared signature data do not count.
+  auto padded = VerifyTdxAttestation(quote_ + std::string(16384 - quote_.size() % 4096, '\0'),
+                                     options_);
+  ASSERT_TRUE(padded.ok()) << padded.status();
+  EXPECT_EQ(padded->measurements, claims->measurements);
   EXPECT_EQ(claims->init_data_digest, "");  // mrconfigid is zero
   // The root in the quote's chain is Intel's, as pinned.
   EXPECT_EQ(claims->trust_anchor,
@@ -478,7 +488,7 @@ TEST_F(TdxTest, RefusesMalformedQuotes) {
   EXPECT_EQ(VerifyTdxAttestation(quote_.substr(0, 600), options_).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(VerifyTdxAttestation(quote_.substr(0, 4000), options_).status().message(),
-              HasSubstr("signature length"));
+              HasSubstr("overruns"));
   std::string sgx = quote_;
   sgx[4] = 0;
   EXPECT_THAT(VerifyTdxAttestation(sgx, options_).status().message(), HasSubstr("not TDX"));

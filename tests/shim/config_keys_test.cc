@@ -66,9 +66,7 @@ constexpr char kImage[] = "127.0.0.1:5000/busybox:1";
 std::string Observe(const config::Config& c) {
   std::vector<std::string> out;
   const std::string state_dir = SandboxStateDir(c, kSandbox);
-  absl::StatusOr<hv::VmConfig> vm =
-      BuildVmConfig(c, kSandbox, state_dir, FakeHost(), UserModeNetwork(),
-                    GuestInsecureRegistries(c.image.insecure_registries, kImage));
+  absl::StatusOr<hv::VmConfig> vm = BuildVmConfig(c, kSandbox, state_dir, FakeHost(), UserModeNetwork());
   if (!vm.ok()) return absl::StrCat("refused: ", vm.status().ToString());
   out.push_back(absl::StrCat("cmdline: ", vm->kernel_cmdline));
   out.push_back(absl::StrCat("boot_timeout: ", absl::FormatDuration(vm->boot_timeout)));
@@ -102,7 +100,10 @@ std::string Observe(const config::Config& c) {
                              " pull_timeout=", absl::FormatDuration(sandbox.pull_timeout),
                              " annotations=", absl::StrJoin(annotations, ";")));
   out.push_back(absl::StrCat("shim log: ", ShimLogLevel(c.runtime.log_level, false)));
-  absl::StatusOr<std::optional<InitData>> initdata = PodInitData(c, {});
+  // The agent's per-pod settings travel in the init-data ([data.agent]).
+  absl::StatusOr<std::optional<InitData>> initdata = PodInitData(
+      c, {},
+      GuestAgentSettingsFor(c, GuestInsecureRegistries(c.image.insecure_registries, kImage)));
   out.push_back(!initdata.ok()          ? absl::StrCat("initdata refused: ", initdata.status().ToString())
                 : initdata->has_value() ? absl::StrCat("initdata: ", (*initdata)->document)
                                         : "initdata: none");
@@ -203,7 +204,8 @@ const std::vector<KeyCase>& Cases() {
        "boot_timeout: 2m"},
       {"agent.request_timeout", "", "[agent]\nrequest_timeout = \"1m30s\"\n", Kind::kEffect,
        "request_timeout=1m30s"},
-      {"agent.log_level", "", "[agent]\nlog_level = \"off\"\n", Kind::kEffect, "log=off"},
+      {"agent.log_level", "", "[agent]\nlog_level = \"off\"\n", Kind::kEffect,
+       "log_level = \"off\""},
       {"agent.allow_all_policy", "", "[agent]\nallow_all_policy = true\n", Kind::kEffect,
        "cloak.policy=allow-all"},
       {"kbs.url", "", "[kbs]\nurl = \"https://kbs.example:8080\"\n", Kind::kEffect,
@@ -214,10 +216,10 @@ const std::vector<KeyCase>& Cases() {
       {"image.pull_timeout", "", "[image]\npull_timeout = \"30m\"\n", Kind::kEffect,
        "pull_timeout=30m"},
       {"image.max_concurrent_downloads", "", "[image]\nmax_concurrent_downloads = 8\n",
-       Kind::kEffect, "max_downloads=8"},
+       Kind::kEffect, "max_downloads = 8"},
       {"image.insecure_registries", "",
        "[image]\ninsecure_registries = [\"registry.local:5000\"]\n", Kind::kEffect,
-       "insecure=registry.local:5000,10.0.2.2:5000"},
+       "insecure_registries = [\"registry.local:5000\", \"10.0.2.2:5000\"]"},
   };
   return *cases;
 }
@@ -313,14 +315,30 @@ TEST(ShimLogLevelTest, DebugFlagOnlyRaisesTheLevel) {
 
 TEST(DefaultInitDataTest, DocumentFromKbsConfig) {
   config::KbsConfig kbs;
+  // Without a KBS: only the agent's settings.
   auto none = DefaultInitDataDocument(kbs, "");
   ASSERT_TRUE(none.ok());
-  EXPECT_EQ(*none, "");
+  EXPECT_EQ(*none,
+            "version = \"0.1.0\"\nalgorithm = \"sha384\"\n\n[data]\n\n[data.agent]\n"
+            "log_level = \"info\"\nmax_downloads = 3\ninsecure_registries = []\n");
   kbs.url = "http://10.0.2.2:8080";
-  auto doc = DefaultInitDataDocument(kbs, "");
+  GuestAgentSettings agent;
+  agent.log_level = "debug";
+  agent.max_downloads = 5;
+  agent.insecure_registries = {"10.0.2.2:5000", "r.local"};
+  auto doc = DefaultInitDataDocument(kbs, "", agent);
   ASSERT_TRUE(doc.ok()) << doc.status();
   EXPECT_EQ(*doc, "version = \"0.1.0\"\nalgorithm = \"sha384\"\n\n[data]\nkbs_url = "
-                  "'http://10.0.2.2:8080'\n");
+                  "'http://10.0.2.2:8080'\n\n[data.agent]\nlog_level = \"debug\"\n"
+                  "max_downloads = 5\ninsecure_registries = [\"10.0.2.2:5000\", \"r.local\"]\n");
+  // The document parses, and the agent reads the same settings back.
+  auto parsed = tee::ParseInitData(*doc);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->data["agent"]["log_level"], "debug");
+  EXPECT_EQ(parsed->data["agent"]["max_downloads"], 5);
+  EXPECT_EQ(parsed->data["agent"]["insecure_registries"][1], "r.local");
+  agent.insecure_registries = {"bad\"name"};
+  EXPECT_FALSE(DefaultInitDataDocument(kbs, "", agent).ok());
   kbs.ca_file = "/etc/cloak/ca.pem";
   auto bad = DefaultInitDataDocument(kbs, "not a certificate");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
@@ -343,10 +361,12 @@ TEST(DefaultInitDataTest, PodInitDataReplacesTheDefaultAndIsMeasuredTheSameWay) 
   ASSERT_TRUE(pods.ok()) << pods.status();
   ASSERT_TRUE(pods->has_value());
   EXPECT_EQ((*pods)->document, own);
-  // No KBS, no annotation: no init-data.
-  auto nothing = PodInitData(config::Config{}, {});
-  ASSERT_TRUE(nothing.ok());
-  EXPECT_FALSE(nothing->has_value());
+  // No KBS, no annotation: the agent's settings still travel measured.
+  auto settings_only = PodInitData(config::Config{}, {});
+  ASSERT_TRUE(settings_only.ok());
+  ASSERT_TRUE(settings_only->has_value());
+  EXPECT_THAT((*settings_only)->document, HasSubstr("[data.agent]"));
+  EXPECT_THAT((*settings_only)->document, Not(HasSubstr("kbs_url")));
   // A CA file that is not there is an error naming the key.
   c.kbs.ca_file = "/nonexistent/ca.pem";
   auto missing = PodInitData(c, {});

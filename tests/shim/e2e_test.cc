@@ -754,42 +754,41 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
   r = run_encrypted("enc-snp", true, sp_config);
   EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- kbs log ---\n" << Slurp(d_ + "/kbs.log");
   EXPECT_THAT(r.output, HasSubstr("decrypted-in-guest"));
-  // The measurement the SP reports is computed, not taken on trust:
-  // `cloak measure snp --dev-firmware` over this build's kernel and initrd,
-  // the command line the shim gave QEMU and the VM's vCPUs must give the
-  // value the SP logged.
-  std::string logged, cmdline, vcpus;
-  {
-    const std::string log = Slurp(d_ + "/containerd.log");
-    const size_t at = log.rfind("measurement ");
-    if (at != std::string::npos) {
-      logged = log.substr(at + 12, 96);
-      const size_t c = log.find("cmdline \"", at);
-      const size_t e = c == std::string::npos ? c : log.find('"', c + 9);
-      if (e != std::string::npos) cmdline = log.substr(c + 9, e - c - 9);
-      const size_t v = log.find(" vcpus ", at);
-      if (v != std::string::npos) vcpus = log.substr(v + 7, log.find(' ', v + 7) - v - 7);
-    }
-  }
-  ASSERT_EQ(logged.size(), 96u) << "no measurement in the shim's log";
-  ASSERT_FALSE(cmdline.empty()) << "no command line in the shim's log";
-  std::string measurement = logged;
+  // The value to pin is computed from the runtime class's config alone —
+  // `cloak measure snp --config` — not read from any log: the class's
+  // command line holds no per-pod knob (those are in the init-data).
+  std::string measurement = std::string(96, '0');
   std::string other_cmdline_measurement = std::string(96, '0');
+  std::string other_initrd_measurement = std::string(96, '0');
 #ifdef CLOAK_CLI_BINARY
-  auto cloak_measure = [&](const std::string& append) {
-    RunResult m = Run({CLOAK_CLI_BINARY, "measure", "snp", "--dev-firmware", "--kernel", kernel_,
-                       "--initrd", initrd_, "--append", append, "--vcpus", vcpus},
-                      absl::Seconds(60));
-    EXPECT_EQ(m.exit_code, 0) << m.output;
-    return std::string(absl::StripAsciiWhitespace(m.output));
+  RunResult m = Run({CLOAK_CLI_BINARY, "measure", "snp", "--config", sp_config}, absl::Seconds(60));
+  ASSERT_EQ(m.exit_code, 0) << m.output;
+  measurement = std::string(absl::StripAsciiWhitespace(m.output));
+  ASSERT_EQ(measurement.size(), 96u) << m.output;
+  // The same launch with one command-line byte changed, or another initrd:
+  // other values, which the KBS refuses below. The class's command line is
+  // the one `cloak measure --config --json` reports it measured.
+  m = Run({CLOAK_CLI_BINARY, "measure", "snp", "--config", sp_config, "--json"}, absl::Seconds(60));
+  ASSERT_EQ(m.exit_code, 0) << m.output;
+  const size_t a = m.output.find("\"append\": \"");
+  ASSERT_NE(a, std::string::npos) << m.output;
+  std::string cmdline = m.output.substr(a + 11, m.output.find('"', a + 11) - a - 11);
+  ASSERT_THAT(cmdline, HasSubstr("cloak.tee=none"));
+  EXPECT_THAT(cmdline, Not(HasSubstr("cloak.insecure_registries")));
+  auto cloak_measure = [&](const std::string& append, const std::string& initrd) {
+    RunResult r2 = Run({CLOAK_CLI_BINARY, "measure", "snp", "--dev-firmware", "--kernel", kernel_,
+                        "--initrd", initrd, "--append", append, "--vcpus", "1"},
+                       absl::Seconds(60));
+    EXPECT_EQ(r2.exit_code, 0) << r2.output;
+    return std::string(absl::StripAsciiWhitespace(r2.output));
   };
-  measurement = cloak_measure(cmdline);
-  EXPECT_EQ(measurement, logged) << "cloak measure disagrees with the simulated SP";
-  // One command-line byte changed: another value, which the KBS refuses below.
+  EXPECT_EQ(cloak_measure(cmdline, initrd_), measurement);
   std::string changed = cmdline;
   changed.back() = changed.back() == 'x' ? 'y' : 'x';
-  other_cmdline_measurement = cloak_measure(changed);
+  other_cmdline_measurement = cloak_measure(changed, initrd_);
   EXPECT_NE(other_cmdline_measurement, measurement);
+  other_initrd_measurement = cloak_measure(cmdline, kernel_);  // the kernel as "another initrd"
+  EXPECT_NE(other_initrd_measurement, measurement);
 #endif
 
   // The policy pins that measurement: released again.
@@ -805,6 +804,15 @@ TEST_F(ShimE2eTest, EncryptedImageRunsOnlyAfterKeyRelease) {
                           R"("reference_values":{"measurement":[")", other_cmdline_measurement,
                           R"("]}})"));
   r = run_encrypted("enc-snp-wrong", true, sp_config);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("measurement"));
+  EXPECT_THAT(r.output, Not(HasSubstr("decrypted-in-guest")));
+
+  // Another initrd's measurement pinned: refused the same way.
+  set_policy(absl::StrCat(R"({"allowed_tees":["snp"],"allow_simulated":true,)",
+                          R"("reference_values":{"measurement":[")", other_initrd_measurement,
+                          R"("]}})"));
+  r = run_encrypted("enc-snp-initrd", true, sp_config);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("measurement"));
   EXPECT_THAT(r.output, Not(HasSubstr("decrypted-in-guest")));

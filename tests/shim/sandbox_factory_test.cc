@@ -27,7 +27,7 @@ TEST(SandboxConfigTest, VmConfigFromConfig) {
   cfg.hypervisor.memory_mib = 1024;
   cfg.hypervisor.kernel_params = "foo=1";
   hypervisor::HostCapabilities caps;  // no vhost-vsock: auto resolves to serial
-  auto vm = BuildVmConfig(cfg, "sb1", "/run/cloak/sb1", caps, UserModeNetwork(), {"10.0.2.2:5000"});
+  auto vm = BuildVmConfig(cfg, "sb1", "/run/cloak/sb1", caps, UserModeNetwork());
   ASSERT_TRUE(vm.ok()) << vm.status();
   EXPECT_EQ(vm->memory_mib, 1024);
   EXPECT_EQ(vm->qmp_socket_path, "/run/cloak/sb1/qmp.sock");
@@ -43,8 +43,26 @@ TEST(SandboxConfigTest, VmConfigFromConfig) {
   EXPECT_EQ(vsock->agent_channel, hypervisor::AgentChannel::kVsock);
   EXPECT_THAT(vsock->kernel_cmdline, HasSubstr("cloak.channel=vsock "));
   EXPECT_THAT(vsock->kernel_cmdline, Not(HasSubstr("insecure")));
-  EXPECT_THAT(vm->kernel_cmdline, HasSubstr("cloak.insecure_registries=10.0.2.2:5000"));
-  EXPECT_THAT(vm->kernel_cmdline, ::testing::EndsWith(" foo=1"));
+  // Class-level constants only (shim/hypervisor/guest_cmdline.h): the
+  // per-pod agent settings are in the init-data.
+  EXPECT_EQ(vm->kernel_cmdline,
+            std::string(kBaseKernelCmdline) +
+                " cloak.channel=serial cloak.port=1024 cloak.tee=none foo=1");
+  EXPECT_EQ(vm->kernel_cmdline, hypervisor::GuestKernelCmdline(cfg, hypervisor::AgentChannel::kSerial));
+  for (const char* per_pod : {"cloak.log", "cloak.max_downloads", "cloak.insecure_registries"}) {
+    EXPECT_THAT(vm->kernel_cmdline, Not(HasSubstr(per_pod)));
+  }
+  // The TEE class is on it, for the agent's plain-http rule.
+  cfg.tee.type = config::TeeType::kSnp;
+  EXPECT_THAT(hypervisor::GuestKernelCmdline(cfg, hypervisor::AgentChannel::kVsock),
+              HasSubstr(" cloak.channel=vsock cloak.port=1024 cloak.tee=snp "));
+  cfg.tee.type = config::TeeType::kNone;
+  EXPECT_EQ(hypervisor::ClassAgentChannel(config::AgentChannel::kAuto, false),
+            config::AgentChannel::kSerial);
+  EXPECT_EQ(hypervisor::ClassAgentChannel(config::AgentChannel::kAuto, true),
+            config::AgentChannel::kVsock);
+  EXPECT_EQ(hypervisor::ClassAgentChannel(config::AgentChannel::kSerial, true),
+            config::AgentChannel::kSerial);
   EXPECT_EQ(vm->tee, hypervisor::TeeType::kNone);
   EXPECT_TRUE(vm->user_network);
   // The agent policy is on unless the runtime class turns it off, on the

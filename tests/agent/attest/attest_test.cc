@@ -220,6 +220,63 @@ TEST(KbsUrlTest, PlainHttpOnlyToLoopbackOrQemuHost) {
   EXPECT_THAT(std::string(ValidateKbsUrl("http://192.168.1.1").message()), HasSubstr("10.0.2.2"));
 }
 
+TEST(KbsUrlTest, NoPlainHttpOutsideDev) {
+  const std::string ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  // Dev class: http to the host (loopback or 10.0.2.2) and https with or
+  // without a pinned CA.
+  for (const char* ok : {"http://127.0.0.1:8080", "http://10.0.2.2:8080", "https://kbs.example"}) {
+    EXPECT_TRUE(CheckKbsTransport(ok, /*dev_class=*/true, "").ok()) << ok;
+  }
+  // Still only to the host.
+  EXPECT_FALSE(CheckKbsTransport("http://10.0.2.3", true, "").ok());
+  // TEE class: never plain http, not even to loopback or 10.0.2.2 (the
+  // host could answer as the KBS there) ...
+  for (const char* bad : {"http://127.0.0.1:8080", "http://10.0.2.2:8080", "http://localhost"}) {
+    absl::Status s = CheckKbsTransport(bad, /*dev_class=*/false, ca);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("dev runtime class")) << bad;
+  }
+  // ... and https only with the CA pinned in the init-data.
+  absl::Status unpinned = CheckKbsTransport("https://kbs.example", false, "");
+  EXPECT_EQ(unpinned.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unpinned.message()), HasSubstr("data.kbs_cert"));
+  EXPECT_TRUE(CheckKbsTransport("https://kbs.example:8080", false, ca).ok());
+  // KbsClient::Create applies the rule.
+  KbsClientOptions o;
+  o.url = "http://127.0.0.1:1";
+  EXPECT_FALSE(KbsClient::Create(o).ok());
+  o.dev_class = true;
+  EXPECT_TRUE(KbsClient::Create(o).ok());
+}
+
+TEST(InitDataTest, AgentSettings) {
+  const std::string head = "version = \"0.1.0\"\nalgorithm = \"sha384\"\n";
+  auto d = ParseInitData(head + "[data.agent]\nlog_level = \"debug\"\nmax_downloads = 5\n"
+                                "insecure_registries = [\"10.0.2.2:5000\", \"[::1]:80\"]\n");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->agent.log_level, "debug");
+  EXPECT_EQ(d->agent.max_downloads, 5);
+  EXPECT_THAT(d->agent.insecure_registries, ::testing::ElementsAre("10.0.2.2:5000", "[::1]:80"));
+  // Unset: the class's values.
+  auto none = ParseInitData(head);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->agent.log_level, "");
+  EXPECT_EQ(none->agent.max_downloads, 0);
+  EXPECT_TRUE(none->agent.insecure_registries.empty());
+  for (const auto& [doc, key] : std::vector<std::pair<std::string, std::string>>{
+           {"[data]\nagent = 1\n", "data.agent"},
+           {"[data.agent]\nlog_level = \"loud\"\n", "data.agent.log_level"},
+           {"[data.agent]\nmax_downloads = 0\n", "data.agent.max_downloads"},
+           {"[data.agent]\nmax_downloads = 17\n", "data.agent.max_downloads"},
+           {"[data.agent]\ninsecure_registries = \"r\"\n", "data.agent.insecure_registries"},
+           {"[data.agent]\ninsecure_registries = [\"a/b\"]\n", "insecure_registries[0]"},
+           {"[data.agent]\ninsecure_registries = [\"\"]\n", "insecure_registries[0]"}}) {
+    auto bad = ParseInitData(head + doc);
+    ASSERT_FALSE(bad.ok()) << doc;
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr(key)) << doc;
+  }
+}
+
 // A fake configfs-tsm: a temp dir stands in for /sys/kernel/config/tsm/report
 // and the hooks play the kernel.
 class FakeTsmTest : public ::testing::Test {

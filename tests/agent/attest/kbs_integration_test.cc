@@ -162,6 +162,7 @@ class AttestKbsTest : public ::testing::Test {
     o.initdata_path = case_->Join("initdata.toml");
     // A host without a TEE: no configfs-tsm, no guest devices → sample.
     o.attester.tsm_report_dir = case_->Join("no-tsm");
+    o.dev_class = true;  // http://127.0.0.1: the dev rule (CheckKbsTransport)
     o.attester.sev_guest_device = case_->Join("no-sev-guest");
     o.attester.tdx_guest_device = case_->Join("no-tdx-guest");
     return std::make_shared<AttestationSession>(o);

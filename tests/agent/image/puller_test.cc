@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "agent/image/digest.h"
+#include "agent/image/registry_client.h"
 #include "common/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -115,6 +116,35 @@ TEST_F(PullerTest, PullByDigestAndManifestTampering) {
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(bad.status().message(), HasSubstr(wanted));
+}
+
+TEST(HostRegistryTest, OnlyLoopbackLocalhostAndQemuHost) {
+  for (const char* host : {"127.0.0.1:5000", "127.9.9.9", "localhost:80", "localhost",
+                           "10.0.2.2:5000", "[::1]:5000"}) {
+    EXPECT_TRUE(IsHostRegistry(host)) << host;
+  }
+  for (const char* other : {"10.0.2.3:5000", "docker.io", "registry.local:5000", "[::2]:5000",
+                            "128.0.0.1", "localhost.example:5000", "[::1"}) {
+    EXPECT_FALSE(IsHostRegistry(other)) << other;
+  }
+}
+
+// The dev class's rule: a registry on the host is plain HTTP without being
+// listed; otherwise an unlisted registry is HTTPS (and the plain-HTTP fake
+// registry cannot answer).
+TEST_F(PullerTest, PlainHttpToTheHostOnlyWithTheDevRule) {
+  registry_.AddImage("cloak/test", "1", GoodImage());
+  PullerOptions options;
+  options.work_dir = dir_->path().string();
+  options.registry.plain_http_to_host = true;
+  auto dev = RegistryImagePuller::Create(options);
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  auto pulled = (*dev)->Pull(Ref(":1"), Rootfs("dev"));
+  EXPECT_TRUE(pulled.ok()) << pulled.status();
+  options.registry.plain_http_to_host = false;
+  auto tee = RegistryImagePuller::Create(options);
+  ASSERT_TRUE(tee.ok()) << tee.status();
+  EXPECT_FALSE((*tee)->Pull(Ref(":1"), Rootfs("tee")).ok());
 }
 
 TEST_F(PullerTest, UnknownTagIsNotFoundNamingTheImage) {
