@@ -58,7 +58,7 @@ inline const char* SkipPrefix(bool allowed) {
   return OnCi() && !allowed
              ? "CI=true: this test skipped, which must not happen on the CI machine (see "
                "docs/development.md, \"Skipped tests\"); skip reason"
-             : "Skipped";
+             : "";
 }
 
 }  // namespace cloak::testutil
