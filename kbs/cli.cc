@@ -51,8 +51,11 @@ struct ServeFlags {
   std::string tdx_root_ca;
   bool tdx_allow_unverified = false;
   bool allow_unpinned_root = false;
-  std::string nonce_ttl = "60s";
+  std::string nonce_ttl = "30s";
   std::string token_ttl = "5m";
+  size_t max_pending_sessions = kMaxPendingSessions;
+  double auth_rate = kDefaultAuthRate;
+  double auth_burst = kDefaultAuthBurst;
   std::string port_file;
   std::string log_level = "info";
 };
@@ -89,6 +92,14 @@ int RunServe(const ServeFlags& flags) {
   if (!token_ttl.ok()) return Fail(token_ttl.status());
   config.nonce_ttl = *nonce_ttl;
   config.token_ttl = *token_ttl;
+  if (flags.max_pending_sessions == 0 || flags.auth_rate < 0 || flags.auth_burst < 1) {
+    return Fail(absl::InvalidArgumentError(
+        "--max-pending-sessions must be at least 1, --auth-rate at least 0 (0: no limit) and "
+        "--auth-burst at least 1"));
+  }
+  config.max_pending_sessions = flags.max_pending_sessions;
+  config.auth_rate = flags.auth_rate;
+  config.auth_burst = flags.auth_burst;
   if (config.verifier.allow_unpinned_root) {
     Logger("kbs")->warn(
         "--allow-unpinned-root: evidence chaining to a root other than AMD's "
@@ -253,7 +264,18 @@ int RunKbsCli(int argc, char** argv) {
   serve_cmd->add_flag("--allow-unpinned-root", serve.allow_unpinned_root,
                       "Trust an ARK / Intel root that is not the vendor's pinned one (claims "
                       "name it)");
-  serve_cmd->add_option("--nonce-ttl", serve.nonce_ttl, "Nonce lifetime")->capture_default_str();
+  serve_cmd->add_option("--nonce-ttl", serve.nonce_ttl,
+                        "Nonce lifetime, also how long a session that has not attested is kept")
+      ->capture_default_str();
+  serve_cmd->add_option("--max-pending-sessions", serve.max_pending_sessions,
+                        "Sessions kept that have not attested; past it the oldest is forgotten")
+      ->capture_default_str();
+  serve_cmd->add_option("--auth-rate", serve.auth_rate,
+                        "POST /kbs/v0/auth per second per client address (0: no limit)")
+      ->capture_default_str();
+  serve_cmd->add_option("--auth-burst", serve.auth_burst,
+                        "POST /kbs/v0/auth at once per client address")
+      ->capture_default_str();
   serve_cmd->add_option("--token-ttl", serve.token_ttl, "Attestation token lifetime")
       ->capture_default_str();
   serve_cmd->add_option("--port-file", serve.port_file, "Write the bound port here");

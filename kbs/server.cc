@@ -3,6 +3,9 @@
 #include <arpa/inet.h>
 #include <httplib.h>
 
+#include <cstring>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -17,6 +20,19 @@ bool IsLoopbackHost(absl::string_view host) {
   in6_addr v6{};
   if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
   return false;
+}
+
+std::string RateLimitKey(absl::string_view remote_addr) {
+  std::string h(remote_addr);
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, h.c_str(), &v6) == 1 && !IN6_IS_ADDR_V4MAPPED(&v6)) {
+    // One IPv6 host usually owns a whole /64.
+    std::memset(&v6.s6_addr[8], 0, 8);
+    char text[INET6_ADDRSTRLEN];
+    if (inet_ntop(AF_INET6, &v6, text, sizeof(text)) != nullptr) return absl::StrCat(text, "/64");
+  }
+  if (absl::StartsWith(h, "::ffff:")) return h.substr(7);
+  return h;
 }
 
 absl::StatusOr<std::unique_ptr<KbsServer>> KbsServer::Create(const KbsConfig& config) {
@@ -57,7 +73,8 @@ absl::StatusOr<std::unique_ptr<KbsServer>> KbsServer::Create(const KbsConfig& co
                         .path = req.path,
                         .body = req.body,
                         .cookie = req.get_header_value("Cookie"),
-                        .authorization = req.get_header_value("Authorization")};
+                        .authorization = req.get_header_value("Authorization"),
+                        .client = RateLimitKey(req.remote_addr)};
     HttpResponse response = service->Handle(request);
     res.status = response.status;
     for (const auto& [name, value] : response.headers) res.set_header(name, value);

@@ -3,6 +3,7 @@
 #define CLOAK_KBS_SERVER_H_
 
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "kbs/service.h"
@@ -15,6 +16,9 @@ namespace cloak::kbs {
 
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool IsLoopbackHost(absl::string_view host);
+// The key the auth rate limit counts a peer address under: the IPv4
+// address, or the IPv6 /64 ("2001:db8::/64").
+std::string RateLimitKey(absl::string_view remote_addr);
 
 class KbsServer {
  public:

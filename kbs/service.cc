@@ -82,7 +82,8 @@ KbsService::KbsService(const KbsConfig& config, ResourceStore store, std::string
                        Clock clock)
     : config_(config),
       store_(std::move(store)),
-      sessions_(config.nonce_ttl, clock),
+      sessions_(config.nonce_ttl, clock, kMaxSessions, config.max_pending_sessions),
+      auth_limiter_(config.auth_rate, config.auth_burst, clock),
       tokens_(std::move(token_key), config.token_ttl, clock) {}
 
 std::string KbsService::SessionCookie(absl::string_view id, absl::Duration max_age) const {
@@ -134,6 +135,25 @@ HttpResponse KbsService::Auth(const HttpRequest& request) {
   if (!verifiers_.contains(tee)) {
     return ErrorResponse(401, "UnsupportedTee",
                          absl::StrCat("TEE \"", tee, "\" is not supported (snp, tdx, sample)"));
+  }
+  if (!request.client.empty()) {
+    absl::Status admitted = auth_limiter_.Admit(request.client);
+    if (!admitted.ok()) {
+      {
+        absl::MutexLock lock(&refusals_mu_);
+        ++refusals_;
+        if (absl::Now() - refusals_logged_ >= absl::Seconds(10)) {
+          log->warn("step=auth status=429 refused {} auth requests over the per-client rate in "
+                    "the last 10s; latest: {}",
+                    refusals_, std::string(admitted.message()));
+          refusals_ = 0;
+          refusals_logged_ = absl::Now();
+        }
+      }
+      HttpResponse r = ErrorResponse(429, "TooManyRequests", admitted.message());
+      r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
   }
   auto session = sessions_.Create(tee);
   if (!session.ok()) {

@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kbs/session.h"
 #include "kbs/store.h"
@@ -31,6 +32,11 @@ struct KbsConfig {
   VerifierConfig verifier;
   absl::Duration nonce_ttl = kDefaultNonceTtl;
   absl::Duration token_ttl = kDefaultTokenTtl;
+  // Hostile load (docs/kbs.md): un-attested sessions kept, and auth
+  // requests per client address (per second, at once; rate 0: no limit).
+  size_t max_pending_sessions = kMaxPendingSessions;
+  double auth_rate = kDefaultAuthRate;
+  double auth_burst = kDefaultAuthBurst;
   // HTTP shell only (server.h).
   std::string listen_host = "127.0.0.1";
   int port = 8080;
@@ -45,6 +51,9 @@ struct HttpRequest {
   std::string body;
   std::string cookie;         // the Cookie header
   std::string authorization;  // the Authorization header
+  // The client's address as the auth rate limit counts it (server.cc's
+  // RateLimitKey); "" (in-process callers) is not limited.
+  std::string client;
 };
 
 struct HttpResponse {
@@ -66,6 +75,7 @@ class KbsService {
                                                             Clock clock = absl::Now);
   // Never throws; every failure becomes an HTTP error with a clear detail.
   HttpResponse Handle(const HttpRequest& request);
+  SessionStore::Counts session_counts() { return sessions_.counts(); }
 
  private:
   KbsService(const KbsConfig& config, ResourceStore store, std::string token_key, Clock clock);
@@ -77,7 +87,12 @@ class KbsService {
   KbsConfig config_;
   ResourceStore store_;
   SessionStore sessions_;
+  AuthRateLimiter auth_limiter_;
   TokenIssuer tokens_;
+  // Refused auth requests are summarised in the log, not logged one by one.
+  absl::Mutex refusals_mu_;
+  uint64_t refusals_ ABSL_GUARDED_BY(refusals_mu_) = 0;
+  absl::Time refusals_logged_ ABSL_GUARDED_BY(refusals_mu_) = absl::InfinitePast();
   absl::flat_hash_map<std::string, std::unique_ptr<Verifier>> verifiers_;
 };
 

@@ -1,5 +1,7 @@
 #include "kbs/session.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
@@ -7,7 +9,22 @@
 namespace cloak::kbs {
 
 void SessionStore::ForgetExpiredLocked(absl::Time now) {
-  absl::erase_if(sessions_, [now](const auto& kv) { return kv.second.expires <= now; });
+  while (!pending_order_.empty() && pending_order_.front().first <= now) {
+    auto it = sessions_.find(pending_order_.front().second);
+    if (it != sessions_.end() && it->second.token.empty()) {
+      sessions_.erase(it);
+      --pending_;
+    }
+    pending_order_.pop_front();
+  }
+  while (!attested_order_.empty() && attested_order_.front().first <= now) {
+    auto it = sessions_.find(attested_order_.front().second);
+    if (it != sessions_.end() && !it->second.token.empty() && it->second.expires <= now) {
+      sessions_.erase(it);
+      --attested_;
+    }
+    attested_order_.pop_front();
+  }
 }
 
 absl::StatusOr<Session> SessionStore::Create(absl::string_view tee) {
@@ -22,12 +39,19 @@ absl::StatusOr<Session> SessionStore::Create(absl::string_view tee) {
   s.expires = s.nonce_deadline;
   absl::MutexLock lock(&mu_);
   ForgetExpiredLocked(now);
-  if (sessions_.size() >= max_sessions_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "too many open KBS sessions (", max_sessions_, "); retry after ",
-        absl::FormatDuration(nonce_ttl_)));
+  // Full: the oldest session that never attested makes room.
+  while (pending_ >= max_pending_ && !pending_order_.empty()) {
+    auto it = sessions_.find(pending_order_.front().second);
+    pending_order_.pop_front();
+    if (it != sessions_.end() && it->second.token.empty()) {
+      sessions_.erase(it);
+      --pending_;
+      ++evicted_pending_;
+    }
   }
   sessions_[s.id] = s;
+  pending_order_.emplace_back(s.expires, s.id);
+  ++pending_;
   return s;
 }
 
@@ -58,9 +82,69 @@ absl::StatusOr<Session> SessionStore::ConsumeNonce(absl::string_view id) {
 void SessionStore::SetToken(absl::string_view id, absl::string_view token, absl::Time expires) {
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(id);
-  if (it == sessions_.end()) return;
+  if (it == sessions_.end() || !it->second.token.empty()) return;
   it->second.token = std::string(token);
   it->second.expires = std::max(it->second.expires, expires);
+  --pending_;
+  ++attested_;
+  attested_order_.emplace_back(it->second.expires, it->second.id);
+  // Full: the attested session whose token expires first goes (its holder
+  // still has the token itself, as a bearer token).
+  while (attested_ > max_sessions_ && !attested_order_.empty()) {
+    auto old = sessions_.find(attested_order_.front().second);
+    attested_order_.pop_front();
+    if (old != sessions_.end() && !old->second.token.empty()) {
+      sessions_.erase(old);
+      --attested_;
+    }
+  }
+}
+
+SessionStore::Counts SessionStore::counts() {
+  absl::MutexLock lock(&mu_);
+  ForgetExpiredLocked(clock_());
+  return Counts{pending_, attested_, evicted_pending_};
+}
+
+absl::Status AuthRateLimiter::Admit(absl::string_view client) {
+  if (rate_ <= 0) return absl::OkStatus();
+  const absl::Time now = clock_();
+  absl::MutexLock lock(&mu_);
+  auto it = buckets_.find(client);
+  if (it == buckets_.end()) {
+    if (buckets_.size() >= max_clients_) MakeRoomLocked(now);
+    it = buckets_.emplace(std::string(client), Bucket{burst_, now}).first;
+  }
+  Bucket& b = it->second;
+  b.tokens = std::min(burst_, b.tokens + rate_ * absl::ToDoubleSeconds(now - b.last));
+  b.last = now;
+  if (b.tokens < 1) {
+    absl::Duration wait = absl::Seconds((1 - b.tokens) / rate_);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "too many POST /kbs/v0/auth from ", client, " (at most ", rate_, " per second, ", burst_,
+        " at once): retry after ", absl::FormatDuration(absl::Ceil(wait, absl::Milliseconds(1)))));
+  }
+  b.tokens -= 1;
+  return absl::OkStatus();
+}
+
+void AuthRateLimiter::MakeRoomLocked(absl::Time now) {
+  // A bucket that has refilled says nothing a fresh one would not.
+  absl::erase_if(buckets_, [&](const auto& kv) {
+    return kv.second.tokens + rate_ * absl::ToDoubleSeconds(now - kv.second.last) >= burst_;
+  });
+  while (buckets_.size() >= max_clients_) {
+    auto oldest = buckets_.begin();
+    for (auto it = buckets_.begin(); it != buckets_.end(); ++it) {
+      if (it->second.last < oldest->second.last) oldest = it;
+    }
+    buckets_.erase(oldest);
+  }
+}
+
+size_t AuthRateLimiter::clients() {
+  absl::MutexLock lock(&mu_);
+  return buckets_.size();
 }
 
 absl::StatusOr<std::string> SessionStore::Token(absl::string_view id) {

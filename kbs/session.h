@@ -2,8 +2,10 @@
 #ifndef CLOAK_KBS_SESSION_H_
 #define CLOAK_KBS_SESSION_H_
 
+#include <deque>
 #include <functional>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -21,9 +23,18 @@ using Clock = std::function<absl::Time()>;
 // A validated tee-pubkey (common/jose).
 using Jwk = jose::PublicJwk;
 
-inline constexpr absl::Duration kDefaultNonceTtl = absl::Seconds(60);
+// Un-attested sessions live only as long as their nonce (docs/kbs.md,
+// "Hostile load").
+inline constexpr absl::Duration kDefaultNonceTtl = absl::Seconds(30);
 inline constexpr absl::Duration kDefaultTokenTtl = absl::Minutes(5);
+// Attested sessions (each backed by genuine evidence).
 inline constexpr size_t kMaxSessions = 10000;
+// Sessions that have not attested; past this the oldest is forgotten.
+inline constexpr size_t kMaxPendingSessions = 4096;
+// POST /kbs/v0/auth per client address: a token bucket.
+inline constexpr double kDefaultAuthRate = 20;    // per second
+inline constexpr double kDefaultAuthBurst = 100;
+inline constexpr size_t kMaxRateClients = 4096;
 
 struct Session {
   std::string id;     // 32 lowercase hex characters (the kbs-session-id cookie)
@@ -35,13 +46,23 @@ struct Session {
   absl::Time expires;  // when the record may be forgotten
 };
 
+// Sessions in two tables so that sessions which never attested cannot crowd
+// out the others: un-attested ("pending") ones live `nonce_ttl` and, past
+// `max_pending`, the oldest is forgotten to make room (a flood of auth
+// requests only ever evicts its own sessions, oldest first); attested ones
+// live until their token expires, at most `max_sessions` of them.
 class SessionStore {
  public:
   explicit SessionStore(absl::Duration nonce_ttl = kDefaultNonceTtl, Clock clock = absl::Now,
-                        size_t max_sessions = kMaxSessions)
-      : nonce_ttl_(nonce_ttl), clock_(std::move(clock)), max_sessions_(max_sessions) {}
+                        size_t max_sessions = kMaxSessions,
+                        size_t max_pending = kMaxPendingSessions)
+      : nonce_ttl_(nonce_ttl),
+        clock_(std::move(clock)),
+        max_sessions_(max_sessions),
+        max_pending_(max_pending) {}
 
-  // A new session with a fresh nonce. ResourceExhausted when too many live.
+  // A new session with a fresh nonce; never refused for lack of room (the
+  // oldest un-attested session goes instead).
   absl::StatusOr<Session> Create(absl::string_view tee);
   // Takes the session's nonce for one attestation attempt: it can never be
   // used again, whatever the outcome. Unauthenticated with the reason
@@ -52,14 +73,60 @@ class SessionStore {
   // The session's token; Unauthenticated if unknown or not attested.
   absl::StatusOr<std::string> Token(absl::string_view id);
 
+  struct Counts {
+    size_t pending = 0;
+    size_t attested = 0;
+    uint64_t evicted_pending = 0;  // forgotten to make room, since start
+  };
+  Counts counts();
+
  private:
   void ForgetExpiredLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const absl::Duration nonce_ttl_;
   const Clock clock_;
   const size_t max_sessions_;
+  const size_t max_pending_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  // Pending sessions in creation (= expiry) order; entries of sessions that
+  // attested or were forgotten are skipped when they reach the front.
+  std::deque<std::pair<absl::Time, std::string>> pending_order_ ABSL_GUARDED_BY(mu_);
+  // Attested sessions by token expiry, oldest first (same lazy skipping).
+  std::deque<std::pair<absl::Time, std::string>> attested_order_ ABSL_GUARDED_BY(mu_);
+  size_t pending_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t attested_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t evicted_pending_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Bounds how often one client address may start a session: a token bucket
+// per address (`rate` per second, `burst` at once). At most `max_clients`
+// buckets are kept; a full bucket carries no information and is dropped
+// first, then the least recently seen. Memory stays bounded whatever the
+// number of addresses.
+class AuthRateLimiter {
+ public:
+  AuthRateLimiter(double rate = kDefaultAuthRate, double burst = kDefaultAuthBurst,
+                  Clock clock = absl::Now, size_t max_clients = kMaxRateClients)
+      : rate_(rate), burst_(burst), clock_(std::move(clock)), max_clients_(max_clients) {}
+  // OK, or ResourceExhausted saying when to retry. A rate of 0 disables
+  // the limit.
+  absl::Status Admit(absl::string_view client);
+  size_t clients();
+
+ private:
+  struct Bucket {
+    double tokens = 0;
+    absl::Time last;
+  };
+  void MakeRoomLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const double rate_;
+  const double burst_;
+  const Clock clock_;
+  const size_t max_clients_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
 };
 
 // What a valid token says.

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
@@ -47,20 +48,59 @@ std::string QueryUnescape(absl::string_view in) {
   return out;
 }
 
-absl::StatusOr<UniqueFd> OpenOutputPath(const std::string& path) {
+bool IsFifo(const std::string& path) {
   struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && S_ISFIFO(st.st_mode)) {
-    // O_RDWR keeps a reader: open never blocks and writes never EPIPE.
-    UniqueFd fd(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
-    if (!fd) return ErrnoError(errno, "open stdio fifo ", path);
-    return fd;
-  }
+  return ::stat(path.c_str(), &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+absl::StatusOr<UniqueFd> OpenOutputFile(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
   if (!fd) return ErrnoError(errno, "open stdio file ", path);
   return fd;
 }
 
 }  // namespace
+
+// One client fifo, shared by stdout and stderr when both name it.
+class ProcessIo::FifoOutput {
+ public:
+  explicit FifoOutput(std::string path) : path_(std::move(path)) {}
+  const std::string& path() const { return path_; }
+
+  // The write end, opened once a reader exists. Until then Linux refuses
+  // O_WRONLY|O_NONBLOCK with ENXIO; the open is retried every poll slice
+  // until it succeeds or `cancel` fires (CancelledError).
+  absl::StatusOr<int> WaitForReader(const Cancellation& cancel) {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (write_) return write_.get();
+        UniqueFd fd(::open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+        if (fd) {
+          // A read end of our own: a client that closes its reader early
+          // makes writes wait for room (until cancelled), never EPIPE.
+          UniqueFd keep(::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+          if (!keep) return ErrnoError(errno, "open stdio fifo ", path_, " for reading");
+          write_ = std::move(fd);
+          keep_reader_ = std::move(keep);
+          return write_.get();
+        }
+        if (errno != ENXIO && errno != EINTR) return ErrnoError(errno, "open stdio fifo ", path_);
+      }
+      if (cancel.cancelled()) {
+        return absl::CancelledError(
+            absl::StrCat("no client opened the fifo ", path_, " for reading"));
+      }
+      absl::SleepFor(absl::Milliseconds(kPollSliceMs));
+    }
+  }
+
+ private:
+  const std::string path_;
+  absl::Mutex mu_;
+  UniqueFd write_ ABSL_GUARDED_BY(mu_);
+  UniqueFd keep_reader_ ABSL_GUARDED_BY(mu_);
+};
 
 absl::StatusOr<StdioTarget> ParseStdioUri(absl::string_view uri) {
   StdioTarget target;
@@ -146,25 +186,33 @@ absl::Status ProcessIo::OpenOutputs(const Context& context) {
       std::filesystem::create_directories(std::filesystem::path(t->path).parent_path(), ec);
       UniqueFd fd(::open(t->path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
       if (!fd) return ErrnoError(errno, "open log file ", t->path);
-      stdout_fd_ = fd.get();
-      stderr_fd_ = uris_.terminal ? -1 : fd.get();
+      stdout_.fd = fd.get();
+      stderr_.fd = uris_.terminal ? -1 : fd.get();
       owned_fds_.push_back(std::move(fd));
       return absl::OkStatus();
     }
     if (t->kind == StdioTarget::Kind::kBinary) return StartLogger(*t, context);
   }
-  if (out.kind == StdioTarget::Kind::kFifo) {
-    ASSIGN_OR_RETURN(UniqueFd fd, OpenOutputPath(out.path));
-    stdout_fd_ = fd.get();
+  // A fifo waits for its reader (in the copier); any other path is a file.
+  auto open_path = [this](const std::string& path) -> absl::StatusOr<Destination> {
+    Destination d;
+    if (IsFifo(path)) {
+      d.fifo = std::make_shared<FifoOutput>(path);
+      return d;
+    }
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenOutputFile(path));
+    d.fd = fd.get();
     owned_fds_.push_back(std::move(fd));
+    return d;
+  };
+  if (out.kind == StdioTarget::Kind::kFifo) {
+    ASSIGN_OR_RETURN(stdout_, open_path(out.path));
   }
   if (err.kind == StdioTarget::Kind::kFifo) {
     if (out.kind == StdioTarget::Kind::kFifo && err.path == out.path) {
-      stderr_fd_ = stdout_fd_;
+      stderr_ = stdout_;
     } else {
-      ASSIGN_OR_RETURN(UniqueFd fd, OpenOutputPath(err.path));
-      stderr_fd_ = fd.get();
-      owned_fds_.push_back(std::move(fd));
+      ASSIGN_OR_RETURN(stderr_, open_path(err.path));
     }
   }
   return absl::OkStatus();
@@ -199,8 +247,8 @@ absl::Status ProcessIo::StartLogger(const StdioTarget& target, const Context& co
   }
   RETURN_IF_ERROR(SetNonBlocking(out_w.get(), true));
   RETURN_IF_ERROR(SetNonBlocking(err_w.get(), true));
-  stdout_fd_ = out_w.get();
-  stderr_fd_ = uris_.terminal ? -1 : err_w.get();
+  stdout_.fd = out_w.get();
+  stderr_.fd = uris_.terminal ? -1 : err_w.get();
   owned_fds_.push_back(std::move(out_w));
   owned_fds_.push_back(std::move(err_w));
   return absl::OkStatus();
@@ -226,25 +274,39 @@ absl::Status ProcessIo::WriteOutput(int fd, absl::string_view data, const Cancel
 
 void ProcessIo::StartOutput(StreamKind stream, OutputReader reader) {
   absl::MutexLock lock(&mu_);
-  const int fd = stream == StreamKind::kStdout ? stdout_fd_ : stderr_fd_;
-  if (fd < 0 || closed_) return;
+  const Destination dest = stream == StreamKind::kStdout ? stdout_ : stderr_;
+  if (!dest.valid() || closed_) return;
   Copier copier;
   copier.cancel = std::make_shared<Cancellation>();
   copier.done = std::make_shared<absl::Notification>();
   const char* name = stream == StreamKind::kStdout ? "stdout" : "stderr";
-  copier.thread = std::thread([fd, reader = std::move(reader), cancel = copier.cancel,
+  copier.thread = std::thread([dest, reader = std::move(reader), cancel = copier.cancel,
                                done = copier.done, name] {
+    int fd = dest.fd;
+    absl::Status status;
+    if (dest.fifo != nullptr) {
+      // Nothing is read from the guest before the client can receive it.
+      absl::StatusOr<int> opened = dest.fifo->WaitForReader(*cancel);
+      if (opened.ok()) {
+        fd = *opened;
+      } else {
+        status = opened.status();
+        Log()->warn("{}: {}; the process's output was not copied", name, status.ToString());
+      }
+    }
     absl::Status write_status;
-    absl::Status status = reader(
-        [&](absl::string_view chunk) {
-          write_status = WriteOutput(fd, chunk, *cancel);
-          return write_status.ok();
-        },
-        *cancel);
-    if (!status.ok() && !cancel->cancelled()) {
-      Log()->warn("{} copy ended: {}", name, status.ToString());
-    } else if (!write_status.ok() && !cancel->cancelled()) {
-      Log()->warn("{} write: {}", name, write_status.ToString());
+    if (status.ok()) {
+      status = reader(
+          [&](absl::string_view chunk) {
+            write_status = WriteOutput(fd, chunk, *cancel);
+            return write_status.ok();
+          },
+          *cancel);
+      if (!status.ok() && !cancel->cancelled()) {
+        Log()->warn("{} copy ended: {}", name, status.ToString());
+      } else if (!write_status.ok() && !cancel->cancelled()) {
+        Log()->warn("{} write: {}", name, write_status.ToString());
+      }
     }
     done->Notify();
   });
@@ -328,7 +390,8 @@ void ProcessIo::FinishOutputs() {
   {
     absl::MutexLock lock(&mu_);
     owned_fds_.clear();
-    stdout_fd_ = stderr_fd_ = -1;
+    stdout_ = Destination{};
+    stderr_ = Destination{};
     logger.swap(logger_);
   }
   if (logger.has_value()) {

@@ -9,9 +9,16 @@
 //   io->WaitOutput(absl::Now() + kIoDrainTimeout);  // before the exit event
 //   io->Close();
 //
-// Output fifos are opened O_RDWR|O_NONBLOCK (the shim keeps a reader, so a
-// write never hits EPIPE and open never blocks); writes poll for room and
-// stop when cancelled. A path that is not a fifo is appended to as a file.
+// Output is held until the client has a reader (docs/shim.md, "No output
+// lost"): each output copier first opens its fifo O_WRONLY|O_NONBLOCK,
+// retrying while Linux answers ENXIO (no reader yet), and only then reads
+// the agent's stream, as runc's shim blocks on an O_WRONLY open before it
+// copies. The wait runs on the copier's thread, never on a ttrpc thread,
+// and ends when the copier is cancelled (WaitOutput's deadline, Close).
+// Once a reader came the shim also keeps a read end of its own, so a
+// client that goes away never makes a write fail with EPIPE. Writes poll
+// for room and stop when cancelled. A path that is not a fifo is appended
+// to as a file.
 // stdin is opened O_RDONLY|O_NONBLOCK and polled: Linux reports POLLHUP on
 // a fifo only after a writer came and went, so EOF is never seen before
 // the client opened its end.
@@ -110,6 +117,13 @@ class ProcessIo {
   void Close();
 
  private:
+  // A client's output fifo, opened by the first copier that writes to it.
+  class FifoOutput;
+  struct Destination {
+    int fd = -1;                          // file, logger pipe
+    std::shared_ptr<FifoOutput> fifo;     // or a fifo opened once a reader exists
+    bool valid() const { return fd >= 0 || fifo != nullptr; }
+  };
   struct Copier {
     std::thread thread;
     std::shared_ptr<Cancellation> cancel;
@@ -133,8 +147,8 @@ class ProcessIo {
   absl::Mutex mu_;
   // Output destinations (a shared fd appears once); closed by WaitOutput.
   std::vector<UniqueFd> owned_fds_ ABSL_GUARDED_BY(mu_);
-  int stdout_fd_ = -1;
-  int stderr_fd_ = -1;
+  Destination stdout_ ABSL_GUARDED_BY(mu_);
+  Destination stderr_ ABSL_GUARDED_BY(mu_);
   UniqueFd stdin_fd_;
   std::optional<Subprocess> logger_;
 

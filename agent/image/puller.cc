@@ -286,6 +286,7 @@ absl::StatusOr<PulledImage> RegistryImagePuller::Pull(absl::string_view referenc
   const size_t n = manifest.layers.size();
   LayerDownloads downloads(options_.registry, ref, manifest.layers, work,
                            static_cast<size_t>(options_.max_concurrent_downloads));
+  UnpackBudget budget{.limits = options_.unpack_limits};
   for (size_t i = 0; i < n; ++i) {
     const Descriptor& layer = manifest.layers[i];
     std::string step = absl::StrCat("layer ", i + 1, "/", n);
@@ -313,7 +314,7 @@ absl::StatusOr<PulledImage> RegistryImagePuller::Pull(absl::string_view referenc
       log->info("pull {}: decrypted {} in {}", name, step, Ms(d));
     }
 
-    auto stats = ApplyLayer(plain_path, rootfs_dir, layer.digest);
+    auto stats = ApplyLayer(plain_path, rootfs_dir, layer.digest, &budget);
     unlink(plain_path.c_str());
     if (!stats.ok()) {
       log->error("pull {}: {} refused: {}", name, step, std::string(stats.status().message()));
@@ -321,8 +322,10 @@ absl::StatusOr<PulledImage> RegistryImagePuller::Pull(absl::string_view referenc
     }
     image.layer_digests.push_back(layer.digest);
     d = clock.Lap(absl::StrCat("unpack ", step));
-    log->info("pull {}: unpacked {} ({} entries, {} files, {} bytes, {} whiteouts) in {}", name,
-              step, stats->entries, stats->files, stats->bytes, stats->whiteouts, Ms(d));
+    log->info("pull {}: unpacked {} ({} entries, {} files, {} bytes, {} whiteouts, {} device "
+              "nodes, {} device nodes not created) in {}",
+              name, step, stats->entries, stats->files, stats->bytes, stats->whiteouts,
+              stats->devices, stats->skipped_devices, Ms(d));
   }
   image.peak_concurrent_downloads = downloads.peak();
   image.total = clock.Total();

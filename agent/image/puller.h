@@ -18,6 +18,7 @@
 #include "agent/image/image_config.h"
 #include "agent/image/manifest.h"
 #include "agent/image/registry_client.h"
+#include "agent/image/unpack.h"
 
 namespace cloak::agent::image {
 
@@ -54,6 +55,8 @@ struct PullerOptions {
   int64_t max_config_bytes = kDefaultMaxConfigBytes;
   int64_t max_layer_bytes = kDefaultMaxLayerBytes;
   size_t max_layers = kDefaultMaxLayers;
+  // Caps over all the layers of one image as they are unpacked (unpack.h).
+  UnpackLimits unpack_limits;
   // nullptr: encrypted layers fail with FailedPrecondition.
   std::shared_ptr<LayerDecryptor> decryptor;
 };

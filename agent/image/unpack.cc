@@ -11,11 +11,13 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <set>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -31,6 +33,20 @@ constexpr uint64_t kResolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
 constexpr char kWhiteoutPrefix[] = ".wh.";
 constexpr char kOpaqueWhiteout[] = ".wh..wh..opq";
 constexpr size_t kMaxPathLength = 4096;
+
+// The character devices every runtime puts in a container's /dev
+// (docs/agent.md, "Layer unpacking"): created as containerd creates them.
+bool IsStandardCharDevice(unsigned major_num, unsigned minor_num) {
+  switch (major_num) {
+    case 1:  // null, zero, full, random, urandom
+      return minor_num == 3 || minor_num == 5 || minor_num == 7 || minor_num == 8 ||
+             minor_num == 9;
+    case 5:  // tty, console, ptmx
+      return minor_num <= 2;
+    default:
+      return false;
+  }
+}
 
 int Openat2(int dirfd, const std::string& path, uint64_t flags, uint64_t resolve) {
   struct open_how how = {};
@@ -99,7 +115,8 @@ absl::Status RemoveTree(int dirfd, const std::string& name) {
 
 class LayerApplier {
  public:
-  LayerApplier(int root, absl::string_view layer) : root_(root), layer_(layer) {
+  LayerApplier(int root, absl::string_view layer, UnpackBudget& budget)
+      : root_(root), layer_(layer), budget_(budget), stream_base_(budget.stream_bytes) {
     chown_ = geteuid() == 0;
   }
 
@@ -107,6 +124,7 @@ class LayerApplier {
     while (true) {
       struct archive_entry* entry = nullptr;
       int r = archive_read_next_header(a, &entry);
+      budget_.stream_bytes = stream_base_ + archive_filter_bytes(a, 0);
       if (r == ARCHIVE_EOF) break;
       if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
         return absl::DataLossError(absl::StrCat("layer ", layer_, ": reading tar entry ",
@@ -114,6 +132,14 @@ class LayerApplier {
                                                 " (corrupt or unsupported archive)"));
       }
       ++stats_.entries;
+      const char* raw = archive_entry_pathname(entry);
+      absl::string_view shown = raw != nullptr ? raw : "?";
+      if (++budget_.entries > budget_.limits.max_entries) {
+        return Limit(shown, "max_entries",
+                     absl::StrCat("the image has more than ", budget_.limits.max_entries,
+                                  " entries"));
+      }
+      RETURN_IF_ERROR(CheckStreamBytes(shown));
       RETURN_IF_ERROR(ApplyEntry(a, entry));
     }
     return absl::OkStatus();
@@ -131,6 +157,21 @@ class LayerApplier {
     return absl::PermissionDeniedError(absl::StrCat("layer ", layer_, ": entry \"", name,
                                                     "\": ", why, "; the layer is refused"));
   }
+  // A cap of UnpackLimits reached: names the limit.
+  absl::Status Limit(absl::string_view name, absl::string_view limit, absl::string_view what) const {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("layer ", layer_, ": entry \"", name, "\": ", what, " (unpack limit ", limit,
+                     "; a decompression bomb or an image too large for the guest); the layer "
+                     "is refused"));
+  }
+  absl::Status CheckStreamBytes(absl::string_view name) const {
+    if (budget_.stream_bytes > budget_.limits.max_bytes) {
+      return Limit(name, "max_bytes",
+                   absl::StrCat("the image's layers uncompress to more than ",
+                                budget_.limits.max_bytes, " bytes"));
+    }
+    return absl::OkStatus();
+  }
   absl::Status Errno(absl::string_view name, int e, absl::string_view what) const {
     return ErrnoError(e, "layer ", layer_, ": entry \"", name, "\": ", what);
   }
@@ -147,13 +188,20 @@ class LayerApplier {
       }
       out->emplace_back(c);
     }
+    if (out->size() > static_cast<size_t>(budget_.limits.max_path_depth)) {
+      return Limit(name, "max_path_depth",
+                   absl::StrCat("path \"", raw.substr(0, 200), "\" is ", out->size(),
+                                " components deep, more than ", budget_.limits.max_path_depth));
+    }
     return absl::OkStatus();
   }
 
   // Opens (O_PATH) the directory made of `comps`, beneath the rootfs,
   // creating missing directories if `create`. NotFound if missing and !create.
+  // With `create`, every directory on the way counts as written by this
+  // layer (an opaque whiteout above keeps it and hides only lower content).
   absl::StatusOr<UniqueFd> OpenDir(absl::string_view name, const std::vector<std::string>& comps,
-                                   bool create) const {
+                                   bool create) {
     UniqueFd cur(Openat2(root_, ".", O_PATH | O_DIRECTORY, kResolve));
     if (!cur) return Errno(name, errno, "open rootfs");
     std::string prefix;
@@ -163,6 +211,8 @@ class LayerApplier {
         int fd = Openat2(root_, prefix, O_PATH | O_DIRECTORY, kResolve);
         if (fd >= 0) {
           cur.Reset(fd);
+          struct stat st;
+          if (create && fstat(fd, &st) == 0) written_inodes_.insert(st.st_ino);
           break;
         }
         int e = errno;
@@ -195,24 +245,37 @@ class LayerApplier {
   }
 
   // Removes, below directory `dirfd` (path `prefix`), everything not written
-  // by this layer.
+  // by this layer: an entry this layer wrote is known by its inode (or, for
+  // a hardlink to lower content, by its path).
   absl::Status ClearLower(int dirfd, const std::string& prefix) {
     std::vector<std::string> names;
     RETURN_IF_ERROR(ListDir(dirfd, &names));
     for (const std::string& n : names) {
       std::string child = prefix.empty() ? n : absl::StrCat(prefix, "/", n);
-      if (!written_.contains(child)) {
+      struct stat st;
+      if (fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) continue;
+        return ErrnoError(errno, "stat ", child);
+      }
+      if (!written_inodes_.contains(st.st_ino) && !written_links_.contains(child)) {
         RETURN_IF_ERROR(RemoveTree(dirfd, n));
         continue;
       }
-      struct stat st;
-      if (fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+      if (S_ISDIR(st.st_mode)) {
         UniqueFd sub(openat(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!sub) return ErrnoError(errno, "open directory ", child);
         RETURN_IF_ERROR(ClearLower(sub.get(), child));
       }
     }
     return absl::OkStatus();
+  }
+
+  // Records that this layer wrote `base` in `parent`.
+  void MarkWritten(int parent, const std::string& base) {
+    struct stat st;
+    if (fstatat(parent, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      written_inodes_.insert(st.st_ino);
+    }
   }
 
   absl::Status ApplyWhiteout(absl::string_view name, const std::vector<std::string>& parent,
@@ -225,7 +288,8 @@ class LayerApplier {
       if (!dir) return Errno(name, errno, "open opaque directory");
       RETURN_IF_ERROR(Annotate(ClearLower(dir.get(), path),
                                absl::StrCat("layer ", layer_, ": opaque whiteout \"", name, "\"")));
-      written_.insert(path);
+      struct stat st;
+      if (fstat(dir.get(), &st) == 0) written_inodes_.insert(st.st_ino);
       return absl::OkStatus();
     }
     if (absl::StartsWith(base, ".wh..wh.")) return absl::OkStatus();  // aufs metadata
@@ -236,6 +300,19 @@ class LayerApplier {
     auto dir = OpenDir(name, parent, /*create=*/false);
     if (absl::IsNotFound(dir.status())) return absl::OkStatus();
     if (!dir.ok()) return dir.status();
+    // A whiteout hides lower layers only: what this layer already wrote
+    // there stays (its entries may come in any order).
+    struct stat st;
+    if (fstatat(dir->get(), target.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        written_inodes_.contains(st.st_ino)) {
+      if (!S_ISDIR(st.st_mode)) return absl::OkStatus();
+      std::string path = parent.empty() ? target : absl::StrCat(Join(parent), "/", target);
+      UniqueFd sub(openat(dir->get(), target.c_str(),
+                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!sub) return Errno(name, errno, "open whited-out directory");
+      return Annotate(ClearLower(sub.get(), path),
+                      absl::StrCat("layer ", layer_, ": whiteout \"", name, "\""));
+    }
     return Annotate(RemoveTree(dir->get(), target),
                     absl::StrCat("layer ", layer_, ": whiteout \"", name, "\""));
   }
@@ -270,6 +347,8 @@ class LayerApplier {
         return absl::DataLossError(absl::StrCat("layer ", layer_, ": entry \"", name,
                                                 "\": reading data: ", ErrorString(a)));
       }
+      budget_.stream_bytes = stream_base_ + archive_filter_bytes(a, 0);
+      RETURN_IF_ERROR(CheckStreamBytes(name));
       const char* p = static_cast<const char*>(buf);
       while (size > 0) {
         ssize_t n = pwrite(fd.get(), p, size, offset);
@@ -325,19 +404,31 @@ class LayerApplier {
 
     const char* hardlink = archive_entry_hardlink(entry);
     mode_t type = archive_entry_filetype(entry);
+    RETURN_IF_ERROR(CheckXattrs(name, entry));
     if (hardlink == nullptr) {
       switch (type) {
-        case AE_IFREG:
+        case AE_IFREG: {
+          budget_.file_bytes += archive_entry_size(entry);
+          if (budget_.file_bytes > budget_.limits.max_bytes) {
+            return Limit(name, "max_bytes",
+                         absl::StrCat("the image's files add up to more than ",
+                                      budget_.limits.max_bytes, " bytes (this one declares ",
+                                      archive_entry_size(entry), ")"));
+          }
+          break;
+        }
         case AE_IFDIR:
         case AE_IFLNK:
         case AE_IFIFO:
           break;
         case AE_IFCHR:
         case AE_IFBLK:
-          return Refuse(name, absl::StrCat(type == AE_IFCHR ? "character" : "block",
-                                           " device node (", archive_entry_rdevmajor(entry), ":",
-                                           archive_entry_rdevminor(entry),
-                                           "); device nodes are not allowed in images"));
+          if (type == AE_IFBLK || !IsStandardCharDevice(archive_entry_rdevmajor(entry),
+                                                         archive_entry_rdevminor(entry))) {
+            ++stats_.skipped_devices;  // not created: see unpack.h
+            return absl::OkStatus();
+          }
+          break;
         case AE_IFSOCK:
           return Refuse(name, "sockets are not allowed in images");
         default:
@@ -385,6 +476,8 @@ class LayerApplier {
         return Errno(name, e, absl::StrCat("hardlink to ", hardlink));
       }
       ++stats_.hardlinks;
+      written_links_.insert(path);
+      return absl::OkStatus();
     } else if (type == AE_IFDIR) {
       if (!keep_dir && mkdirat(parent.get(), base.c_str(), 0700) != 0) {
         return Errno(name, errno, "mkdir");
@@ -402,6 +495,20 @@ class LayerApplier {
       }
       RETURN_IF_ERROR(SetOwnerAndTimes(name, parent.get(), base, entry));
       ++stats_.symlinks;
+    } else if (type == AE_IFCHR) {
+      dev_t dev = makedev(archive_entry_rdevmajor(entry), archive_entry_rdevminor(entry));
+      if (mknodat(parent.get(), base.c_str(), S_IFCHR | 0600, dev) != 0) {
+        if (errno == EPERM) {  // no CAP_MKNOD (a user namespace): skipped, as containerd does
+          ++stats_.skipped_devices;
+          return absl::OkStatus();
+        }
+        return Errno(name, errno, "mknod");
+      }
+      RETURN_IF_ERROR(SetOwnerAndTimes(name, parent.get(), base, entry));
+      if (fchmodat(parent.get(), base.c_str(), archive_entry_perm(entry) & 07777, 0) != 0) {
+        return Errno(name, errno, "chmod");
+      }
+      ++stats_.devices;
     } else if (type == AE_IFIFO) {
       if (mknodat(parent.get(), base.c_str(), S_IFIFO | 0600, 0) != 0) {
         return Errno(name, errno, "mkfifo");
@@ -413,14 +520,44 @@ class LayerApplier {
     } else {
       RETURN_IF_ERROR(WriteFile(a, name, parent.get(), base, entry));
     }
-    written_.insert(path);
+    MarkWritten(parent.get(), base);
+    return absl::OkStatus();
+  }
+
+  absl::Status CheckXattrs(absl::string_view name, struct archive_entry* entry) {
+    if (archive_entry_xattr_reset(entry) <= 0) return absl::OkStatus();
+    const char* xname;
+    const void* value;
+    size_t len;
+    // A pax header may carry the same xattr twice (LIBARCHIVE. and SCHILY.).
+    std::vector<std::string> seen;
+    while (archive_entry_xattr_next(entry, &xname, &value, &len) == ARCHIVE_OK) {
+      if (std::find(seen.begin(), seen.end(), xname) != seen.end()) continue;
+      seen.emplace_back(xname);
+      if (static_cast<int64_t>(len) > kMaxXattrValueBytes) {
+        return Refuse(name, absl::StrCat("xattr ", xname, " is ", len,
+                                         " bytes, more than Linux allows (",
+                                         kMaxXattrValueBytes, ")"));
+      }
+      budget_.xattr_bytes += static_cast<int64_t>(len) + static_cast<int64_t>(strlen(xname));
+      if (budget_.xattr_bytes > budget_.limits.max_xattr_bytes) {
+        return Limit(name, "max_xattr_bytes",
+                     absl::StrCat("the image's xattrs add up to more than ",
+                                  budget_.limits.max_xattr_bytes, " bytes"));
+      }
+    }
     return absl::OkStatus();
   }
 
   int root_;
   std::string layer_;
+  UnpackBudget& budget_;
+  const int64_t stream_base_;
   bool chown_;
-  std::set<std::string> written_;
+  // What this layer wrote, for its opaque whiteouts: inodes (8 bytes an
+  // entry), and the paths of hardlinks (which share a lower inode).
+  absl::flat_hash_set<ino_t> written_inodes_;
+  absl::flat_hash_set<std::string> written_links_;
   UnpackStats stats_;
 };
 
@@ -428,7 +565,9 @@ class LayerApplier {
 
 absl::StatusOr<UnpackStats> ApplyLayer(const std::string& layer_path,
                                        const std::string& rootfs_dir,
-                                       absl::string_view layer_name) {
+                                       absl::string_view layer_name, UnpackBudget* budget) {
+  UnpackBudget own;
+  if (budget == nullptr) budget = &own;
   UniqueFd root(open(rootfs_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root) return ErrnoError(errno, "open rootfs directory ", rootfs_dir);
   std::unique_ptr<struct archive, ArchiveDeleter> a(archive_read_new());
@@ -441,7 +580,7 @@ absl::StatusOr<UnpackStats> ApplyLayer(const std::string& layer_path,
     return absl::DataLossError(absl::StrCat("layer ", layer_name, ": cannot open as a tar: ",
                                             e != nullptr ? e : "unknown error"));
   }
-  LayerApplier applier(root.get(), layer_name);
+  LayerApplier applier(root.get(), layer_name, *budget);
   RETURN_IF_ERROR(applier.Apply(a.get()));
   return applier.stats();
 }

@@ -22,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/util/skip.h"
 
 namespace cloak::agent {
 namespace {
@@ -42,10 +43,10 @@ std::string FindCrun() {
 class AgentIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (crun creates namespaces and cgroups)";
+    if (::geteuid() != 0) CLOAK_SKIP() << "needs root (crun creates namespaces and cgroups)";
     crun_ = FindCrun();
-    if (crun_.empty()) GTEST_SKIP() << "crun is not installed";
-    if (::access("/bin/busybox", X_OK) != 0) GTEST_SKIP() << "needs /bin/busybox (busybox-static)";
+    if (crun_.empty()) CLOAK_SKIP() << "crun is not installed";
+    if (::access("/bin/busybox", X_OK) != 0) CLOAK_SKIP() << "needs /bin/busybox (busybox-static)";
     absl::StatusOr<TempDir> dir = TempDir::Create("cloak-agent-it-");
     ASSERT_TRUE(dir.ok()) << dir.status();
     dir_ = std::make_unique<TempDir>(std::move(*dir));

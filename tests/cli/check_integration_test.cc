@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/util/host.h"
+#include "tests/util/skip.h"
 
 #ifndef CLOAK_CLI_BINARY
 #error "CLOAK_CLI_BINARY must be defined"
@@ -60,7 +61,7 @@ class CloakBinaryTest : public ::testing::Test {
 };
 
 TEST_F(CloakBinaryTest, CheckSaysWhatThisMachineCanRun) {
-  if (testutil::Which("qemu-system-x86_64").empty()) GTEST_SKIP() << "QEMU is not installed";
+  if (testutil::Which("qemu-system-x86_64").empty()) CLOAK_SKIP() << "QEMU is not installed";
   Result r = Cloak(*dir_, {"check", "--json"});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);

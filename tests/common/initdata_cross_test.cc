@@ -59,7 +59,7 @@ class InitDataAcrossTest : public ::testing::TestWithParam<std::string> {
                                            .path = "/kbs/v0/auth",
                                            .body = kbs::testing::AuthRequest().dump(),
                                            .cookie = "",
-                                           .authorization = ""});
+                                           .authorization = "", .client = ""});
     EXPECT_EQ(auth.status, 200) << auth.body;
     std::string cookie;
     for (const auto& [name, value] : auth.headers) {
@@ -73,7 +73,7 @@ class InitDataAcrossTest : public ::testing::TestWithParam<std::string> {
                                         .path = "/kbs/v0/attest",
                                         .body = attestation.dump(),
                                         .cookie = cookie,
-                                        .authorization = ""});
+                                        .authorization = "", .client = ""});
     return r.status;
   }
 

@@ -10,14 +10,15 @@
 #   rel-symlink      [up/pwned]   up -> ../../../../../tmp, then a file through it
 #   hardlink         [pw]         a hardlink to ../../../../etc/passwd
 #   hardlink-symlink [pw]         etcdir -> /etc, then a hardlink to etcdir/passwd
-#   device           [dev/evil]   a character device node (1:1, /dev/mem)
+#   deep             [max_path_depth]  a file 200 directories deep (over the
+#                                 applier's cap of 128 path components)
 #   plain            (none)       a harmless layer with a unique file; the
 #                                 test corrupts or truncates its blob in the
 #                                 registry's storage (digest / size mismatch)
 #
 # Same layout shape as scripts/make-busybox-image (gzip -n, sha256 digests,
 # index.json with org.opencontainers.image.ref.name). The tar is written with
-# Python's tarfile so that no root is needed for the device node and no tar
+# Python's tarfile so that no root is needed and no tar
 # implementation "fixes" the names.
 set -euo pipefail
 out=$1 tag=$2 kind=$3
@@ -50,9 +51,8 @@ elif kind == "hardlink":
 elif kind == "hardlink-symlink":
     entries += [entry("etcdir", tarfile.SYMTYPE, linkname="/etc"),
                 entry("pw", tarfile.LNKTYPE, linkname="etcdir/passwd")]
-elif kind == "device":
-    entries += [entry("dev", tarfile.DIRTYPE, mode=0o755),
-                entry("dev/evil", tarfile.CHRTYPE, mode=0o666, devmajor=1, devminor=1)]
+elif kind == "deep":
+    entries.append(entry("d/" * 200 + "deep", data=b"deep\n"))
 elif kind == "plain":
     entries.append(entry("ok/" + tag, data=("unique layer for " + tag + "\n").encode()))
 else:

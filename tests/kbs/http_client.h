@@ -33,6 +33,13 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
+  // Connect from this local address (e.g. 127.0.0.2: loopback clients that
+  // the KBS tells apart).
+  void SetSourceAddress(const std::string& address) {
+    source_ = "host!" + address;
+    curl_easy_setopt(curl_, CURLOPT_INTERFACE, source_.c_str());
+  }
+
   Reply Post(const std::string& path, const std::string& body) { return Do(path, &body, ""); }
   Reply Get(const std::string& path, const std::string& bearer = "") {
     return Do(path, nullptr, bearer);
@@ -73,6 +80,7 @@ class Client {
   }
   std::string base_;
   std::string ca_file_;
+  std::string source_;
   CURL* curl_;
 };
 

@@ -12,7 +12,11 @@
 #include <fstream>
 #include <iostream>
 #include <thread>
+#include <algorithm>
+#include <atomic>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -82,6 +86,7 @@ class KbsProcess {
     return nullptr;
   }
   int port() const { return port_; }
+  pid_t pid() const { return process_->pid(); }
   std::string log() const { return ReadAll(log_); }
   int Stop() { return process_->Stop(absl::Seconds(3)).exit_code; }
 
@@ -172,6 +177,144 @@ TEST_F(KbsIntegrationTest, AuthAttestResourceWithSampleEvidence) {
   EXPECT_THAT(log, HasSubstr("duration_ms="));
   EXPECT_THAT(log, ::testing::Not(HasSubstr("image-key-1")));  // never log secrets
   EXPECT_EQ(kbs_->Stop(), 0) << kbs_->log();  // SIGTERM: clean exit
+}
+
+// A /proc/<pid>/status field in KiB (VmRSS, VmHWM), or -1.
+long ProcStatusKib(pid_t pid, const std::string& field) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, field + ":")) {
+      long kib = -1;
+      std::string value(absl::StripAsciiWhitespace(line.substr(field.size() + 1)));
+      value = value.substr(0, value.find(' '));
+      return absl::SimpleAtoi(value, &kib) ? kib : -1;
+    }
+  }
+  return -1;
+}
+
+// Hostile load (docs/reliability.md, "Key broker under hostile load"): 8
+// clients, each from its own loopback address, send POST /kbs/v0/auth as
+// fast as they can while a genuine guest from 127.0.0.2 attests (sample
+// evidence) and fetches its key again and again. Every genuine round trip
+// must succeed; nothing may answer 5xx; the KBS's memory stays bounded.
+struct FloodResult {
+  uint64_t sent = 0, ok = 0, limited = 0, other = 0;
+  double seconds = 0;
+  int genuine_ok = 0, genuine_total = 0;
+  double genuine_median_ms = 0, genuine_max_ms = 0;
+  long peak_rss_kib = -1, rss_kib = -1;
+};
+
+FloodResult FloodWhileAttesting(const std::string& base, pid_t kbs_pid, int rounds) {
+  constexpr int kFlooders = 8;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> sent{0}, ok{0}, limited{0}, other{0};
+  std::vector<std::thread> flooders;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kFlooders; ++i) {
+    flooders.emplace_back([&, i] {
+      Client c(base);
+      c.SetSourceAddress(absl::StrCat("127.0.0.", 10 + i));
+      const std::string body = AuthRequest().dump();
+      while (!stop.load()) {
+        Reply r = c.Post("/kbs/v0/auth", body);
+        ++sent;
+        if (r.status == 200) {
+          ++ok;
+        } else if (r.status == 429) {
+          ++limited;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the flood is on
+  FloodResult result;
+  std::vector<double> latencies;
+  for (int i = 0; i < rounds; ++i) {
+    TeeKey key = MakeTeeKey();
+    Client guest(base);  // a fresh guest: fresh cookie jar
+    guest.SetSourceAddress("127.0.0.2");
+    const auto t0 = std::chrono::steady_clock::now();
+    Reply auth = guest.Post("/kbs/v0/auth", AuthRequest().dump());
+    bool good = false;
+    if (auth.status == 200) {
+      std::string nonce = nlohmann::json::parse(auth.body)["nonce"];
+      Reply attest = guest.Post("/kbs/v0/attest", SampleAttestation(nonce, key.jwk).dump());
+      if (attest.status == 200) {
+        Reply r = guest.Get("/kbs/v0/resource/default/key/k1");
+        if (r.status == 200) {
+          auto plain = DecryptJwe(nlohmann::json::parse(r.body), key.key.get());
+          good = plain.ok() && *plain == "image-key-1";
+        } else {
+          ADD_FAILURE() << "round " << i << ": resource " << r.status << " " << r.body;
+        }
+      } else {
+        ADD_FAILURE() << "round " << i << ": attest " << attest.status << " " << attest.body;
+      }
+    } else {
+      ADD_FAILURE() << "round " << i << ": auth " << auth.status << " " << auth.error
+                    << auth.body;
+    }
+    latencies.push_back(std::chrono::duration<double, std::milli>(
+                            std::chrono::steady_clock::now() - t0)
+                            .count());
+    ++result.genuine_total;
+    if (good) ++result.genuine_ok;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  result.peak_rss_kib = ProcStatusKib(kbs_pid, "VmHWM");
+  result.rss_kib = ProcStatusKib(kbs_pid, "VmRSS");
+  stop = true;
+  for (std::thread& t : flooders) t.join();
+  result.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.sent = sent;
+  result.ok = ok;
+  result.limited = limited;
+  result.other = other;
+  std::sort(latencies.begin(), latencies.end());
+  result.genuine_median_ms = latencies[latencies.size() / 2];
+  result.genuine_max_ms = latencies.back();
+  std::cout << "flood: " << kFlooders << " clients, " << result.sent << " auth requests in "
+            << result.seconds << " s (" << result.sent / result.seconds << "/s): " << result.ok
+            << " answered 200, " << result.limited << " 429, " << result.other << " other\n"
+            << "genuine guest: " << result.genuine_ok << "/" << result.genuine_total
+            << " auth+attest+resource succeeded, median " << result.genuine_median_ms
+            << " ms, max " << result.genuine_max_ms << " ms\n"
+            << "cloak-kbs memory: VmRSS " << result.rss_kib << " KiB, peak (VmHWM) "
+            << result.peak_rss_kib << " KiB\n";
+  return result;
+}
+
+TEST_F(KbsIntegrationTest, GenuineGuestGetsItsKeyWhileEightClientsFloodAuth) {
+  StartKbs();  // the default limits
+  FloodResult r = FloodWhileAttesting(Base(), kbs_->pid(), 12);
+  EXPECT_EQ(r.genuine_ok, r.genuine_total);
+  EXPECT_EQ(r.other, 0u) << "no 5xx (TooManySessions) under flood";
+  EXPECT_GT(r.limited, 0u) << "the per-client rate limit never acted";
+  // Each flooder gets at most its burst plus the rate over the run.
+  const double admitted_max = 8 * (kDefaultAuthBurst + kDefaultAuthRate * (r.seconds + 1));
+  EXPECT_LE(static_cast<double>(r.ok), admitted_max);
+  EXPECT_GT(r.peak_rss_kib, 0);
+  EXPECT_LT(r.peak_rss_kib, 128 * 1024) << "cloak-kbs memory grew under flood";
+  EXPECT_THAT(kbs_->log(), HasSubstr("over the per-client rate"));
+}
+
+TEST_F(KbsIntegrationTest, GenuineGuestGetsItsKeyWhileFloodedFromUnlimitedAddresses) {
+  // No rate limit (as if every request came from a new address): the
+  // pending table fills and evicts its oldest; the genuine guest, which
+  // answers its challenge at once, is never the oldest.
+  StartKbs({"--insecure-http", "--auth-rate", "0"});
+  FloodResult r = FloodWhileAttesting(Base(), kbs_->pid(), 12);
+  EXPECT_EQ(r.genuine_ok, r.genuine_total);
+  EXPECT_EQ(r.other, 0u) << "no 5xx (TooManySessions) under flood";
+  EXPECT_EQ(r.limited, 0u);
+  EXPECT_GT(r.ok, kMaxPendingSessions) << "the flood did not fill the pending table";
+  EXPECT_LT(r.peak_rss_kib, 128 * 1024) << "cloak-kbs memory grew under flood";
 }
 
 TEST_F(KbsIntegrationTest, PolicyForbiddingSampleEvidenceRefuses) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "common/temp_dir.h"
+#include "kbs/server.h"
 #include "kbs/service.h"
 #include "absl/strings/ascii.h"
 #include "tests/kbs/kbs_client.h"
@@ -48,12 +49,12 @@ class ServiceTest : public ::testing::Test {
   HttpResponse Post(const std::string& path, const std::string& body,
                     const std::string& cookie = "") {
     return service_->Handle({.method = "POST", .path = path, .body = body, .cookie = cookie,
-                             .authorization = ""});
+                             .authorization = "", .client = ""});
   }
   HttpResponse Get(const std::string& path, const std::string& cookie,
                    const std::string& authorization = "") {
     return service_->Handle({.method = "GET", .path = path, .body = "", .cookie = cookie,
-                             .authorization = authorization});
+                             .authorization = authorization, .client = ""});
   }
   static std::string Cookie(const HttpResponse& r) {
     for (const auto& [name, value] : r.headers) {
@@ -390,6 +391,122 @@ TEST_F(ServiceTest, HardwareEvidenceIsVerifiedThroughAttest) {
   r = Post("/kbs/v0/attest", attestation.dump(), Cookie(auth));
   EXPECT_EQ(r.status, 401);
   EXPECT_THAT(Detail(r), HasSubstr("no collateral"));
+}
+
+// Hostile load (docs/kbs.md): sessions that never attested cannot crowd
+// out the others.
+TEST(SessionStoreTest, AFloodOfUnattestedSessionsEvictsOnlyItsOwnOldest) {
+  absl::Time now = absl::FromUnixSeconds(1700000000);
+  SessionStore store(absl::Seconds(30), [&] { return now; }, /*max_sessions=*/100,
+                     /*max_pending=*/50);
+  // A guest that attested before the flood.
+  auto attested = store.Create("sample");
+  ASSERT_TRUE(attested.ok());
+  ASSERT_TRUE(store.ConsumeNonce(attested->id).ok());
+  store.SetToken(attested->id, "token-a", now + absl::Minutes(5));
+  auto first_flood = store.Create("sample");
+  ASSERT_TRUE(first_flood.ok());
+  for (int i = 0; i < 10000; ++i) {
+    ASSERT_TRUE(store.Create("sample").ok()) << "auth refused at " << i;
+  }
+  SessionStore::Counts c = store.counts();
+  EXPECT_EQ(c.pending, 50u);
+  EXPECT_EQ(c.attested, 1u);
+  EXPECT_EQ(c.evicted_pending, 10001u - 50u);
+  EXPECT_EQ(*store.Token(attested->id), "token-a");
+  // The oldest flood session went first.
+  EXPECT_THAT(store.ConsumeNonce(first_flood->id).status().message(), HasSubstr("unknown"));
+
+  // A genuine guest that authenticates during the flood can attest until
+  // max_pending newer sessions came.
+  auto genuine = store.Create("sample");
+  ASSERT_TRUE(genuine.ok());
+  for (int i = 0; i < 49; ++i) ASSERT_TRUE(store.Create("sample").ok());
+  ASSERT_TRUE(store.ConsumeNonce(genuine->id).ok());
+  store.SetToken(genuine->id, "token-g", now + absl::Minutes(5));
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(store.Create("sample").ok());
+  EXPECT_EQ(*store.Token(genuine->id), "token-g");
+  EXPECT_EQ(store.counts().attested, 2u);
+}
+
+TEST(SessionStoreTest, UnattestedSessionsLiveOnlyTheNonceTtlAttestedOnesTheirToken) {
+  absl::Time now = absl::FromUnixSeconds(1700000000);
+  SessionStore store(absl::Seconds(30), [&] { return now; });
+  auto pending = store.Create("sample");
+  auto attested = store.Create("sample");
+  ASSERT_TRUE(pending.ok() && attested.ok());
+  ASSERT_TRUE(store.ConsumeNonce(attested->id).ok());
+  store.SetToken(attested->id, "t", now + absl::Minutes(5));
+  now += absl::Seconds(31);
+  EXPECT_EQ(store.counts().pending, 0u);
+  EXPECT_EQ(store.counts().attested, 1u);
+  EXPECT_TRUE(store.Token(attested->id).ok());
+  now += absl::Minutes(5);
+  EXPECT_EQ(store.counts().attested, 0u);
+  EXPECT_FALSE(store.Token(attested->id).ok());
+}
+
+TEST(SessionStoreTest, AttestedTableIsBoundedToo) {
+  absl::Time now = absl::FromUnixSeconds(1700000000);
+  SessionStore store(absl::Seconds(30), [&] { return now; }, /*max_sessions=*/3);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto s = store.Create("sample");
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE(store.ConsumeNonce(s->id).ok());
+    store.SetToken(s->id, "t", now + absl::Minutes(5) + absl::Seconds(i));
+    ids.push_back(s->id);
+  }
+  EXPECT_EQ(store.counts().attested, 3u);
+  EXPECT_FALSE(store.Token(ids[0]).ok());
+  EXPECT_TRUE(store.Token(ids[4]).ok());
+}
+
+TEST(AuthRateLimiterTest, BurstThenRateAndBoundedClients) {
+  absl::Time now = absl::FromUnixSeconds(1700000000);
+  AuthRateLimiter limiter(/*rate=*/10, /*burst=*/5, [&] { return now; }, /*max_clients=*/8);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(limiter.Admit("10.0.0.1").ok());
+  absl::Status refused = limiter.Admit("10.0.0.1");
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("10.0.0.1"));
+  EXPECT_THAT(refused.message(), HasSubstr("retry after"));
+  EXPECT_TRUE(limiter.Admit("10.0.0.2").ok()) << "another client is not limited";
+  now += absl::Milliseconds(100);  // one token back
+  EXPECT_TRUE(limiter.Admit("10.0.0.1").ok());
+  EXPECT_FALSE(limiter.Admit("10.0.0.1").ok());
+  for (int i = 0; i < 1000; ++i) limiter.Admit(absl::StrCat("192.0.2.", i)).IgnoreError();
+  EXPECT_LE(limiter.clients(), 8u);
+  AuthRateLimiter unlimited(0, 1, [&] { return now; });
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(unlimited.Admit("10.0.0.1").ok());
+}
+
+TEST_F(ServiceTest, AuthIsRateLimitedPerClientWith429) {
+  int refused = 0;
+  for (int i = 0; i < 2 * static_cast<int>(kDefaultAuthBurst); ++i) {
+    HttpResponse r = service_->Handle({.method = "POST", .path = "/kbs/v0/auth",
+                                       .body = AuthRequest().dump(), .cookie = "",
+                                       .authorization = "", .client = "198.51.100.7"});
+    if (r.status == 429) {
+      ++refused;
+      EXPECT_THAT(Type(r), HasSubstr("TooManyRequests"));
+      EXPECT_THAT(Detail(r), HasSubstr("198.51.100.7"));
+    } else {
+      EXPECT_EQ(r.status, 200) << r.body;
+    }
+  }
+  EXPECT_EQ(refused, static_cast<int>(kDefaultAuthBurst));
+  // The fake clock stands still; another address is served.
+  HttpResponse other = service_->Handle({.method = "POST", .path = "/kbs/v0/auth",
+                                         .body = AuthRequest().dump(), .cookie = "",
+                                         .authorization = "", .client = "198.51.100.8"});
+  EXPECT_EQ(other.status, 200);
+}
+
+TEST(RateLimitKeyTest, Ipv4AndIpv6Slash64) {
+  EXPECT_EQ(RateLimitKey("10.1.2.3"), "10.1.2.3");
+  EXPECT_EQ(RateLimitKey("::ffff:10.1.2.3"), "10.1.2.3");
+  EXPECT_EQ(RateLimitKey("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+  EXPECT_EQ(RateLimitKey("2001:db8:1:2::1"), RateLimitKey("2001:db8:1:2::2"));
 }
 
 TEST(CookieTest, FindsTheSessionCookie) {

@@ -41,6 +41,7 @@
 #include "tests/cli/cri/cri_env.h"
 #include "tests/util/host.h"
 #include "tests/util/kbs.h"
+#include "tests/util/skip.h"
 
 #ifndef CLOAK_BUILD_DIR
 #error "CLOAK_BUILD_DIR must be defined"
@@ -125,12 +126,12 @@ constexpr char kNodeConfig[] =
 class InstallerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (containerd, QEMU, mounts)";
+    if (::geteuid() != 0) CLOAK_SKIP() << "needs root (containerd, QEMU, mounts)";
     for (const char* tool : {"containerd", "bash", "jq"}) {
-      if (Which(tool).empty()) GTEST_SKIP() << tool << " is not installed";
+      if (Which(tool).empty()) CLOAK_SKIP() << tool << " is not installed";
     }
     if (!Exists(kBuild + "/guest-image/initrd.img")) {
-      GTEST_SKIP() << "no guest image in " << kBuild << "/guest-image (ninja -C " << kBuild
+      CLOAK_SKIP() << "no guest image in " << kBuild << "/guest-image (ninja -C " << kBuild
                    << " guest-image)";
     }
     // Short: the shim's QMP socket lives under <root>/run/cloak/<64-char id>/.
@@ -256,16 +257,16 @@ class InstallerTest : public ::testing::Test {
 TEST_F(InstallerTest, InstallsIdempotentlyUninstallsExactlyAndRunsACloakDevPod) {
   cri::CriEnvOptions options{.build_dir = kBuild, .source_dir = kSource};
   if (std::string missing = cri::CriEnv::MissingPrerequisite(options); !missing.empty()) {
-    GTEST_SKIP() << missing;
+    CLOAK_SKIP() << missing;
   }
   // What a node gets: the snapshotter (encrypted images) and, for the dev
   // overlay, cloak-kbs.
   for (const char* bin : {"cloak-snapshotter", "cloak-kbs"}) {
     if (!Exists(payload_ + "/bin/" + bin)) {
-      GTEST_SKIP() << "the payload has no bin/" << bin << " (build it: scripts/build)";
+      CLOAK_SKIP() << "the payload has no bin/" << bin << " (build it: scripts/build)";
     }
   }
-  if (Which("openssl").empty()) GTEST_SKIP() << "openssl is not installed";
+  if (Which("openssl").empty()) CLOAK_SKIP() << "openssl is not installed";
   // The private containerd's own config, without Cloak, is the node's
   // config: the installer goes through its whole cycle on a copy of it in
   // the scratch root, and containerd then starts on what it installed.

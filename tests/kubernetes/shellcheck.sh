@@ -8,6 +8,7 @@ src=${1:?usage: shellcheck.sh SOURCE_DIR}
 cd "$src"
 if ! command -v shellcheck >/dev/null; then
   echo "skipped: shellcheck is not installed (scripts/install-deps installs it)"
+  [[ "${CI:-}" == "true" ]] && { echo "CI=true: a skip must not happen on the CI machine (docs/development.md)"; exit 1; }
   exit 77
 fi
 

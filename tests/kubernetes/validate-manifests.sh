@@ -15,11 +15,13 @@ modules=${CLOAK_MANIFEST_NODE_MODULES:-/var/cache/cloak/npm/manifest-validation/
 for tool in kubectl node; do
   if ! command -v "$tool" >/dev/null; then
     echo "skipped: $tool is not installed (scripts/install-deps installs it)"
+    [[ "${CI:-}" == "true" ]] && { echo "CI=true: a skip must not happen on the CI machine (docs/development.md)"; exit 1; }
     exit 77
   fi
 done
 if [[ ! -d "$modules/kubernetes-models" || ! -d "$modules/yaml" ]]; then
   echo "skipped: no kubernetes-models/yaml in $modules (scripts/install-deps installs them)"
+  [[ "${CI:-}" == "true" ]] && { echo "CI=true: a skip must not happen on the CI machine (docs/development.md)"; exit 1; }
   exit 77
 fi
 

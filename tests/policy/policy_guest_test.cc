@@ -24,6 +24,7 @@
 #include "tests/util/agent_requests.h"
 #include "tests/util/host.h"
 #include "tests/util/registry.h"
+#include "tests/util/skip.h"
 
 #ifndef CLOAK_SOURCE_DIR
 #error "CLOAK_SOURCE_DIR must be defined"
@@ -73,9 +74,9 @@ class PolicyGuestTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (const char* tool : {"qemu-system-x86_64", "docker-registry", "skopeo", "busybox"}) {
-      if (Which(tool).empty()) GTEST_SKIP() << tool << " is not installed";
+      if (Which(tool).empty()) CLOAK_SKIP() << tool << " is not installed";
     }
-    if (absl::Status s = CheckCanBoot(GuestOptions()); !s.ok()) GTEST_SKIP() << s.message();
+    if (absl::Status s = CheckCanBoot(GuestOptions()); !s.ok()) CLOAK_SKIP() << s.message();
     auto dir = TempDir::Create("cloak-pg-", "/tmp");
     ASSERT_TRUE(dir.ok()) << dir.status();
     dir_.emplace(std::move(*dir));

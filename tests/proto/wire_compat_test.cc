@@ -19,6 +19,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "gtest/gtest.h"
+#include "tests/util/skip.h"
 
 #ifndef CLOAK_PROTOS_DESC
 #error "CLOAK_PROTOS_DESC must name the descriptor set of proto/"
@@ -243,7 +244,7 @@ class WireCompat : public ::testing::Test {
   void SetUp() override {
     const std::string missing = DEBIAN_PROTOS_MISSING;
     if (!missing.empty()) {
-      GTEST_SKIP() << "containerd's own .proto files were not found when the build was "
+      CLOAK_SKIP() << "containerd's own .proto files were not found when the build was "
                       "configured; install the Debian package(s) "
                    << missing << " and re-run cmake";
     }

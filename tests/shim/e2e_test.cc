@@ -35,6 +35,7 @@
 #include "tests/util/kbs.h"
 #include "tests/util/libvirt.h"
 #include "tests/util/registry.h"
+#include "tests/util/skip.h"
 
 #ifndef CLOAK_BUILD_DIR
 #error "CLOAK_BUILD_DIR must be defined"
@@ -67,19 +68,19 @@ struct RunResult {
 class ShimE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (containerd, QEMU, mounts)";
+    if (::geteuid() != 0) CLOAK_SKIP() << "needs root (containerd, QEMU, mounts)";
     for (const char* tool : {"containerd", "ctr", "qemu-system-x86_64", "docker-registry",
                              "skopeo", "busybox"}) {
-      if (Which(tool).empty()) GTEST_SKIP() << tool << " is not installed";
+      if (Which(tool).empty()) CLOAK_SKIP() << tool << " is not installed";
     }
     kernel_ = kBuild + "/guest-image/vmlinuz";
     initrd_ = kBuild + "/guest-image/initrd.img";
     if (!Exists(kernel_) || !Exists(initrd_)) {
-      GTEST_SKIP() << "no guest image in " << kBuild
+      CLOAK_SKIP() << "no guest image in " << kBuild
                    << "/guest-image (build it: ninja -C " << kBuild << " guest-image)";
     }
     shim_dir_ = kBuild + "/shim";
-    if (!Exists(shim_dir_ + "/containerd-shim-cloak-v2")) GTEST_SKIP() << "shim not built";
+    if (!Exists(shim_dir_ + "/containerd-shim-cloak-v2")) CLOAK_SKIP() << "shim not built";
 
     auto dir = TempDir::Create("ck-", "/tmp");
     ASSERT_TRUE(dir.ok());
@@ -848,7 +849,7 @@ class ShimLibvirtE2eTest : public ShimE2eTest {
  protected:
   void SetUp() override {
     if (std::string missing = testutil::LibvirtDaemons::MissingPrerequisite(); !missing.empty()) {
-      GTEST_SKIP() << missing;
+      CLOAK_SKIP() << missing;
     }
     scratch_ = TempDir::Create("ckvirt-", "/tmp");
     ASSERT_TRUE(scratch_.ok()) << scratch_.status();

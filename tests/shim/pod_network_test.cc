@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "shim/pod_network.h"
 #include "tests/util/host.h"
+#include "tests/util/skip.h"
 
 namespace cloak::shim {
 namespace {
@@ -31,8 +32,8 @@ using ::testing::Not;
 class PodNetworkTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, veth, tc)";
-    if (Which("ip").empty() || Which("tc").empty()) GTEST_SKIP() << "iproute2 is not installed";
+    if (::geteuid() != 0) CLOAK_SKIP() << "needs root (network namespaces, veth, tc)";
+    if (Which("ip").empty() || Which("tc").empty()) CLOAK_SKIP() << "iproute2 is not installed";
     const int id = ::getpid() % 100000;
     ns_ = absl::StrCat("ckpn", id);
     host_veth_ = absl::StrCat("ckpnh", id);

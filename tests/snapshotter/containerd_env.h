@@ -36,6 +36,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/util/host.h"
 #include "tests/util/registry.h"
+#include "tests/util/skip.h"
 
 #ifndef CLOAK_SNAPSHOTTER_BINARY
 #error "CLOAK_SNAPSHOTTER_BINARY must be defined"
@@ -66,10 +67,10 @@ struct Row {
 class SnapshotterEnv : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (containerd, mounts)";
+    if (::geteuid() != 0) CLOAK_SKIP() << "needs root (containerd, mounts)";
     for (const char* tool :
          {"containerd", "ctr", "docker-registry", "skopeo", "busybox", "openssl"}) {
-      if (Which(tool).empty()) GTEST_SKIP() << tool << " is not installed";
+      if (Which(tool).empty()) CLOAK_SKIP() << tool << " is not installed";
     }
     auto dir = TempDir::Create("cksnap-it-", "/tmp");
     ASSERT_TRUE(dir.ok()) << dir.status();

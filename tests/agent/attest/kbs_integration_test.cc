@@ -28,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "tests/agent/attest/attest_test_util.h"
 #include "tests/util/host.h"
+#include "tests/util/skip.h"
 
 namespace cloak::agent::attest {
 namespace {
@@ -141,7 +142,7 @@ class AttestKbsTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (env == nullptr || !env->skip.empty()) GTEST_SKIP() << (env ? env->skip : "no env");
+    if (env == nullptr || !env->skip.empty()) CLOAK_SKIP() << (env ? env->skip : "no env");
     ASSERT_TRUE(env->dir.has_value()) << "suite setup failed";
     auto dir = TempDir::Create("cloak-attest-case-");
     ASSERT_TRUE(dir.ok());

@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/agent/attest/attest_test_util.h"
+#include "tests/util/skip.h"
 
 namespace cloak::agent::attest {
 namespace {
@@ -38,7 +39,7 @@ class OcicryptTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (std::string missing = testing::MissingTools(); !missing.empty()) {
-      GTEST_SKIP() << "missing " << missing << "(scripts/install-deps installs them)";
+      CLOAK_SKIP() << "missing " << missing << "(scripts/install-deps installs them)";
     }
     auto dir = TempDir::Create("cloak-ocicrypt-");
     ASSERT_TRUE(dir.ok());

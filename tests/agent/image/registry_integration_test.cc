@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "tests/agent/image/test_util.h"
 #include "tests/util/host.h"
+#include "tests/util/skip.h"
 
 namespace cloak::agent::image {
 namespace {
@@ -41,7 +42,7 @@ class RegistryIntegrationTest : public ::testing::Test {
   void SetUp() override {
     for (const char* bin : {kRegistryBinary, kSkopeoBinary, kBusybox}) {
       if (access(bin, X_OK) != 0) {
-        GTEST_SKIP() << bin << " is missing; install docker-registry, skopeo and busybox-static "
+        CLOAK_SKIP() << bin << " is missing; install docker-registry, skopeo and busybox-static "
                      << "(scripts/install-deps) to run this test";
       }
     }

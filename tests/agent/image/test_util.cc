@@ -46,6 +46,14 @@ TarBuilder& TarBuilder::CharDevice(const std::string& path, int major, int minor
   entries_.push_back({path, AE_IFCHR, 0666, "", "", "", major, minor});
   return *this;
 }
+TarBuilder& TarBuilder::BlockDevice(const std::string& path, int major, int minor) {
+  entries_.push_back({path, AE_IFBLK, 0660, "", "", "", major, minor});
+  return *this;
+}
+TarBuilder& TarBuilder::Xattr(const std::string& name, const std::string& value) {
+  if (!entries_.empty()) entries_.back().xattrs.emplace_back(name, value);
+  return *this;
+}
 TarBuilder& TarBuilder::Fifo(const std::string& path) {
   entries_.push_back({path, AE_IFIFO, 0644, "", "", "", 0, 0});
   return *this;
@@ -78,12 +86,15 @@ std::string TarBuilder::Build(Compression compression) const {
       archive_entry_set_filetype(entry, e.type);
       archive_entry_set_perm(entry, e.mode);
       if (e.type == AE_IFLNK) archive_entry_set_symlink(entry, e.link.c_str());
-      if (e.type == AE_IFCHR) {
+      if (e.type == AE_IFCHR || e.type == AE_IFBLK) {
         archive_entry_set_rdevmajor(entry, e.major);
         archive_entry_set_rdevminor(entry, e.minor);
       }
       archive_entry_set_size(entry, e.type == AE_IFREG ? static_cast<la_int64_t>(e.content.size())
                                                        : 0);
+    }
+    for (const auto& [name, value] : e.xattrs) {
+      archive_entry_xattr_add_entry(entry, name.c_str(), value.data(), value.size());
     }
     archive_write_header(a, entry);
     if (e.type == AE_IFREG && e.hardlink.empty() && !e.content.empty()) {

@@ -28,6 +28,9 @@ class TarBuilder {
   TarBuilder& Symlink(const std::string& path, const std::string& target);
   TarBuilder& Hardlink(const std::string& path, const std::string& target);
   TarBuilder& CharDevice(const std::string& path, int major, int minor);
+  TarBuilder& BlockDevice(const std::string& path, int major, int minor);
+  // An xattr on the entry added last.
+  TarBuilder& Xattr(const std::string& name, const std::string& value);
   TarBuilder& Fifo(const std::string& path);
   // The tar stream, compressed as asked.
   std::string Build(Compression compression = Compression::kNone) const;
@@ -42,6 +45,7 @@ class TarBuilder {
     std::string hardlink;
     int major = 0;
     int minor = 0;
+    std::vector<std::pair<std::string, std::string>> xattrs = {};
   };
   std::vector<Entry> entries_;
 };

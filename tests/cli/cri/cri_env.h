@@ -35,6 +35,7 @@
 #include "common/temp_dir.h"
 #include "k8s/cri/v1/api.pb.h"
 #include "tests/util/libvirt.h"
+#include "tests/util/skip.h"
 
 namespace cloak::cri {
 
@@ -93,7 +94,7 @@ struct ImageOptions {
 class CriEnv {
  public:
   // Why this environment cannot run here ("" when it can): not root, a tool
-  // or the guest image missing. Tests GTEST_SKIP() with it.
+  // or the guest image missing. Tests CLOAK_SKIP() with it.
   static std::string MissingPrerequisite(const CriEnvOptions& options);
 
   static absl::StatusOr<std::unique_ptr<CriEnv>> Start(const CriEnvOptions& options);

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "tests/util/host.h"
+#include "tests/util/skip.h"
 
 namespace cloak::cri {
 namespace {
@@ -21,7 +22,7 @@ namespace {
 TEST(CriEnvTest, CniPodGetsAnAddressOfTheBridgeNetworkAndTeardownReleasesIt) {
   const CriEnvOptions options = CriEnvOptions::ForThisBuild(/*cni=*/true);
   if (std::string missing = CriEnv::MissingPrerequisite(options); !missing.empty()) {
-    GTEST_SKIP() << missing;
+    CLOAK_SKIP() << missing;
   }
   std::string dir, bridge;
   {

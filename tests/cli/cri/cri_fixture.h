@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "tests/cli/cri/cri_env.h"
 #include "tests/util/host.h"
+#include "tests/util/skip.h"
 
 namespace cloak::cri {
 
@@ -24,7 +25,7 @@ class CriEnvFixture : public ::testing::Test {
   void SetUp() override {
     const CriEnvOptions options = Options();
     if (std::string missing = CriEnv::MissingPrerequisite(options); !missing.empty()) {
-      GTEST_SKIP() << missing;
+      CLOAK_SKIP() << missing;
     }
     auto env = CriEnv::Start(options);
     ASSERT_TRUE(env.ok()) << env.status();

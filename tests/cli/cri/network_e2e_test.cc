@@ -29,6 +29,7 @@
 #include "shim/pod_network.h"
 #include "tests/util/host.h"
 #include "tests/util/libvirt.h"
+#include "tests/util/skip.h"
 
 namespace cloak::cri {
 namespace {
@@ -45,7 +46,7 @@ class CriNetworkE2eTest : public CriEnvFixture {
   CriEnvOptions Options() const override { return CriEnvOptions::ForThisBuild(/*cni=*/true); }
 
   void SetUp() override {
-    if (testutil::Which("curl").empty()) GTEST_SKIP() << "curl is not installed";
+    if (testutil::Which("curl").empty()) CLOAK_SKIP() << "curl is not installed";
     CriEnvFixture::SetUp();
   }
 

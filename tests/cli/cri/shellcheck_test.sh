@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 if ! command -v shellcheck >/dev/null; then
   echo "skipped: shellcheck not installed (scripts/install-deps)"
+  [[ "${CI:-}" == "true" ]] && { echo "CI=true: a skip must not happen on the CI machine (docs/development.md)"; exit 1; }
   exit 77
 fi
 scripts=()

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/skip.h"
 
 namespace cloak::shim::hypervisor {
 namespace {
@@ -78,7 +79,7 @@ void ExpectGolden(const std::string& name, const std::vector<std::string>& args)
   const char* update = std::getenv("CLOAK_UPDATE_GOLDEN");
   if (update != nullptr && std::string(update) == "1") {
     std::ofstream(path) << actual;
-    GTEST_SKIP() << "rewrote " << path;
+    CLOAK_SKIP() << "rewrote " << path;
   }
   std::ifstream in(path);
   ASSERT_TRUE(in) << "missing golden file " << path

@@ -26,6 +26,7 @@
 #include "shim/hypervisor/qemu/qemu_args.h"
 #include "shim/hypervisor/qemu/qemu_hypervisor.h"
 #include "shim/hypervisor/qemu/qmp_client.h"
+#include "tests/util/skip.h"
 
 namespace cloak::shim::hypervisor {
 namespace {
@@ -70,7 +71,7 @@ class QemuIntegrationTest : public ::testing::Test {
   void SetUp() override {
     caps_ = ProbeHost();
     if (!caps_.qemu.found) {
-      GTEST_SKIP() << "qemu-system-x86_64 is not usable here (" << caps_.qemu.error
+      CLOAK_SKIP() << "qemu-system-x86_64 is not usable here (" << caps_.qemu.error
                    << "): install qemu-system-x86";
     }
     auto dir = TempDir::Create("cloak-hv-");
@@ -275,7 +276,7 @@ TEST_F(QemuIntegrationTest, CreateRejectsMissingKernel) {
 }
 
 TEST_F(QemuIntegrationTest, CreateRejectsTeeThisHostCannotProvide) {
-  if (caps_.qemu.has_sev_snp_guest && caps_.sev_snp) GTEST_SKIP() << "this host can run SNP";
+  if (caps_.qemu.has_sev_snp_guest && caps_.sev_snp) CLOAK_SKIP() << "this host can run SNP";
   VmConfig config = Config();
   config.accel = Accel::kAuto;
   config.tee = TeeType::kSnp;
@@ -287,7 +288,7 @@ TEST_F(QemuIntegrationTest, CreateRejectsTeeThisHostCannotProvide) {
 }
 
 TEST_F(QemuIntegrationTest, AutoAccelAvoidsPvmKvm) {
-  if (!caps_.kvm_pvm) GTEST_SKIP() << "this host's KVM is not kvm_pvm";
+  if (!caps_.kvm_pvm) CLOAK_SKIP() << "this host's KVM is not kvm_pvm";
   VmConfig config = Config();
   config.accel = Accel::kAuto;
   config.agent_channel = AgentChannel::kAuto;
@@ -347,7 +348,7 @@ TEST_F(QemuIntegrationTest, RealGuestKernelBootsIfAvailable) {
       break;
     }
   }
-  if (kernel.empty()) GTEST_SKIP() << "no build*/guest-image/vmlinuz + initrd.img in the tree";
+  if (kernel.empty()) CLOAK_SKIP() << "no build*/guest-image/vmlinuz + initrd.img in the tree";
   VmConfig config = Config();
   config.memory_mib = 512;
   config.kernel = kernel;

@@ -19,6 +19,7 @@
 #include "shim/ttrpc/events_publisher.h"
 #include "containerd/events/task.pb.h"
 #include "gtest/gtest.h"
+#include "tests/util/skip.h"
 
 namespace cloak::ttrpc {
 namespace {
@@ -34,11 +35,11 @@ std::string FindInPath(const std::string& name) {
 }
 
 TEST(ttrpc_containerd, PublishedTaskExitReachesCtrEvents) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run containerd";
+  if (::geteuid() != 0) CLOAK_SKIP() << "needs root to run containerd";
   const std::string containerd = FindInPath("containerd");
   const std::string ctr = FindInPath("ctr");
   if (containerd.empty() || ctr.empty()) {
-    GTEST_SKIP() << "containerd or ctr not installed (apt-get install containerd)";
+    CLOAK_SKIP() << "containerd or ctr not installed (apt-get install containerd)";
   }
   const absl::Time start = absl::Now();
 
