@@ -241,7 +241,7 @@ TEST_F(VolumeCriE2eTest, SimulatedSnpPodAttestsAtRunPodSandbox) {
   auto refused = env_->RunPod(pod_with("refused", true));
   ASSERT_FALSE(refused.ok()) << "a pod whose attestation was refused ran";
   EXPECT_THAT(refused.status().message(), HasSubstr("early attestation at CreateSandbox"));
-  EXPECT_THAT(refused.status().message() + testutil::Slurp(d + "/kbs.log"),
+  EXPECT_THAT(std::string(refused.status().message()) + testutil::Slurp(d + "/kbs.log"),
               HasSubstr("allow_simulated"));
   std::cerr << "refused pod failed at RunPodSandbox after " << absl::FormatDuration(absl::Now() - t)
             << ": " << refused.status().message() << "\n";
