@@ -177,7 +177,7 @@ TEST_F(VolumeCriE2eTest, KubeletVolumesReachTheContainerAndFollowUpdates) {
   EXPECT_THAT(refused.message(), HasSubstr("policy: copy denied: destination"));
   EXPECT_THAT(refused.message(), HasSubstr("/run/cloak/sandbox/volumes/host-path/host-secrets-"));
   EXPECT_THAT(refused.message(), HasSubstr("matches no copy_files rule"));
-  EXPECT_THAT(env_->ContainerdLogTail(200000), HasSubstr("refused: policy: copy denied"));
+  EXPECT_THAT(env_->ContainerdLogTail(200000), HasSubstr("refused: agent CopyFile: policy: copy denied"));
   // The first container still runs.
   log = WaitForLog("vols", "app", "now=color=green");
   EXPECT_THAT(log, Not(HasSubstr("not for the guest")));
