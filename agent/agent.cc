@@ -227,6 +227,18 @@ absl::Status RunAgent(const AgentOptions& options) {
                          : st.detail);
     resp->set_initdata_digest(st.initdata_digest);
   };
+  // A TEE guest (SNP, TDX, simulated SNP) attests at CreateSandbox, so a
+  // pod whose evidence the key broker refuses fails at once; the sample
+  // fallback of a plain dev guest attests lazily (docs/attestation.md).
+  // Decided at CreateSandbox, when every device of the guest is there.
+  service_options.attest_at_create_sandbox = [attestation]() -> absl::Status {
+    if (!attestation->AttestsEarly()) {
+      Log()->info("attestation: lazy (first encrypted layer): no TEE evidence in this guest");
+      return absl::OkStatus();
+    }
+    Log()->info("attestation: early (at CreateSandbox): this is a TEE guest");
+    return attestation->AttestNow();
+  };
 #endif
   AgentServiceImpl service(service_options, policy.get(), &manager);
 

@@ -83,7 +83,17 @@ grpc::Status AgentServiceImpl::GetGuestDetails(grpc::ServerContext*,
 grpc::Status AgentServiceImpl::CreateSandbox(grpc::ServerContext*,
                                              const v1::CreateSandboxRequest* req,
                                              v1::CreateSandboxResponse*) {
-  return Handle("CreateSandbox", *req, [&] { return manager_->CreateSandbox(*req); });
+  return Handle("CreateSandbox", *req, [&]() -> absl::Status {
+    RETURN_IF_ERROR(manager_->CreateSandbox(*req));
+    if (!options_.attest_at_create_sandbox) return absl::OkStatus();
+    const absl::Time t = absl::Now();
+    absl::Status attested = options_.attest_at_create_sandbox();
+    if (!attested.ok()) {
+      return Annotate(attested, "early attestation at CreateSandbox (TEE guest) failed");
+    }
+    Log()->info("step=sandbox-attestation took={}", absl::FormatDuration(absl::Now() - t));
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status AgentServiceImpl::DestroySandbox(grpc::ServerContext*,
@@ -359,6 +369,11 @@ grpc::Status AgentServiceImpl::WatchOomEvents(grpc::ServerContext* ctx,
 grpc::Status AgentServiceImpl::SetPolicy(grpc::ServerContext*, const v1::SetPolicyRequest* req,
                                          v1::SetPolicyResponse*) {
   return Handle("SetPolicy", *req, [&] { return policy_->Replace(req->policy()); });
+}
+
+grpc::Status AgentServiceImpl::CopyFile(grpc::ServerContext*, const v1::CopyFileRequest* req,
+                                        v1::CopyFileResponse*) {
+  return Handle("CopyFile", *req, [&] { return manager_->CopyFile(*req); });
 }
 
 }  // namespace cloak::agent

@@ -26,6 +26,10 @@ class AgentServiceImpl final : public v1::AgentService::Service {
     std::function<void()> on_power_off;
     // Fills GetAttestationStatus (agent/attest); unset: "not configured".
     std::function<void(v1::GetAttestationStatusResponse*)> attestation_status;
+    // Early attestation (docs/attestation.md): run after the sandbox was
+    // created; an error (the key broker's refusal) fails CreateSandbox.
+    // Unset: attestation stays lazy (first encrypted layer).
+    std::function<absl::Status()> attest_at_create_sandbox;
   };
   AgentServiceImpl(Options options, PolicyEngine* policy, ContainerManager* manager)
       : options_(std::move(options)), policy_(policy), manager_(manager) {}
@@ -73,6 +77,8 @@ class AgentServiceImpl final : public v1::AgentService::Service {
                               grpc::ServerWriter<v1::OomEvent>*) override;
   grpc::Status SetPolicy(grpc::ServerContext*, const v1::SetPolicyRequest*,
                          v1::SetPolicyResponse*) override;
+  grpc::Status CopyFile(grpc::ServerContext*, const v1::CopyFileRequest*,
+                        v1::CopyFileResponse*) override;
 
  private:
   // Policy first, then `body`; logs failures. A call that succeeded is

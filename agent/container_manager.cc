@@ -17,6 +17,7 @@
 #include "agent/ids.h"
 #include "agent/image_process.h"
 #include "agent/spec_builder.h"
+#include "agent/volume_files.h"
 #include "common/files.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -191,6 +192,8 @@ absl::Status ContainerManager::CreateSandbox(const v1::CreateSandboxRequest& req
   RETURN_IF_ERROR(MakeDirs(options_.run_dir + "/containers"));
   RETURN_IF_ERROR(MakeDirs(options_.run_dir + "/s"));
   RETURN_IF_ERROR(MakeDirs(options_.run_dir + "/sandbox"));
+  RETURN_IF_ERROR(MakeDirs(VolumeRootDir()));
+  ::chmod(VolumeRootDir().c_str(), 0755);
   ::chmod((options_.run_dir + "/s").c_str(), 0700);
   if (!request.initdata().empty()) {
     // Kept for the attestation step; its digest is checked there.
@@ -363,6 +366,7 @@ absl::Status ContainerManager::CreateLocked(Container* c, const v1::CreateContai
   spec_options.allow_empty_args = c->sandbox || !prepared->image_config_json.empty();
   spec_options.keep_runtime_annotations = options_.policy_checks_runtime_annotations;
   ASSIGN_OR_RETURN(nlohmann::json spec, BuildContainerSpec(request.oci_spec_json(), spec_options));
+  if (!c->sandbox) RETURN_IF_ERROR(AddVolumeMounts(request.oci_spec_json(), &spec));
   if (c->sandbox) {
     // The pause container runs nothing heavy, whatever the host asked for.
     spec["process"]["args"] = {"/bin/sleep", "2147483647"};
@@ -383,6 +387,48 @@ absl::Status ContainerManager::CreateLocked(Container* c, const v1::CreateContai
   c->init = init;
   c->state = ContainerState::kCreated;
   response->set_pid(static_cast<uint32_t>(init->pid()));
+  return absl::OkStatus();
+}
+
+std::string ContainerManager::VolumeRootDir() const {
+  return options_.run_dir + "/sandbox/volumes";
+}
+
+absl::Status ContainerManager::CopyFile(const v1::CopyFileRequest& request) {
+  RETURN_IF_ERROR(RequireSandbox());
+  absl::MutexLock lock(&volumes_mu_);
+  return ApplyCopyFile(VolumeRootDir(), request);
+}
+
+absl::Status ContainerManager::AddVolumeMounts(absl::string_view host_spec_json,
+                                               nlohmann::json* spec) {
+  ASSIGN_OR_RETURN(nlohmann::json host, ParseJson("oci_spec_json", host_spec_json));
+  ASSIGN_OR_RETURN(std::vector<VolumeMount> mounts, VolumeMountsOfSpec(host));
+  const std::string root = VolumeRootDir();
+  absl::MutexLock lock(&volumes_mu_);
+  for (const VolumeMount& m : mounts) {
+    const std::string dir = root + m.volume.guest_volume_dir.substr(std::string(kGuestVolumeRoot).size());
+    if (m.volume.empty_dir) {
+      // emptyDir: the guest's own memory, shared by the pod's containers.
+      v1::CopyFileRequest make;
+      make.set_path(m.volume.guest_volume_dir);
+      make.set_file_mode(S_IFDIR | 0777);
+      RETURN_IF_ERROR(ApplyCopyFile(root, make));
+    } else {
+      const std::string source =
+          root + m.volume.guest_path.substr(std::string(kGuestVolumeRoot).size());
+      struct stat st;
+      if (::lstat(source.c_str(), &st) != 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "volume ", m.volume.kind, "/", m.volume.name, " for mount ", m.destination,
+            " (host source ", m.volume.host_source,
+            ") was not copied into the guest: its CopyFile calls were refused or never made"));
+      }
+    }
+    (*spec)["mounts"].push_back(VolumeBindMount(m, root));
+    Log()->info("container mount {} <- volume {}/{}{}", m.destination, m.volume.kind, m.volume.name,
+                m.volume.readonly ? " (ro)" : "");
+  }
   return absl::OkStatus();
 }
 

@@ -33,6 +33,7 @@
 #include "agent/rootfs.h"
 #include "cloak/agent/v1/agent.pb.h"
 #include "common/fd.h"
+#include "nlohmann/json.hpp"
 
 namespace cloak::agent {
 
@@ -126,6 +127,11 @@ class ContainerManager {
   absl::Status ResumeContainer(const std::string& id);
   absl::StatusOr<CgroupStats> StatsContainer(const std::string& id);
   absl::Status UpdateContainer(const std::string& id, absl::string_view resources_json);
+  // A pod volume entry from the host (agent/volume_files.h), under the
+  // sandbox's volume directory.
+  absl::Status CopyFile(const v1::CopyFileRequest& request);
+  // <run_dir>/sandbox/volumes: what kGuestVolumeRoot names.
+  std::string VolumeRootDir() const;
 
   // The process (init for an empty exec_id). NotFound if unknown.
   absl::StatusOr<std::shared_ptr<Process>> FindProcess(const std::string& id,
@@ -180,6 +186,9 @@ class ContainerManager {
   RootfsProvider* const images_;
   RootfsProvider* const pause_;
 
+  // Serialises volume writes (CopyFile, emptyDir creation).
+  absl::Mutex volumes_mu_;
+  absl::Status AddVolumeMounts(absl::string_view host_spec_json, nlohmann::json* spec);
   absl::Mutex mu_;
   SandboxState sandbox_ ABSL_GUARDED_BY(mu_) = SandboxState::kNone;
   std::string resolv_conf_ ABSL_GUARDED_BY(mu_);

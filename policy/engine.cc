@@ -1,10 +1,17 @@
 #include "policy/engine.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <optional>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/volumes.h"
 
 namespace cloak::policy {
 
@@ -382,6 +389,12 @@ Decision Engine::Check(absl::string_view rpc, const google::protobuf::Message& r
     const auto& r = static_cast<const v1::WriteStdinRequest&>(request);
     return CheckWriteStdin(r.container_id(), r.exec_id(), state);
   }
+  if (rpc == "CopyFile") {
+    if (request.GetDescriptor() != v1::CopyFileRequest::descriptor()) {
+      return Decision::Deny("policy: copy denied: the request is not a CopyFileRequest");
+    }
+    return CheckCopy(static_cast<const v1::CopyFileRequest&>(request));
+  }
   return Decision::Allow();
 }
 
@@ -589,6 +602,60 @@ Decision Engine::CheckCopyFile(absl::string_view path, uint64_t size) const {
   }
   return Decision::Deny(absl::StrCat("policy: copy denied: destination ", Q(path),
                                      " matches no copy_files rule", Suffix()));
+}
+
+Decision Engine::CheckCopy(const v1::CopyFileRequest& req) const {
+  Decision d = CheckRpc("CopyFile");
+  if (!d.allow) return d;
+  auto deny = [this](const std::string& why) {
+    return Decision::Deny(absl::StrCat("policy: copy denied: ", why, Suffix()));
+  };
+  const std::string& path = req.path();
+  if (path.size() > kMaxGuestPathBytes) {
+    return deny(absl::StrCat("path is ", path.size(), " bytes, longer than ", kMaxGuestPathBytes));
+  }
+  if (!IsCleanAbsolutePath(path)) {
+    return deny(absl::StrCat("path ", Q(path),
+                             " is not a clean absolute path (\"..\", \".\" or empty components)"));
+  }
+  const std::string root = absl::StrCat(kGuestVolumeRoot, "/");
+  if (!absl::StartsWith(path, root)) {
+    return deny(absl::StrCat("path ", Q(path), " is outside the guest volume directory ",
+                             kGuestVolumeRoot));
+  }
+  // <root>/<kind>/<name>: the volume the entry belongs to.
+  std::vector<absl::string_view> parts =
+      absl::StrSplit(absl::string_view(path).substr(root.size()), '/');
+  if (parts.size() < 2) {
+    return deny(absl::StrCat("path ", Q(path), " names no volume (<kind>/<name> under ",
+                             kGuestVolumeRoot, ")"));
+  }
+  const std::string volume_dir = absl::StrCat(root, parts[0], "/", parts[1]);
+  if (parts[0] == kEmptyDirVolumeKind) {
+    return deny(absl::StrCat("path ", Q(path), " is in an emptyDir volume, which the guest keeps "
+                             "in its own memory and the host may not fill"));
+  }
+  if (req.remove()) return CheckCopyFile(path, 0);
+  const uint32_t type = req.file_mode() & S_IFMT;
+  if (type != S_IFREG && type != S_IFDIR && type != S_IFLNK) {
+    return deny(absl::StrCat("file_mode ", absl::StrFormat("0%o", req.file_mode()), " of ", Q(path),
+                             " is not a regular file, directory or symlink"));
+  }
+  if ((req.file_mode() & ~static_cast<uint32_t>(S_IFMT)) > 07777) {
+    return deny(absl::StrCat("file_mode of ", Q(path), " has bits beyond 07777"));
+  }
+  if (type == S_IFDIR && !req.data().empty()) {
+    return deny(absl::StrCat("directory ", Q(path), " carries data"));
+  }
+  if (type == S_IFLNK) {
+    std::optional<std::string> resolved = ResolveSymlinkLexically(path, req.data());
+    if (!resolved || (*resolved != volume_dir && !absl::StartsWith(*resolved, volume_dir + "/"))) {
+      return deny(absl::StrCat("symlink ", Q(path), " -> ", Q(req.data()),
+                               " points outside its volume ", Q(volume_dir),
+                               " (targets must be relative and stay inside)"));
+    }
+  }
+  return CheckCopyFile(path, req.data().size());
 }
 
 void Engine::Record(absl::string_view rpc, const google::protobuf::Message& request,

@@ -78,6 +78,10 @@ class Engine {
 
   // A file copy into the guest (rule "copy_files").
   Decision CheckCopyFile(absl::string_view path, uint64_t size) const;
+  // A CopyFile request: the path must be a clean absolute path under the
+  // guest volume root (common/volumes.h), a symlink's target must stay in
+  // its volume, and the path and size must satisfy a copy_files rule.
+  Decision CheckCopy(const agent::v1::CopyFileRequest& req) const;
 
   // Applies a call that succeeded (response may be null) to `state`.
   void Record(absl::string_view rpc, const google::protobuf::Message& request,

@@ -588,7 +588,7 @@ const char* DefaultPolicyJson() {
   return R"({
   "version": "1",
   "description": "built-in default: the pod runs as created; no exec, no stdin writes, no image change, no SetPolicy",
-  "rpcs": {"ExecProcess": "deny", "WriteStdin": "deny", "SetPolicy": "deny", "CopyFile": "deny"},
+  "rpcs": {"ExecProcess": "deny", "WriteStdin": "deny", "SetPolicy": "deny"},
   "pin_images": true,
   "containers": [
     {"name": "*", "sandbox": true, "max_instances": 1},
@@ -596,6 +596,10 @@ const char* DefaultPolicyJson() {
      "mounts": [{"destination": {"regex": "/.+"}, "type": "bind",
                  "source": {"regex": "/.+/pods/[0-9a-f-]{36}/volume(s|-subpaths)/.+"}}],
      "stdio": {"read_output": true, "write_stdin": false}}
+  ],
+  "copy_files": [
+    {"path": {"regex": "/run/cloak/sandbox/volumes/kubernetes\\.io~(configmap|secret|projected|downward-api)/[^/]+(/.+)?"},
+     "max_bytes": 1048576}
   ]
 })";
 }

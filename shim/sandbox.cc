@@ -378,6 +378,14 @@ absl::StatusOr<uint32_t> Sandbox::CreateContainer(const agentpb::CreateContainer
   return response.pid();
 }
 
+absl::Status Sandbox::CopyFile(const agentpb::CopyFileRequest& request) {
+  agentpb::CopyFileResponse response;
+  return impl_->Call("CopyFile", absl::Now() + impl_->options.request_timeout,
+                     [&](Stub& stub, grpc::ClientContext* ctx) {
+                       return stub.CopyFile(ctx, request, &response);
+                     });
+}
+
 absl::StatusOr<uint32_t> Sandbox::StartContainer(const std::string& container_id) {
   agentpb::StartContainerRequest request;
   request.set_container_id(container_id);

@@ -154,6 +154,8 @@ class Sandbox {
       const std::string& container_id);
   absl::Status UpdateContainer(const std::string& container_id, const std::string& resources_json);
   absl::Status RemoveContainer(const std::string& container_id, uint32_t timeout_seconds);
+  // One entry of a pod volume (shim/volumes.h).
+  absl::Status CopyFile(const cloak::agent::v1::CopyFileRequest& request);
 
   // Stops every container and the VM: DestroySandbox(power_off), then
   // Hypervisor::Stop; cancels every call in flight and removes the state

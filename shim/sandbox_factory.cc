@@ -193,6 +193,24 @@ SandboxOptions BuildSandboxOptions(const config::Config& config, const SandboxRe
   return options;
 }
 
+bool AttestsEarly(const config::Config& cfg) {
+  return cfg.tee.type != config::TeeType::kNone || !cfg.tee.simulated_snp_chain.empty();
+}
+
+absl::Status RequireInitDataForEarlyAttestation(const config::Config& cfg, bool has_initdata) {
+  if (has_initdata || !AttestsEarly(cfg)) return absl::OkStatus();
+  const std::string what = cfg.tee.type != config::TeeType::kNone
+                               ? std::string("a TEE runtime class (tee.type is not \"none\")")
+                               : std::string("a dev runtime class with the simulated SNP "
+                                             "(tee.simulated_snp_chain)");
+  return absl::FailedPreconditionError(absl::StrCat(
+      "this pod has no init-data, but ", what,
+      " attests at sandbox creation and needs the key broker its init-data names: give the pod "
+      "init-data (annotation io.cloak.initdata, or kbs.url in the runtime class config for a "
+      "default one; "
+      "docs/attestation.md \"Early attestation\")"));
+}
+
 absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& request) {
   ASSIGN_OR_RETURN(config::ConfigFile file, config::LoadConfigFromSearchPath(request.config_path));
   Logger("shim")->info("sandbox={} config {}", request.sandbox_id,
@@ -250,6 +268,14 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& reque
                                     network.user_mode));
   ASSIGN_OR_RETURN(std::optional<InitData> initdata,
                    PodInitData(*cfg, request.pod.annotations, agent_settings));
+  // Early attestation needs a key broker: the pod's own init-data, or the
+  // class's [kbs] default (the shim's own init-data otherwise carries only
+  // agent settings).
+  const bool pod_initdata =
+      request.pod.annotations.count(std::string(kInitDataAnnotation)) != 0 ||
+      request.pod.annotations.count(std::string(kKataInitDataAnnotation)) != 0;
+  RETURN_IF_ERROR(
+      RequireInitDataForEarlyAttestation(*cfg, pod_initdata || !cfg->kbs.url.empty()));
   if (initdata.has_value()) {
     // Bound into the launch: what the TEE evidence will carry.
     vm.snp.host_data = tee::DigestForField(initdata->digest, tee::kSnpHostDataSize);

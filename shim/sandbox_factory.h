@@ -69,6 +69,15 @@ std::vector<std::string> GuestInsecureRegistries(const std::vector<std::string>&
                                                  const std::string& image,
                                                  bool host_loopback = true);
 
+// Pure: whether the guest of this class attests at CreateSandbox (early
+// attestation, docs/attestation.md): a TEE class (tee.type snp or tdx) or a
+// dev class with the simulated SNP. The guest agent decides the same from
+// the evidence it can produce; the shim uses it only to refuse a pod that
+// cannot attest (no init-data) with a clear error before booting a VM.
+bool AttestsEarly(const config::Config& config);
+// FailedPrecondition, saying what to do, for such a class without init-data.
+absl::Status RequireInitDataForEarlyAttestation(const config::Config& config, bool has_initdata);
+
 // Loads the config (request.config_path, else /etc/cloak/config.toml, else
 // the installed default), applies the pod's annotations, probes the host
 // once, and makes a Sandbox on the configured driver (hypervisor.driver).

@@ -232,6 +232,54 @@ void TaskService::RecordExit(const std::shared_ptr<Process>& p, uint32_t exit_st
   p->exited.Notify();
 }
 
+absl::Status TaskService::CopyVolumes(const std::string& container_id,
+                                      const std::shared_ptr<Sandbox>& sandbox,
+                                      const std::string& spec_json) {
+  ASSIGN_OR_RETURN(std::vector<GuestVolume> volumes, VolumesOfSpec(spec_json));
+  if (volumes.empty()) return absl::OkStatus();
+  std::shared_ptr<VolumeSync> sync;
+  {
+    absl::MutexLock lock(&mu_);
+    std::shared_ptr<VolumeSync>& slot = volume_syncs_[sandbox->id()];
+    if (slot == nullptr) {
+      std::weak_ptr<Sandbox> weak = sandbox;
+      slot = std::make_shared<VolumeSync>(
+          sandbox->id(), [weak](const agentpb::CopyFileRequest& r) -> absl::Status {
+            std::shared_ptr<Sandbox> s = weak.lock();
+            if (s == nullptr || s->dead()) return absl::UnavailableError("the sandbox is gone");
+            return s->CopyFile(r);
+          });
+    }
+    sync = slot;
+  }
+  for (const GuestVolume& v : volumes) {
+    if (v.empty_dir) {
+      Log()->info("container={} volume {}: emptyDir, made in guest memory", container_id,
+                  v.guest_path);
+      continue;
+    }
+    absl::Status s = sync->Add(v);
+    if (!s.ok()) {
+      Log()->error("container={} volume {} from {} refused: {}", container_id, v.guest_path,
+                   v.host_source, std::string(s.message()));
+      return Annotate(s, absl::StrCat("volume ", v.kind, "/", v.name, " from ", v.host_source));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void TaskService::DropVolumes(const std::string& sandbox_id) {
+  std::shared_ptr<VolumeSync> sync;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = volume_syncs_.find(sandbox_id);
+    if (it == volume_syncs_.end()) return;
+    sync = std::move(it->second);
+    volume_syncs_.erase(it);
+  }
+  sync.reset();  // joins the watcher outside mu_
+}
+
 void TaskService::OnSandboxExit(const std::string& sandbox_id, const std::string& reason) {
   Log()->error("sandbox={} ended: {}; its tasks are reported exited", sandbox_id, reason);
   std::vector<std::shared_ptr<Container>> affected;
@@ -384,6 +432,22 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
   }
   p->sandbox = c->sandbox;
 
+  // Pod volumes reach the guest before the container that mounts them.
+  if (!cri_sandbox) {
+    absl::Status copied = CopyVolumes(req.id(), c->sandbox, spec_json);
+    if (!copied.ok()) {
+      if (c->owns_sandbox) {
+        {
+          absl::MutexLock lock(&mu_);
+          sandboxes_.erase(pod.sandbox_id);
+        }
+        DropVolumes(pod.sandbox_id);
+        (void)c->sandbox->Destroy();
+      }
+      return Annotate(copied, absl::StrCat("container ", req.id(), ": copy its volumes into the guest"));
+    }
+  }
+
   agentpb::CreateContainerRequest create;
   create.set_container_id(req.id());
   // A pod on its own network cannot reach the host's loopback: its image
@@ -409,6 +473,7 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
         absl::MutexLock lock(&mu_);
         sandboxes_.erase(pod.sandbox_id);
       }
+      DropVolumes(pod.sandbox_id);
       (void)c->sandbox->Destroy();
     }
     return Annotate(pid.status(), absl::StrCat("create container ", req.id(), " in the guest"));
@@ -569,6 +634,7 @@ absl::StatusOr<taskapi::DeleteResponse> TaskService::Delete(const Ctx&,
       absl::MutexLock lock(&mu_);
       sandboxes_.erase(c->pod.sandbox_id);
     }
+    DropVolumes(c->pod.sandbox_id);
     absl::Status destroyed = c->sandbox->Destroy();
     if (!destroyed.ok()) {
       Log()->warn("sandbox={} destroy: {}", c->pod.sandbox_id, destroyed.ToString());

@@ -38,6 +38,7 @@
 #include "shim/containerd_images.h"
 #include "shim/events.h"
 #include "shim/sandbox.h"
+#include "shim/volumes.h"
 
 namespace cloak::shim {
 
@@ -136,6 +137,13 @@ class TaskService {
   // Records an exit once (later calls are ignored) and publishes it.
   void RecordExit(const std::shared_ptr<Process>& p, uint32_t exit_status, absl::Time exited_at);
   void OnSandboxExit(const std::string& sandbox_id, const std::string& reason);
+  // Copies the pod volumes `spec_json` mounts into the sandbox's guest and
+  // keeps them refreshed (shim/volumes.h). The agent's refusal is returned
+  // with its reason.
+  absl::Status CopyVolumes(const std::string& container_id, const std::shared_ptr<Sandbox>& sandbox,
+                           const std::string& spec_json);
+  // Stops refreshing the volumes of a sandbox that goes away.
+  void DropVolumes(const std::string& sandbox_id);
 
   const TaskServiceOptions options_;
 
@@ -144,6 +152,8 @@ class TaskService {
   // Ids whose Create is in progress.
   std::set<std::string> creating_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Sandbox>> sandboxes_ ABSL_GUARDED_BY(mu_);
+  // By sandbox id: the volumes copied into that sandbox's guest.
+  std::map<std::string, std::shared_ptr<VolumeSync>> volume_syncs_ ABSL_GUARDED_BY(mu_);
   bool shutdown_requested_ ABSL_GUARDED_BY(mu_) = false;
 };
 

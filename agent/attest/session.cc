@@ -25,7 +25,22 @@ AttestationStatus AttestationSession::Status() const {
   return status_;
 }
 
-absl::StatusOr<KeySet> AttestationSession::Run() {
+bool AttestationSession::AttestsEarly() const {
+  if (!options_.tee.empty()) return options_.tee != "sample";
+  absl::StatusOr<std::unique_ptr<Attester>> attester = DetectAttester(options_.attester);
+  // A TDX guest without configfs-tsm is still a TEE guest: it must fail at
+  // CreateSandbox, not later.
+  if (!attester.ok()) return true;
+  return (*attester)->tee() != "sample";
+}
+
+absl::Status AttestationSession::AttestNow() {
+  absl::MutexLock lock(&mu_);
+  if (keys_.has_value()) return absl::OkStatus();
+  return Run(/*require_keys=*/false).status();
+}
+
+absl::StatusOr<KeySet> AttestationSession::Run(bool require_keys) {
   auto log = Logger("attest");
   auto refuse = [&](AttestationStatus::State state, const absl::Status& s) {
     status_.state = state;
@@ -48,7 +63,7 @@ absl::StatusOr<KeySet> AttestationSession::Run() {
   }
   status_.initdata_digest = tee::HexEncode(initdata->digest);
   status_.kbs_url = initdata->kbs_url;
-  if (initdata->kbs_url.empty() || initdata->image_keys.empty()) {
+  if (initdata->kbs_url.empty() || (require_keys && initdata->image_keys.empty())) {
     return refuse(AttestationStatus::State::kRefused,
                   absl::FailedPreconditionError(
                       "init-data names no key broker (data.kbs_url) or no image keys "
@@ -112,13 +127,13 @@ absl::StatusOr<KeySet> AttestationSession::Run() {
   status_.detail = set.refusals.empty()
                        ? timings
                        : absl::StrCat(timings, "; refused: ", absl::StrJoin(set.refusals, "; "));
-  if (set.keys.empty()) {
+  if (set.keys.empty() && !initdata->image_keys.empty()) {
     absl::Status s = absl::Status(
         unreachable ? absl::StatusCode::kUnavailable : absl::StatusCode::kPermissionDenied,
         absl::StrJoin(set.refusals, "; "));
     return s;
   }
-  if (set.refusals.empty()) keys_ = set;  // partial sets are retried next time
+  if (set.refusals.empty() && !set.keys.empty()) keys_ = set;  // partial sets are retried next time
   return set;
 }
 

@@ -50,8 +50,19 @@ class AttestationSession final : public KeySource {
 
   AttestationStatus Status() const;
 
+  // True on a TEE guest (SNP, TDX, or the simulated SNP security processor
+  // of a dev class): such a guest attests at CreateSandbox
+  // (docs/attestation.md "Early attestation"). False for the sample
+  // fallback of a plain dev guest, which attests lazily.
+  bool AttestsEarly() const;
+
+  // Early attestation: attests to the init-data's key broker now (and
+  // fetches the image keys it names, kept for the pulls). Errors as
+  // ImageKeys(), except that init-data without image_keys is fine.
+  absl::Status AttestNow();
+
  private:
-  absl::StatusOr<KeySet> Run() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<KeySet> Run(bool require_keys = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SessionOptions options_;
   mutable absl::Mutex mu_;

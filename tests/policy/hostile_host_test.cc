@@ -427,9 +427,10 @@ std::vector<Hostile> Cases() {
       R"(policy: copy denied: destination "/etc/passwd" matches no copy_files rule)");
   add("CopyTooLarge",
       [](const Engine& e, const PodState&) {
-        return e.CheckCopyFile("/run/cloak/volumes/data/blob", 2 << 20);
+        return e.CheckCopyFile("/run/cloak/sandbox/volumes/kubernetes.io~configmap/data/blob",
+                               2 << 20);
       },
-      R"(2097152 bytes to "/run/cloak/volumes/data/blob" exceed max_bytes 1048576)");
+      R"(2097152 bytes to "/run/cloak/sandbox/volumes/kubernetes.io~configmap/data/blob" exceed max_bytes 1048576)");
   return c;
 }
 
@@ -475,7 +476,9 @@ TEST(LegitimatePod, WebPodRunsAndItsAllowedRequestsPass) {
                                  "sha256:1111111111111111111111111111111111111111111111111111111111111111",
                                  state)
                   .allow);
-  EXPECT_TRUE(e.CheckCopyFile("/run/cloak/volumes/data/config.yaml", 4096).allow);
+  EXPECT_TRUE(
+      e.CheckCopyFile("/run/cloak/sandbox/volumes/kubernetes.io~configmap/data/config.yaml", 4096)
+          .allow);
   // The app is re-created after a restart: same image, same spec.
   v1::RemoveContainerRequest remove;
   remove.set_container_id("c-app");

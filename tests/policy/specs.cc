@@ -174,7 +174,8 @@ const char* WebPodPolicy() {
      "stdio": {"read_output": false, "write_stdin": false},
      "after": ["setup"]}
   ],
-  "copy_files": [{"path": {"regex": "/run/cloak/volumes/[a-z0-9-]+/.+"}, "max_bytes": 1048576}]
+  "copy_files": [{"path": {"regex": "/run/cloak/sandbox/volumes/kubernetes\\.io~(configmap|secret|projected)/[a-z0-9-]+(/.+)?"},
+                  "max_bytes": 1048576}]
 })json";
 }
 
