@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/util/host.h"
+#include "tests/util/skip.h"
 
 namespace cloak {
 namespace {
@@ -30,7 +31,7 @@ class ReferenceValuesTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!testutil::Exists(kDir + "/reference-values.json")) {
-      GTEST_SKIP() << "no " << kDir << "/reference-values.json (build the guest-image target)";
+      CLOAK_SKIP() << "no " << kDir << "/reference-values.json (build the guest-image target)";
     }
     auto dir = TempDir::Create("cloak-rv-");
     ASSERT_TRUE(dir.ok()) << dir.status();
