@@ -236,8 +236,8 @@ absl::StatusOr<nlohmann::json> BuildReferenceValues(const ReferenceValuesInputs&
   nlohmann::json out = {
       {"schema", 1},
       {"guest_image",
-       {{"vmlinuz_sha256", m::HexLower(m::Sha256(kernel_bytes))},
-        {"initrd_sha256", m::HexLower(m::Sha256(initrd_bytes))}}},
+       {{"vmlinuz_sha256", tee::HexEncode(tee::Sha256(kernel_bytes))},
+        {"initrd_sha256", tee::HexEncode(tee::Sha256(initrd_bytes))}}},
       {"about",
        "Launch reference values of the installer's default runtime classes (docs/measurement.md). "
        "Import one class into a key-release policy with `cloak-kbs admin import-reference-values "
