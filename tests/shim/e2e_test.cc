@@ -910,7 +910,10 @@ TEST_F(ShimLibvirtE2eTest, SnpAndTdxAreRefusedNamingTheLibvirtVersion) {
     std::vector<std::string> args = RunArgsWith(
         id, {},
         WriteConfig(id, absl::StrCat("firmware = \"", kernel_, "\""),
-                    absl::StrCat("[tee]\ntype = \"", tee, "\"\n")));
+                    // A TEE class attests at sandbox creation and needs a key
+                    // broker (the shim refuses a pod without one first).
+                    absl::StrCat("[tee]\ntype = \"", tee,
+                                 "\"\n[kbs]\nurl = \"https://127.0.0.1:1\"\n")));
     args.insert(args.begin() + 1, "--rm");
     args.insert(args.end(), {"true"});
     RunResult r = Ctr(args, absl::Seconds(120));
