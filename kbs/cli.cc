@@ -49,6 +49,7 @@ struct ServeFlags {
   std::string snp_certs_dir;
   std::string snp_min_tcb;
   std::string tdx_root_ca;
+  std::string tdx_collateral_dir;
   bool tdx_allow_unverified = false;
   bool allow_unpinned_root = false;
   std::string nonce_ttl = "30s";
@@ -79,6 +80,7 @@ int RunServe(const ServeFlags& flags) {
   config.insecure_http = flags.insecure_http;
   config.verifier.snp_certs_dir = flags.snp_certs_dir;
   config.verifier.tdx_root_ca_file = flags.tdx_root_ca;
+  config.verifier.tdx_collateral_dir = flags.tdx_collateral_dir;
   config.verifier.tdx_allow_unverified = flags.tdx_allow_unverified;
   config.verifier.allow_unpinned_root = flags.allow_unpinned_root;
   if (!flags.snp_min_tcb.empty()) {
@@ -259,6 +261,10 @@ int RunKbsCli(int argc, char** argv) {
                         "Minimum SNP REPORTED_TCB, e.g. bl=3,tee=0,snp=8,ucode=115");
   serve_cmd->add_option("--tdx-root-ca", serve.tdx_root_ca,
                         "Intel SGX Root CA certificate for TDX quote chains");
+  serve_cmd->add_option("--tdx-collateral-dir", serve.tdx_collateral_dir,
+                        "Intel PCS collateral for TDX TCB status: tcb_info.json, "
+                        "qe_identity.json, tcb_signing_chain.pem, root_ca_crl.{pem,der}, "
+                        "pck_crl.{pem,der} (read at start)");
   serve_cmd->add_flag("--tdx-allow-unverified", serve.tdx_allow_unverified,
                       "Accept TDX quotes without a signature check (development only)");
   serve_cmd->add_flag("--allow-unpinned-root", serve.allow_unpinned_root,

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "kbs/verify/openssl_util.h"
+#include "kbs/verify/tdx_tcb.h"
 
 namespace cloak::kbs {
 namespace {
@@ -41,7 +42,8 @@ absl::StatusOr<bool> Bool(const nlohmann::json& j, absl::string_view what) {
 
 constexpr const char* kKnownKeys =
     "allowed_tees, allow_debug, allow_unverified, reference_values, init_data_digests, "
-    "allow_any_launch, allow_simulated, snp_vmpl, snp_min_tcb, snp_policy";
+    "allow_any_launch, allow_simulated, snp_vmpl, snp_min_tcb, snp_policy, "
+    "tdx_allowed_tcb_status";
 
 // The reference values that pin a TEE's launch.
 bool PinsLaunch(const ResourcePolicy& p, absl::string_view tee) {
@@ -117,7 +119,8 @@ nlohmann::json ResourcePolicy::ToJson() const {
                         {"init_data_digests", reference.init_data_digests},
                         {"snp_vmpl", snp_vmpl},
                         {"snp_min_tcb", tcb},
-                        {"snp_policy", snp_policy}};
+                        {"snp_policy", snp_policy},
+                        {"tdx_allowed_tcb_status", tdx_allowed_tcb_status}};
 }
 
 absl::StatusOr<ResourcePolicy> ParseResourcePolicy(absl::string_view json_text) {
@@ -184,6 +187,16 @@ absl::StatusOr<ResourcePolicy> ParseResourcePolicy(absl::string_view json_text) 
               "policy: snp_policy bit \"", bit, "\" is not smt, migrate_ma or single_socket"));
         }
         ASSIGN_OR_RETURN(policy.snp_policy[bit], Bool(want, absl::StrCat("snp_policy.", bit)));
+      }
+    } else if (key == "tdx_allowed_tcb_status") {
+      ASSIGN_OR_RETURN(policy.tdx_allowed_tcb_status, StringList(value, key, false));
+      for (const std::string& status : policy.tdx_allowed_tcb_status) {
+        if (!IsTdxTcbStatus(status)) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "policy: tdx_allowed_tcb_status entry \"", status, "\" is not one of Intel's ",
+              "TCB statuses (UpToDate, SWHardeningNeeded, ConfigurationNeeded, "
+              "ConfigurationAndSWHardeningNeeded, OutOfDate, OutOfDateConfigurationNeeded)"));
+        }
       }
     } else {
       return absl::InvalidArgumentError(
@@ -253,6 +266,18 @@ PolicyDecision EvaluatePolicy(const ResourcePolicy& policy, const Claims& claims
                                       " is below this policy's minimum ", min)};
         }
       }
+    }
+  }
+  if (claims.tee == kTeeTdx && !policy.tdx_allowed_tcb_status.empty()) {
+    const auto& allowed = policy.tdx_allowed_tcb_status;
+    if (claims.tcb_status.empty()) {
+      return {false, "TDX TCB status was not evaluated (cloak-kbs has no --tdx-collateral-dir), "
+                     "and this policy requires one of tdx_allowed_tcb_status"};
+    }
+    if (std::find(allowed.begin(), allowed.end(), claims.tcb_status) == allowed.end()) {
+      return {false, absl::StrCat("TDX TCB status ", claims.tcb_status,
+                                  " is not in this policy's tdx_allowed_tcb_status (",
+                                  absl::StrJoin(allowed, ", "), ")")};
     }
   }
   absl::Status reference = CheckReferenceValues(claims, policy.reference);

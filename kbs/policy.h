@@ -11,7 +11,8 @@
 //     "allow_simulated": false,              // the simulated SP's TEST chain
 //     "snp_vmpl": 0,                         // required VMPL of the report
 //     "snp_min_tcb": {"milan": {"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115}},
-//     "snp_policy": {"smt": false, "migrate_ma": false, "single_socket": true}
+//     "snp_policy": {"smt": false, "migrate_ma": false, "single_socket": true},
+//     "tdx_allowed_tcb_status": ["UpToDate", "SWHardeningNeeded"]
 //   }
 // Unknown keys are refused so a typo cannot silently weaken a policy. A
 // policy that allows snp or tdx must pin the launch (a measurement reference
@@ -56,6 +57,10 @@ struct ResourcePolicy {
   // "single_socket"); an absent name is not checked. Default: the migration
   // agent must not be allowed.
   std::map<std::string, bool> snp_policy = {{"migrate_ma", false}};
+  // TDX TCB statuses accepted (Intel's names, kbs/verify/tdx_tcb.h). Empty:
+  // not checked. Non-empty: a TDX claim must carry one of them, so the KBS
+  // must have collateral loaded (--tdx-collateral-dir).
+  std::vector<std::string> tdx_allowed_tcb_status;
   // Holds measurements, init-data digests and allow_debug.
   ReferenceValues reference;
 

@@ -48,6 +48,8 @@ absl::StatusOr<TdxQuote> ParseTdxQuote(absl::string_view raw) {
   absl::string_view b = raw.substr(body, body_size);
   q.tee_tcb_svn = std::string(b.substr(0, 16));
   q.mrseam = std::string(b.substr(16, 48));
+  q.mrsignerseam = std::string(b.substr(64, 48));
+  q.seam_attributes = Le64(b, 112);
   q.td_attributes = Le64(b, 120);
   q.xfam = Le64(b, 128);
   q.mrtd = std::string(b.substr(136, 48));

@@ -30,6 +30,8 @@ struct TdxQuote {
   uint16_t body_type = 2;     // v5: 2 = TDX 1.0, 3 = TDX 1.5; v4: 2
   std::string tee_tcb_svn;
   std::string mrseam;
+  std::string mrsignerseam;  // 48: the TDX module's signer (zero for Intel's)
+  uint64_t seam_attributes = 0;
   uint64_t td_attributes = 0;
   uint64_t xfam = 0;
   std::string mrtd;

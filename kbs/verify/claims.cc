@@ -24,6 +24,9 @@ nlohmann::json Claims::ToJson() const {
   if (snp_policy.has_value()) j["snp_policy"] = *snp_policy;
   if (!product.empty()) j["product"] = product;
   if (!tcb.empty()) j["tcb"] = tcb;
+  if (!signing_key.empty()) j["signing_key"] = signing_key;
+  if (!tcb_status.empty()) j["tcb_status"] = tcb_status;
+  if (!advisory_ids.empty()) j["advisory_ids"] = advisory_ids;
   return j;
 }
 
@@ -74,6 +77,17 @@ absl::StatusOr<Claims> Claims::FromJson(const nlohmann::json& j) {
   if (auto it = j.find("tcb"); it != j.end() && it->is_object()) {
     for (const auto& [name, value] : it->items()) {
       if (value.is_number_unsigned()) c.tcb[name] = value.get<uint32_t>();
+    }
+  }
+  if (auto it = j.find("signing_key"); it != j.end() && it->is_string()) {
+    c.signing_key = it->get<std::string>();
+  }
+  if (auto it = j.find("tcb_status"); it != j.end() && it->is_string()) {
+    c.tcb_status = it->get<std::string>();
+  }
+  if (auto it = j.find("advisory_ids"); it != j.end() && it->is_array()) {
+    for (const auto& id : *it) {
+      if (id.is_string()) c.advisory_ids.push_back(id.get<std::string>());
     }
   }
   auto m = j.find("measurements");

@@ -54,6 +54,16 @@ struct Claims {
   std::optional<uint64_t> snp_policy;
   std::string product;  // "Milan", "Genoa", "Turin"
   std::map<std::string, uint32_t> tcb;
+  // SNP only: the key that signed the report, "VCEK" or "VLEK".
+  std::string signing_key;
+  // TDX only: Intel's TCB status of the platform ("UpToDate",
+  // "SWHardeningNeeded", "ConfigurationNeeded",
+  // "ConfigurationAndSWHardeningNeeded", "OutOfDate",
+  // "OutOfDateConfigurationNeeded", "Revoked"), evaluated from the
+  // operator's collateral (kbs/verify/tdx_tcb.h); empty when none is loaded.
+  std::string tcb_status;
+  // TDX only: the advisories Intel lists for that TCB level.
+  std::vector<std::string> advisory_ids;
 
   nlohmann::json ToJson() const;
   static absl::StatusOr<Claims> FromJson(const nlohmann::json& json);

@@ -9,6 +9,7 @@
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509_vfy.h>
 
 #include <cerrno>
 #include <cstring>
@@ -72,6 +73,66 @@ absl::StatusOr<X509Ptr> LoadCertificateFile(const std::string& path, absl::strin
   auto cert = ParseCertificate(data, what);
   if (!cert.ok()) return Annotate(cert.status(), path);
   return cert;
+}
+
+absl::StatusOr<std::vector<X509CrlPtr>> ParseCrls(absl::string_view pem_or_der,
+                                                  absl::string_view what) {
+  ERR_clear_error();
+  std::vector<X509CrlPtr> out;
+  if (pem_or_der.find("-----BEGIN") != absl::string_view::npos) {
+    BIO* bio = BIO_new_mem_buf(pem_or_der.data(), static_cast<int>(pem_or_der.size()));
+    if (bio == nullptr) return absl::ResourceExhaustedError("BIO_new_mem_buf");
+    while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio, nullptr, nullptr, nullptr)) {
+      out.emplace_back(crl);
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+  } else {
+    const auto* p = reinterpret_cast<const unsigned char*>(pem_or_der.data());
+    if (X509_CRL* crl = d2i_X509_CRL(nullptr, &p, static_cast<long>(pem_or_der.size()))) {
+      out.emplace_back(crl);
+    }
+  }
+  if (out.empty()) {
+    return absl::InvalidArgumentError(
+        OpenSslErrors(absl::StrCat("cannot parse ", what, " (expected PEM or DER CRLs)")));
+  }
+  return out;
+}
+
+absl::Status VerifyCertChain(X509* leaf, const std::vector<X509*>& intermediates, X509* root,
+                             const std::vector<X509_CRL*>& crls, absl::string_view what) {
+  X509_STORE* store = X509_STORE_new();
+  STACK_OF(X509)* untrusted = sk_X509_new_null();
+  X509_STORE_CTX* ctx = X509_STORE_CTX_new();
+  absl::Status status = absl::OkStatus();
+  if (store == nullptr || untrusted == nullptr || ctx == nullptr) {
+    status = absl::ResourceExhaustedError("X509 store allocation");
+  } else {
+    X509_STORE_add_cert(store, root);
+    for (X509_CRL* crl : crls) X509_STORE_add_crl(store, crl);
+    if (!crls.empty()) {
+      X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    }
+    for (X509* cert : intermediates) sk_X509_push(untrusted, cert);
+    ERR_clear_error();
+    if (X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1) {
+      status = absl::InternalError(OpenSslErrors("X509_STORE_CTX_init"));
+    } else if (X509_verify_cert(ctx) != 1) {
+      int err = X509_STORE_CTX_get_error(ctx);
+      X509* at = X509_STORE_CTX_get_current_cert(ctx);
+      status = absl::PermissionDeniedError(absl::StrCat(
+          what, " (leaf \"", SubjectCommonName(leaf), "\") does not verify up to the root \"",
+          SubjectCommonName(root), "\"", crls.empty() ? "" : " with the configured CRLs", ": ",
+          X509_verify_cert_error_string(err),
+          at != nullptr ? absl::StrCat(" (at \"", SubjectCommonName(at), "\")") : ""));
+    }
+    ERR_clear_error();
+  }
+  X509_STORE_CTX_free(ctx);
+  sk_X509_free(untrusted);  // the certificates stay owned by the caller
+  X509_STORE_free(store);
+  return status;
 }
 
 namespace {

@@ -36,7 +36,11 @@ struct EvpCipherCtxFree {
 struct EvpMdCtxFree {
   void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
 };
+struct X509CrlFree {
+  void operator()(X509_CRL* p) const { X509_CRL_free(p); }
+};
 using PkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyFree>;
+using X509CrlPtr = std::unique_ptr<X509_CRL, X509CrlFree>;
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, EvpPkeyCtxFree>;
 using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, EvpCipherCtxFree>;
@@ -57,6 +61,18 @@ absl::StatusOr<X509Ptr> ParseCertificate(absl::string_view pem_or_der, absl::str
 absl::StatusOr<std::vector<X509Ptr>> ParsePemCertificates(absl::string_view pem,
                                                           absl::string_view what);
 absl::StatusOr<X509Ptr> LoadCertificateFile(const std::string& path, absl::string_view what);
+// Parses the CRLs in `pem_or_der`: every PEM CRL, or one DER CRL.
+absl::StatusOr<std::vector<X509CrlPtr>> ParseCrls(absl::string_view pem_or_der,
+                                                  absl::string_view what);
+
+// Verifies `leaf` up to `root` (the only trusted certificate) through
+// `intermediates`, at the current time. With `crls` non-empty, every
+// certificate in the chain must be covered by a valid CRL of its issuer and
+// must not be listed (revoked). PermissionDenied naming `what` and OpenSSL's
+// reason.
+absl::Status VerifyCertChain(X509* leaf, const std::vector<X509*>& intermediates, X509* root,
+                             const std::vector<X509_CRL*>& crls, absl::string_view what);
+
 // The certificate's subject CN, or "" if absent.
 std::string SubjectCommonName(X509* cert);
 std::string IssuerCommonName(X509* cert);

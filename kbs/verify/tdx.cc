@@ -4,6 +4,7 @@
 #include <openssl/x509_vfy.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/status_macros.h"
 #include "kbs/verify/trust_anchors.h"
 #include "common/tee/bytes.h"
@@ -53,43 +54,27 @@ absl::Status VerifyP256(EVP_PKEY* key, absl::string_view data, absl::string_view
 }
 
 absl::StatusOr<std::string> VerifyPckChain(const std::vector<X509Ptr>& chain,
-                                           const TdxCollateral& collateral) {
+                                           const TdxCollateral& collateral,
+                                           const std::vector<X509_CRL*>& crls) {
   ASSIGN_OR_RETURN(X509Ptr root, ParseCertificate(collateral.root_ca, "Intel SGX root CA"));
   ASSIGN_OR_RETURN(RootVerdict verdict,
                    ClassifyRoot(root.get(), "Intel SGX Root CA", kIntelSgxRootCaSha256,
                                 /*simulated_possible=*/false, collateral.allow_unpinned_root));
-  X509_STORE* store = X509_STORE_new();
-  STACK_OF(X509)* untrusted = sk_X509_new_null();
-  X509_STORE_CTX* ctx = X509_STORE_CTX_new();
-  absl::Status status = absl::OkStatus();
-  if (store == nullptr || untrusted == nullptr || ctx == nullptr) {
-    status = absl::ResourceExhaustedError("X509 store allocation");
-  } else {
-    X509_STORE_add_cert(store, root.get());
-    for (size_t i = 1; i < chain.size(); ++i) sk_X509_push(untrusted, chain[i].get());
-    ERR_clear_error();
-    if (X509_STORE_CTX_init(ctx, store, chain[0].get(), untrusted) != 1) {
-      status = absl::InternalError(OpenSslErrors("X509_STORE_CTX_init"));
-    } else if (X509_verify_cert(ctx) != 1) {
-      int err = X509_STORE_CTX_get_error(ctx);
-      status = absl::PermissionDeniedError(absl::StrCat(
-          "PCK certificate chain (leaf \"", SubjectCommonName(chain[0].get()),
-          "\") does not verify up to the configured Intel root CA \"",
-          SubjectCommonName(root.get()), "\": ", X509_verify_cert_error_string(err)));
-    }
-    ERR_clear_error();
+  std::vector<X509*> intermediates;
+  for (size_t i = 1; i < chain.size(); ++i) intermediates.push_back(chain[i].get());
+  absl::Status status = VerifyCertChain(chain[0].get(), intermediates, root.get(), crls,
+                                        "PCK certificate chain");
+  if (!status.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(status.message(), " (the configured Intel root CA)"));
   }
-  X509_STORE_CTX_free(ctx);
-  sk_X509_free(untrusted);  // the certificates stay owned by `chain`
-  X509_STORE_free(store);
-  if (!status.ok()) return status;
   return verdict.description;
 }
 
 }  // namespace
 
-absl::StatusOr<std::string> VerifyTdxQuoteSignature(const TdxQuote& quote,
-                                                    const TdxCollateral& collateral) {
+absl::StatusOr<TdxSignatureResult> VerifyTdxQuoteSignature(const TdxQuote& quote,
+                                                           const TdxCollateral& collateral) {
   Reader r(quote.signature_data);
   ASSIGN_OR_RETURN(absl::string_view quote_sig, r.Take(64, "quote signature"));
   ASSIGN_OR_RETURN(absl::string_view att_key, r.Take(64, "attestation key"));
@@ -131,7 +116,34 @@ absl::StatusOr<std::string> VerifyTdxQuoteSignature(const TdxQuote& quote,
   EVP_PKEY* pck = X509_get0_pubkey(chain[0].get());
   if (pck == nullptr) return absl::InvalidArgumentError("PCK certificate has no public key");
   RETURN_IF_ERROR(VerifyP256(pck, qe_report, qe_sig, "QE report signature with the PCK key"));
-  return VerifyPckChain(chain, collateral);
+  std::vector<X509CrlPtr> crls;
+  std::vector<X509_CRL*> crl_ptrs;
+  if (collateral.tcb.has_value()) {
+    for (const std::string& data : collateral.tcb->crls) {
+      ASSIGN_OR_RETURN(auto parsed, ParseCrls(data, "TDX collateral CRL"));
+      for (auto& crl : parsed) {
+        crl_ptrs.push_back(crl.get());
+        crls.push_back(std::move(crl));
+      }
+    }
+  }
+  TdxSignatureResult result;
+  ASSIGN_OR_RETURN(result.trust_anchor, VerifyPckChain(chain, collateral, crl_ptrs));
+  if (collateral.tcb.has_value()) {
+    ASSIGN_OR_RETURN(X509Ptr root, ParseCertificate(collateral.root_ca, "Intel SGX root CA"));
+    TdxTcbInputs inputs{.quote = &quote,
+                        .qe_report = qe_report,
+                        .pck = chain[0].get(),
+                        .pck_root = root.get(),
+                        .allow_unpinned_root = collateral.allow_unpinned_root,
+                        .now = absl::Now()};
+    ASSIGN_OR_RETURN(TdxTcbVerdict verdict, EvaluateTdxTcb(inputs, *collateral.tcb));
+    if (!collateral.tcb->root_ca.empty()) {  // the collateral names its own root
+      absl::StrAppend(&result.trust_anchor, "; TCB collateral root ", verdict.collateral_root);
+    }
+    result.tcb = std::move(verdict);
+  }
+  return result;
 }
 
 absl::StatusOr<Claims> VerifyTdxAttestation(absl::string_view quote_raw,
@@ -143,8 +155,11 @@ absl::StatusOr<Claims> VerifyTdxAttestation(absl::string_view quote_raw,
   ASSIGN_OR_RETURN(TdxQuote quote, ParseTdxQuote(quote_raw));
   bool verified = false;
   std::string trust_anchor;
+  std::optional<TdxTcbVerdict> tcb;
   if (options.collateral.has_value()) {
-    ASSIGN_OR_RETURN(trust_anchor, VerifyTdxQuoteSignature(quote, *options.collateral));
+    ASSIGN_OR_RETURN(TdxSignatureResult result, VerifyTdxQuoteSignature(quote, *options.collateral));
+    trust_anchor = std::move(result.trust_anchor);
+    tcb = std::move(result.tcb);
     verified = true;
   } else if (!options.allow_unverified) {
     return absl::FailedPreconditionError(
@@ -176,10 +191,16 @@ absl::StatusOr<Claims> VerifyTdxAttestation(absl::string_view quote_raw,
   claims.debug = quote.debug();
   claims.signature_verified = verified;
   claims.trust_anchor = trust_anchor;
-  claims.detail = absl::StrCat("TDX quote v", quote.version,
-                               verified ? ", PCK chain verified (TCB status not evaluated), root "
-                                        : ", signature NOT verified (dev)",
-                               trust_anchor);
+  if (tcb.has_value()) {
+    claims.tcb_status = tcb->status;
+    claims.advisory_ids = tcb->advisory_ids;
+  }
+  claims.detail = absl::StrCat(
+      "TDX quote v", quote.version,
+      !verified          ? ", signature NOT verified (dev)"
+      : tcb.has_value()  ? absl::StrCat(", PCK chain and CRLs verified, ", tcb->detail, ", root ")
+                         : ", PCK chain verified (TCB status not evaluated: no collateral), root ",
+      trust_anchor);
   RETURN_IF_ERROR(CheckReferenceValues(claims, options.reference));
   return claims;
 }

@@ -12,6 +12,7 @@
 #include "common/tee/tdx_quote.h"
 #include "kbs/verify/claims.h"
 #include "kbs/verify/openssl_util.h"
+#include "kbs/verify/tdx_tcb.h"
 
 namespace cloak::kbs {
 
@@ -28,15 +29,25 @@ struct TdxCollateral {
   // kbs/verify/trust_anchors.h) unless allow_unpinned_root.
   std::string root_ca;
   bool allow_unpinned_root = false;
+  // Intel PCS collateral (TCB info, QE identity, CRLs; kbs/verify/tdx_tcb.h).
+  // Set: the PCK chain is checked against the CRLs and the TCB status is
+  // evaluated. Unset: no tcb_status claim.
+  std::optional<TdxTcbCollateral> tcb;
+};
+
+struct TdxSignatureResult {
+  // What claims report as the trust anchor.
+  std::string trust_anchor;
+  // With collateral.tcb: the evaluated TCB.
+  std::optional<TdxTcbVerdict> tcb;
 };
 
 // Checks the quote's ECDSA P-256 signature with its attestation key, the QE
 // report's binding of that key (SHA-256(key ‖ QE auth data)), the QE report's
-// signature with the PCK key, and the PCK chain up to `collateral.root_ca`.
-// TCB status (Intel's TCB info and QE identity, CRLs) is not evaluated.
-// Returns what claims report as the trust anchor.
-absl::StatusOr<std::string> VerifyTdxQuoteSignature(const TdxQuote& quote,
-                                                    const TdxCollateral& collateral);
+// signature with the PCK key, the PCK chain up to `collateral.root_ca`, and,
+// with `collateral.tcb`, the CRLs and the TCB status (EvaluateTdxTcb).
+absl::StatusOr<TdxSignatureResult> VerifyTdxQuoteSignature(const TdxQuote& quote,
+                                                           const TdxCollateral& collateral);
 
 struct TdxVerifyOptions {
   // The 64 bytes the guest must have put in REPORTDATA. Required.

@@ -91,7 +91,18 @@ class SerdeReport {
   }
   absl::Status Version(const char* key, size_t off) {
     auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
+    if (it == j_.end()) {
+      // sev crates before 4: "<key>_build", "<key>_minor", "<key>_major".
+      const char* names[] = {"build", "minor", "major"};
+      for (size_t i = 0; i < 3; ++i) {
+        std::string flat = absl::StrCat(key, "_", names[i]);
+        auto p = j_.find(flat);
+        if (p == j_.end()) return Missing(key);
+        if (!p->is_number_unsigned() || p->get<uint64_t>() > 255) return Bad(flat.c_str(), "a byte");
+        raw_[off + i] = static_cast<char>(p->get<uint64_t>());
+      }
+      return absl::OkStatus();
+    }
     if (!it->is_object()) return Bad(key, "a {major,minor,build} object");
     const char* names[] = {"build", "minor", "major"};
     for (size_t i = 0; i < 3; ++i) {
@@ -145,6 +156,8 @@ absl::StatusOr<Bytes> SnpReportFromSerde(const nlohmann::json& j) {
   RETURN_IF_ERROR(r.Tcb("current_tcb", 0x038));
   RETURN_IF_ERROR(r.Uint("plat_info", 0x040, 8));
   RETURN_IF_ERROR(r.Uint("key_info", 0x048, 4, /*optional=*/true));
+  // sev crates before 4 name KEY_INFO "_author_key_en" (the same u32).
+  RETURN_IF_ERROR(r.Uint("_author_key_en", 0x048, 4, /*optional=*/true));
   RETURN_IF_ERROR(r.Array("report_data", 0x050, 64));
   RETURN_IF_ERROR(r.Array("measurement", 0x090, 48));
   RETURN_IF_ERROR(r.Array("host_data", 0x0C0, 32));
@@ -167,6 +180,31 @@ absl::StatusOr<Bytes> SnpReportFromSerde(const nlohmann::json& j) {
   return r.Take();
 }
 
+// The entries of SNP evidence's "cert_chain": [{"cert_type", "data"}], data
+// as base64 or a byte array. Entries whose cert_type is not a string (the
+// sev crate's {"OTHER": "<guid>"}) are skipped.
+absl::StatusOr<std::vector<std::pair<std::string, Bytes>>> SnpCertChainEntries(
+    const nlohmann::json& evidence) {
+  std::vector<std::pair<std::string, Bytes>> out;
+  auto chain = evidence.find("cert_chain");
+  if (chain == evidence.end() || chain->is_null()) return out;
+  if (!chain->is_array()) {
+    return absl::InvalidArgumentError("snp evidence: \"cert_chain\" is not an array");
+  }
+  for (const auto& entry : *chain) {
+    if (!entry.is_object() || !entry.contains("cert_type") || !entry.contains("data")) {
+      return absl::InvalidArgumentError(
+          "snp evidence: cert_chain entries want {\"cert_type\",\"data\"}");
+    }
+    if (!entry["cert_type"].is_string()) continue;
+    std::string type = entry["cert_type"].get<std::string>();
+    ASSIGN_OR_RETURN(Bytes data,
+                     FlexibleBytes(entry["data"], absl::StrCat("snp evidence: ", type, " data")));
+    out.emplace_back(std::move(type), std::move(data));
+  }
+  return out;
+}
+
 class SnpVerifier final : public Verifier {
  public:
   explicit SnpVerifier(const VerifierConfig& config) : config_(config) {}
@@ -178,15 +216,12 @@ class SnpVerifier final : public Verifier {
     }
     ASSIGN_OR_RETURN(Bytes raw, SnpReportFromJson(evidence["attestation_report"]));
     ASSIGN_OR_RETURN(SnpReport report, ParseSnpReport(raw));
-    ASSIGN_OR_RETURN(Bytes vcek, FindVcek(evidence, report));
-    ASSIGN_OR_RETURN(X509Ptr vcek_cert, ParseCertificate(vcek, "VCEK"));
-    std::string issuer = IssuerCommonName(vcek_cert.get());
-    auto product = ParseSnpProduct(issuer.rfind("SEV-", 0) == 0 ? issuer.substr(4) : issuer);
-    if (!product.ok()) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("VCEK issuer \"", issuer, "\" is not a known AMD SEV signing key"));
-    }
-    ASSIGN_OR_RETURN(SnpTrustAnchors anchors, LoadAnchors(*product));
+    ASSIGN_OR_RETURN(SnpSigningKey kind, SnpReportSigningKey(report));
+    ASSIGN_OR_RETURN(auto entries, SnpCertChainEntries(evidence));
+    ASSIGN_OR_RETURN(Bytes key, FindEndorsementKey(entries, report, kind));
+    ASSIGN_OR_RETURN(X509Ptr key_cert, ParseCertificate(key, SnpSigningKeyName(kind)));
+    ASSIGN_OR_RETURN(SnpProduct product, SnpEndorsementKeyProduct(key_cert.get(), kind));
+    ASSIGN_OR_RETURN(SnpTrustAnchors anchors, LoadAnchors(product, kind, entries));
     SnpVerifyOptions options;
     ASSIGN_OR_RETURN(options.expected_report_data, PadReportData(binding));
     options.min_tcb = config_.snp_min_tcb;
@@ -194,28 +229,25 @@ class SnpVerifier final : public Verifier {
     // The claims say whether the guest is debuggable; each resource's
     // key-release policy decides (and refuses by default).
     options.reference.allow_debug = true;
-    return VerifySnpAttestation(raw, vcek, anchors, options);
+    return VerifySnpAttestation(raw, key, anchors, options);
   }
 
  private:
-  absl::StatusOr<Bytes> FindVcek(const nlohmann::json& evidence, const SnpReport& report) const {
-    auto chain = evidence.find("cert_chain");
-    if (chain != evidence.end() && !chain->is_null()) {
-      if (!chain->is_array()) {
-        return absl::InvalidArgumentError("snp evidence: \"cert_chain\" is not an array");
-      }
-      for (const auto& entry : *chain) {
-        if (!entry.is_object() || !entry.contains("cert_type") || !entry.contains("data") ||
-            !entry["cert_type"].is_string()) {
-          return absl::InvalidArgumentError(
-              "snp evidence: cert_chain entries want {\"cert_type\",\"data\"}");
-        }
-        if (entry["cert_type"].get<std::string>() == "VCEK") {
-          return FlexibleBytes(entry["data"], "snp evidence: VCEK data");
-        }
-      }
+  // The VCEK or VLEK the report's KEY_INFO names. When the chain carries only
+  // the other kind, that one is returned so the check refuses it by name.
+  absl::StatusOr<Bytes> FindEndorsementKey(
+      const std::vector<std::pair<std::string, Bytes>>& entries, const SnpReport& report,
+      SnpSigningKey kind) const {
+    const std::string want(SnpSigningKeyName(kind));
+    const std::string other(
+        SnpSigningKeyName(kind == SnpSigningKey::kVcek ? SnpSigningKey::kVlek : SnpSigningKey::kVcek));
+    for (const auto& [type, data] : entries) {
+      if (type == want) return data;
     }
-    if (!config_.snp_certs_dir.empty()) {
+    for (const auto& [type, data] : entries) {
+      if (type == other) return data;
+    }
+    if (kind == SnpSigningKey::kVcek && !config_.snp_certs_dir.empty()) {
       std::string hwid = tee::HexEncode(report.chip_id);
       std::string tcb = tee::HexEncode(absl::string_view(
           reinterpret_cast<const char*>(&report.reported_tcb), sizeof(report.reported_tcb)));
@@ -224,29 +256,59 @@ class SnpVerifier final : public Verifier {
         if (std::filesystem::exists(path)) return ReadFile(path);
       }
     }
+    if (kind == SnpSigningKey::kVlek) {
+      return absl::FailedPreconditionError(
+          "snp evidence: the report is signed by a VLEK (KEY_INFO) but cert_chain carries no "
+          "VLEK certificate; the host must supply it with the extended report");
+    }
     return absl::FailedPreconditionError(
         "snp evidence carries no VCEK in cert_chain and none is cached under "
         "<snp-certs-dir>/vcek/<chip id hex>_<reported tcb hex>.der; fetch it from AMD KDS");
   }
 
-  absl::StatusOr<SnpTrustAnchors> LoadAnchors(SnpProduct product) const {
+  // ARK from the configured directory only (the root is what is trusted);
+  // the ASK / ASVK from there, or else from the evidence (it is checked
+  // against the ARK either way).
+  absl::StatusOr<SnpTrustAnchors> LoadAnchors(
+      SnpProduct product, SnpSigningKey kind,
+      const std::vector<std::pair<std::string, Bytes>>& entries) const {
     if (config_.snp_certs_dir.empty()) {
       return absl::FailedPreconditionError(
           "SEV-SNP evidence refused: no AMD certificate directory (ARK/ASK) is configured");
     }
     std::string name = absl::AsciiStrToLower(SnpProductName(product));
+    const std::string inter = kind == SnpSigningKey::kVlek ? "asvk" : "ask";
     SnpTrustAnchors anchors;
     auto ark = ReadFile(absl::StrCat(config_.snp_certs_dir, "/", name, "_ark.pem"));
-    auto ask = ReadFile(absl::StrCat(config_.snp_certs_dir, "/", name, "_ask.pem"));
-    if (!ark.ok() || !ask.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "SEV-SNP ", SnpProductName(product), " evidence refused: AMD's ", name,
-          "_ark.pem / ", name, "_ask.pem are not in ", config_.snp_certs_dir, ": ",
-          (!ark.ok() ? ark.status() : ask.status()).message()));
+    if (!ark.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("SEV-SNP ", SnpProductName(product), " evidence refused: AMD's ", name,
+                       "_ark.pem is not in ", config_.snp_certs_dir, ": ", ark.status().message()));
     }
     anchors.ark = *std::move(ark);
-    anchors.ask = *std::move(ask);
-    return anchors;
+    std::string& slot = kind == SnpSigningKey::kVlek ? anchors.asvk : anchors.ask;
+    auto configured = ReadFile(absl::StrCat(config_.snp_certs_dir, "/", name, "_", inter, ".pem"));
+    if (configured.ok()) {
+      slot = *std::move(configured);
+      return anchors;
+    }
+    // From the evidence: "ASK", or for a VLEK "ASVK" (hosts put the ASVK in
+    // the ASK slot of the certificate table, too).
+    for (const auto& [type, data] : entries) {
+      if (type == "ASK" || (kind == SnpSigningKey::kVlek && type == "ASVK")) {
+        auto cert = ParseCertificate(data, type);
+        if (!cert.ok()) continue;
+        bool vlek_issuer = SubjectCommonName(cert->get()).rfind("SEV-VLEK-", 0) == 0;
+        if (vlek_issuer == (kind == SnpSigningKey::kVlek)) {
+          slot = data;
+          return anchors;
+        }
+      }
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "SEV-SNP ", SnpProductName(product), " evidence refused: AMD's ", name, "_", inter,
+        ".pem is not in ", config_.snp_certs_dir, " and the evidence's cert_chain carries no ",
+        SnpIntermediateName(kind), ": ", configured.status().message()));
   }
 
   VerifierConfig config_;
@@ -351,6 +413,13 @@ absl::StatusOr<std::unique_ptr<Verifier>> CreateVerifier(absl::string_view tee,
       ASSIGN_OR_RETURN(X509Ptr parsed, ParseCertificate(root, "Intel SGX root CA"));
       collateral = TdxCollateral{.root_ca = std::move(root),
                                  .allow_unpinned_root = config.allow_unpinned_root};
+      if (!config.tdx_collateral_dir.empty()) {
+        ASSIGN_OR_RETURN(collateral->tcb, LoadTdxTcbCollateral(config.tdx_collateral_dir));
+      }
+    } else if (!config.tdx_collateral_dir.empty()) {
+      return absl::InvalidArgumentError(
+          "TDX collateral is configured without the Intel SGX Root CA (--tdx-root-ca) it chains "
+          "to");
     }
     return std::make_unique<TdxVerifier>(std::move(collateral), config.tdx_allow_unverified);
   }

@@ -24,6 +24,10 @@ struct VerifierConfig {
   // Intel SGX Root CA (PEM/DER file) for TDX quote chains. Empty: TDX quotes
   // are refused unless tdx_allow_unverified.
   std::string tdx_root_ca_file;
+  // Directory of Intel PCS collateral for TDX TCB evaluation
+  // (LoadTdxTcbCollateral, kbs/verify/tdx_tcb.h). Needs tdx_root_ca_file.
+  // Empty: TDX claims carry no tcb_status.
+  std::string tdx_collateral_dir;
   // Trust an ARK / Intel root that is not the vendor's pinned one
   // (kbs/verify/trust_anchors.h). Claims then name the root.
   bool allow_unpinned_root = false;

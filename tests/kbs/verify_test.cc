@@ -18,7 +18,14 @@ namespace cloak::kbs {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::CertDer;
+using testing::CertPem;
+using testing::CertSpec;
+using testing::DerInteger;
+using testing::EcdsaRaw;
 using testing::HaveTestdata;
+using testing::MakeCert;
+using testing::NewKey;
 using testing::SelfSignedPem;
 using testing::Slurp;
 using testing::TestdataPath;
@@ -313,6 +320,19 @@ TEST_F(SnpTest, RebuildsTheReportFromEveryJsonForm) {
   auto from_b64 = SnpReportFromJson(tee::Base64Encode(report_));
   ASSERT_TRUE(from_b64.ok());
   EXPECT_EQ(*from_b64, report_);
+  // sev crates before 4 (older Trustee releases) name some fields apart.
+  nlohmann::json old_form = SerdeForm(report_);
+  old_form["_author_key_en"] = old_form["key_info"];
+  old_form.erase("key_info");
+  for (const char* v : {"current", "committed"}) {
+    for (const char* part : {"build", "minor", "major"}) {
+      old_form[absl::StrCat(v, "_", part)] = old_form[v][part];
+    }
+    old_form.erase(v);
+  }
+  auto from_old = SnpReportFromJson(old_form);
+  ASSERT_TRUE(from_old.ok()) << from_old.status();
+  EXPECT_EQ(*from_old, report_);
   nlohmann::json broken = SerdeForm(report_);
   broken.erase("measurement");
   EXPECT_THAT(SnpReportFromJson(broken).status().message(), HasSubstr("\"measurement\" is missing"));
@@ -340,6 +360,227 @@ TEST_F(SnpTest, VerifierChecksTheChainFromTheCertsDirAndTheBinding) {
   evidence["cert_chain"] = {{{"cert_type", "VCEK"}, {"data", tee::Base64Encode(vcek_)}}};
   claims = (*unconfigured)->Verify(evidence, report_.substr(0x50, 48));
   EXPECT_THAT(claims.status().message(), HasSubstr("no AMD certificate directory"));
+}
+
+// No public VLEK-signed report exists: the chain ARK → ASVK → VLEK is made
+// here with test keys (an "other root", accepted only when allowed
+// explicitly), and the real Milan report is re-signed as a v3 report whose
+// KEY_INFO names the VLEK.
+class VlekTest : public SnpTest {
+ protected:
+  void SetUp() override {
+    SnpTest::SetUp();
+    ark_key_ = NewKey("RSA");
+    asvk_key_ = NewKey("RSA");
+    vlek_key_ = NewKey("P-384");
+    ark_ = MakeCert(ark_key_.get(), {.cn = "ARK-Milan", .rsa_pss = true, .ca = true});
+    asvk_ = MakeCert(asvk_key_.get(), {.cn = "SEV-VLEK-Milan",
+                                       .issuer = ark_.get(),
+                                       .issuer_key = ark_key_.get(),
+                                       .rsa_pss = true,
+                                       .ca = true});
+    anchors_ = {CertPem(ark_.get()), "", CertPem(asvk_.get())};
+    vlek_ = MakeVlek(vlek_key_.get(), /*ucode=*/115);
+    vlek_report_ = SignAsVlek(report_, vlek_key_.get());
+    options_.allow_unpinned_root = true;
+  }
+
+  // A VLEK for Milan TCB bl=3 tee=0 snp=8 ucode=`ucode`, issued by the ASVK
+  // (or by `issuer` with `issuer_key`).
+  std::string MakeVlek(EVP_PKEY* key, uint8_t ucode, X509* issuer = nullptr,
+                       EVP_PKEY* issuer_key = nullptr, bool with_tcb = true) {
+    CertSpec spec{.cn = "SEV-VLEK",
+                  .issuer = issuer != nullptr ? issuer : asvk_.get(),
+                  .issuer_key = issuer_key != nullptr ? issuer_key : asvk_key_.get(),
+                  .rsa_pss = true};
+    if (with_tcb) {
+      spec.extensions = {{"1.3.6.1.4.1.3704.1.3.1", DerInteger(3)},
+                         {"1.3.6.1.4.1.3704.1.3.2", DerInteger(0)},
+                         {"1.3.6.1.4.1.3704.1.3.3", DerInteger(8)},
+                         {"1.3.6.1.4.1.3704.1.3.8", DerInteger(ucode)}};
+    }
+    spec.extensions.push_back({"1.3.6.1.4.1.3704.1.5", std::string("\x16\x09TestCloud")});
+    return CertDer(MakeCert(key, spec).get());
+  }
+
+  // The Milan report as version 3 with KEY_INFO signing key `signing_key`,
+  // signed by `key` (raw r, s little-endian in 72-byte fields).
+  static std::string SignAsVlek(std::string report, EVP_PKEY* key, uint32_t signing_key = 1) {
+    report[0] = 3;
+    report[0x48] = static_cast<char>(signing_key << 2);
+    std::string rs = EcdsaRaw(key, report.substr(0, kSnpSignedSize), 384);
+    for (size_t half = 0; half < 2; ++half) {
+      std::string le = rs.substr(48 * half, 48);
+      std::reverse(le.begin(), le.end());
+      le.resize(72, '\0');
+      report.replace(half == 0 ? 0x2A0 : 0x2E8, 72, le);
+    }
+    return report;
+  }
+
+  absl::StatusOr<Claims> VerifyVlek(const std::string& report, const std::string& cert) {
+    return VerifySnpAttestation(report, cert, anchors_, options_);
+  }
+
+  PkeyPtr ark_key_, asvk_key_, vlek_key_;
+  X509Ptr ark_, asvk_;
+  SnpTrustAnchors anchors_;
+  std::string vlek_, vlek_report_;
+};
+
+TEST_F(VlekTest, AcceptsAVlekSignedV3ReportUnderAnExplicitlyAllowedRoot) {
+  auto claims = VerifyVlek(vlek_report_, vlek_);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->signing_key, "VLEK");
+  EXPECT_TRUE(claims->signature_verified);
+  EXPECT_FALSE(claims->simulated);
+  EXPECT_EQ(claims->measurements.at("measurement"), kMilanMeasurement);
+  EXPECT_THAT(claims->trust_anchor, HasSubstr("UNPINNED root \"ARK-Milan\""));
+  EXPECT_THAT(claims->detail, HasSubstr("report v3, VLEK chain verified (VLEK of TestCloud)"));
+  EXPECT_EQ(Claims::FromJson(claims->ToJson())->signing_key, "VLEK");
+  // The same chain without the explicit flag: refused, naming the root.
+  options_.allow_unpinned_root = false;
+  auto refused = VerifyVlek(vlek_report_, vlek_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.status().message(), HasSubstr("is not AMD ARK-Milan"));
+}
+
+TEST_F(VlekTest, RefusesAReportSignedByAnotherKey) {
+  PkeyPtr other = NewKey("P-384");
+  auto claims = VerifyVlek(SignAsVlek(report_, other.get()), vlek_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(claims.status().message(), HasSubstr("report signature"));
+  EXPECT_THAT(claims.status().message(), HasSubstr("VLEK key"));
+  // A flipped bit of the signed body, too.
+  std::string flipped = vlek_report_;
+  flipped[0x90] ^= 1;
+  EXPECT_THAT(VerifyVlek(flipped, vlek_).status().message(), HasSubstr("report signature"));
+}
+
+TEST_F(VlekTest, RefusesAVlekNotIssuedByTheAsvk) {
+  PkeyPtr rogue_key = NewKey("RSA");
+  X509Ptr rogue = MakeCert(rogue_key.get(), {.cn = "SEV-VLEK-Milan",
+                                             .issuer = ark_.get(),
+                                             .issuer_key = rogue_key.get(),
+                                             .rsa_pss = true});
+  auto claims = VerifyVlek(vlek_report_,
+                           MakeVlek(vlek_key_.get(), 115, rogue.get(), rogue_key.get()));
+  ASSERT_FALSE(claims.ok());
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(claims.status().message(), HasSubstr("VLEK certificate does not verify"));
+  // An ASVK the ARK did not sign.
+  anchors_.asvk = CertPem(rogue.get());
+  EXPECT_THAT(VerifyVlek(vlek_report_, vlek_).status().message(),
+              HasSubstr("the signature on the ASVK certificate does not verify"));
+  // No ASVK at all.
+  anchors_.asvk.clear();
+  EXPECT_EQ(VerifyVlek(vlek_report_, vlek_).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(VlekTest, RefusesTheWrongKindOfEndorsementKey) {
+  // The real VCEK for a report whose KEY_INFO names the VLEK.
+  auto claims = VerifyVlek(vlek_report_, vcek_);
+  ASSERT_FALSE(claims.ok());
+  EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(claims.status().message(), HasSubstr("it is a VCEK"));
+  // A VLEK for a report whose KEY_INFO names the VCEK.
+  auto vcek_named = VerifyVlek(SignAsVlek(report_, vlek_key_.get(), 0), vlek_);
+  ASSERT_FALSE(vcek_named.ok());
+  EXPECT_THAT(vcek_named.status().message(), HasSubstr("it is a VLEK"));
+}
+
+TEST_F(VlekTest, RefusesUnsignedAndReservedKeyInfo) {
+  for (uint32_t key : {7u, 2u}) {
+    auto claims = VerifyVlek(SignAsVlek(report_, vlek_key_.get(), key), vlek_);
+    ASSERT_FALSE(claims.ok()) << key;
+    EXPECT_EQ(claims.status().code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_THAT(claims.status().message(), HasSubstr(key == 7 ? "not signed" : "reserved")) << key;
+  }
+}
+
+TEST_F(VlekTest, ChecksTheVleksTcbExtensions) {
+  auto claims = VerifyVlek(vlek_report_, MakeVlek(vlek_key_.get(), 116));
+  ASSERT_FALSE(claims.ok());
+  EXPECT_THAT(claims.status().message(), HasSubstr("VLEK was issued for TCB"));
+  claims = VerifyVlek(vlek_report_,
+                      MakeVlek(vlek_key_.get(), 115, nullptr, nullptr, /*with_tcb=*/false));
+  ASSERT_FALSE(claims.ok());
+  EXPECT_THAT(claims.status().message(), HasSubstr("VLEK has no extension"));
+}
+
+// Trustee's SNP attester sends the sev crate's serde objects: the report as
+// an object, cert_chain entries with byte arrays and enum names ("VLEK",
+// "ASK", {"OTHER": guid}).
+TEST_F(VlekTest, VerifierTakesTrusteesEvidenceForm) {
+  auto dir = TempDir::Create("kbs-vlek-");
+  ASSERT_TRUE(dir.ok());
+  std::ofstream(dir->Join("milan_ark.pem")) << anchors_.ark;
+  VerifierConfig config;
+  config.snp_certs_dir = dir->path().string();
+  config.allow_unpinned_root = true;
+  auto verifier = CreateVerifier("snp", config);
+  ASSERT_TRUE(verifier.ok());
+  std::string binding = tee::Sha384("runtime data");
+  std::string report = report_;
+  report.replace(0x50, 64, *PadReportData(binding));
+  report = SignAsVlek(report, vlek_key_.get());
+  auto bytes = [](const std::string& data) {
+    nlohmann::json a = nlohmann::json::array();
+    for (unsigned char c : data) a.push_back(c);
+    return a;
+  };
+  nlohmann::json evidence = {
+      {"attestation_report", SerdeForm(report)},
+      {"cert_chain",
+       {{{"cert_type", "VLEK"}, {"data", bytes(vlek_)}},
+        {{"cert_type", "ASK"}, {"data", bytes(CertDer(asvk_.get()))}},
+        {{"cert_type", {{"OTHER", "00000000-0000-0000-0000-000000000001"}}},
+         {"data", nlohmann::json::array()}}}}};
+  auto claims = (*verifier)->Verify(evidence, binding);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->signing_key, "VLEK");
+  EXPECT_THAT(claims->trust_anchor, HasSubstr("UNPINNED"));
+  // The ASVK may come from the certificate directory instead.
+  std::ofstream(dir->Join("milan_asvk.pem")) << anchors_.asvk;
+  evidence["cert_chain"].erase(1);
+  EXPECT_TRUE((*verifier)->Verify(evidence, binding).ok());
+  std::filesystem::remove(dir->Join("milan_asvk.pem"));
+  auto no_asvk = (*verifier)->Verify(evidence, binding);
+  EXPECT_EQ(no_asvk.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(no_asvk.status().message(), HasSubstr("carries no ASVK"));
+  // The VCEK in the chain for a VLEK-signed report: refused by name.
+  evidence["cert_chain"] = {{{"cert_type", "VCEK"}, {"data", bytes(vcek_)}}};
+  EXPECT_THAT((*verifier)->Verify(evidence, binding).status().message(), HasSubstr("it is a VCEK"));
+  // No VLEK at all.
+  evidence["cert_chain"] = nullptr;
+  EXPECT_THAT((*verifier)->Verify(evidence, binding).status().message(),
+              HasSubstr("carries no VLEK certificate"));
+}
+
+TEST(AsvkTest, RealAsvkCertificatesChainToThePinnedArks) {
+  REQUIRE_TESTDATA();
+  for (const char* product : {"milan", "genoa", "turin"}) {
+    SnpTrustAnchors anchors{Slurp(absl::StrCat("snp/", product, "_ark.pem")), "",
+                            Slurp(absl::StrCat("snp/", product, "_asvk.pem"))};
+    ASSERT_FALSE(anchors.asvk.empty()) << product;
+    auto asvk = VerifySnpIntermediate(anchors, SnpSigningKey::kVlek);
+    ASSERT_TRUE(asvk.ok()) << product << ": " << asvk.status();
+    EXPECT_EQ(SubjectCommonName(asvk->get()).rfind("SEV-VLEK-", 0), 0u) << product;
+    auto ark = ParseCertificate(anchors.ark, "ARK");
+    auto parsed = ParseSnpProduct(product);
+    ASSERT_TRUE(parsed.ok());
+    auto root = ClassifyRoot(ark->get(), "AMD ARK", PinnedArkSha256(*parsed), true, false);
+    ASSERT_TRUE(root.ok()) << root.status();
+    EXPECT_EQ(root->kind, RootKind::kPinned);
+  }
+  // Another product's ASVK under the Milan ARK: refused.
+  SnpTrustAnchors mixed{Slurp("snp/milan_ark.pem"), "", Slurp("snp/genoa_asvk.pem")};
+  auto refused = VerifySnpIntermediate(mixed, SnpSigningKey::kVlek);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("ASVK certificate was issued by \"ARK-Genoa\""));
 }
 
 class TdxTest : public ::testing::Test {
@@ -473,7 +714,7 @@ TEST_F(TdxTest, RefusesAChainToAnotherRoot) {
   options_.collateral->allow_unpinned_root = true;
   claims = VerifyTdxAttestation(quote_, options_);
   ASSERT_FALSE(claims.ok());
-  EXPECT_THAT(claims.status().message(), HasSubstr("does not verify up to the configured Intel root"));
+  EXPECT_THAT(claims.status().message(), HasSubstr("does not verify up to the root"));
 }
 
 TEST_F(TdxTest, RefusesTheWrongReportDataAndMeasurements) {
