@@ -26,6 +26,7 @@
 #include "common/tee/initdata.h"
 #include "common/tee/report_data.h"
 #include "common/tee/snp_report.h"
+#include "common/tee/snp_report_json.h"
 #include "common/tee/tdx_quote.h"
 #include "common/transport/virtio_port.h"
 
@@ -174,7 +175,7 @@ class SnpAttester final : public Attester {
       report = std::move(answer->report);
       if (!answer->vcek_der.empty()) {
         chain = nlohmann::json::array(
-            {{{"cert_type", "VCEK"}, {"data", tee::Base64Encode(answer->vcek_der)}}});
+            {{{"cert_type", "VCEK"}, {"data", tee::JsonByteArrayOf(answer->vcek_der)}}});
       }
     } else if (source_ == Source::kTsm) {
       ASSIGN_OR_RETURN(TsmOutput out, TsmReport(options_, report_data, false));
@@ -190,7 +191,10 @@ class SnpAttester final : public Attester {
     ASSIGN_OR_RETURN(tee::SnpReport parsed, tee::ParseSnpReport(report));
     RETURN_IF_ERROR(CheckReport(parsed.report_data, parsed.host_data, report_data,
                                 options_.initdata_digest, "snp", "HOST_DATA"));
-    return nlohmann::json{{"attestation_report", tee::Base64Encode(report)}, {"cert_chain", chain}};
+    // Trustee's form (its attester serializes the sev crate's objects), which
+    // both a Trustee KBS and cloak-kbs take (docs/formats.md, "Evidence").
+    return nlohmann::json{{"attestation_report", tee::SnpReportToSevJson(report)},
+                          {"cert_chain", chain}};
   }
 
  private:
@@ -279,7 +283,7 @@ nlohmann::json SnpCertChain(absl::string_view table) {
     for (const auto& [want, name] : kGuids) {
       if (hex == want) {
         chain.push_back(
-            {{"cert_type", name}, {"data", tee::Base64Encode(table.substr(cert_off, cert_len))}});
+            {{"cert_type", name}, {"data", tee::JsonByteArrayOf(table.substr(cert_off, cert_len))}});
       }
     }
   }

@@ -71,8 +71,10 @@ absl::StatusOr<std::unique_ptr<Attester>> CreateAttester(absl::string_view tee,
 
 // The report inside a MSG_REPORT_RSP (the /dev/sev-guest response buffer).
 absl::StatusOr<std::string> ParseSnpReportResponse(absl::string_view response);
-// The SNP certificate table (auxblob / extended report) as cloak-kbs's
-// cert_chain: [{"cert_type":"VCEK"|"VLEK"|"ASK"|"ARK"|"CRL","data":"<b64>"}].
+// The SNP certificate table (auxblob / extended report) as evidence's
+// cert_chain in Trustee's form (the sev crate's CertTableEntry), which
+// cloak-kbs takes too: [{"cert_type":"VCEK"|"VLEK"|"ASK"|"ARK"|"CRL",
+// "data":[<bytes>]}].
 nlohmann::json SnpCertChain(absl::string_view table);
 
 }  // namespace cloak::agent::attest

@@ -8,6 +8,7 @@
 #include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "common/tee/snp_report_json.h"
 #include "kbs/verify/claims.h"
 #include "kbs/verify/snp.h"
 #include "nlohmann/json.hpp"
@@ -59,10 +60,9 @@ absl::StatusOr<std::unique_ptr<Verifier>> CreateVerifier(absl::string_view tee,
 absl::StatusOr<Claims> VerifySampleEvidence(const nlohmann::json& evidence,
                                             absl::string_view binding);
 
-// Rebuilds the 1184-byte report from SNP evidence's "attestation_report":
-// standard base64 of the raw report, a JSON array of bytes, or the virtee
-// `sev` crate's serde object (docs/formats.md, "Evidence").
-absl::StatusOr<Bytes> SnpReportFromJson(const nlohmann::json& report);
+// Rebuilds the 1184-byte report from SNP evidence's "attestation_report"
+// (common/tee/snp_report_json.h).
+using tee::SnpReportFromJson;
 
 // Zero-pads a binding digest to the 64-byte report-data field.
 absl::StatusOr<Bytes> PadReportData(absl::string_view binding);

@@ -274,44 +274,9 @@ TEST(ReferenceValuesTest, DebugGuestsAreRefusedUnlessAllowed) {
   EXPECT_TRUE(CheckReferenceValues(claims, reference).ok());
 }
 
-// Builds the virtee sev crate's serde form of a raw report.
-nlohmann::json SerdeForm(const std::string& raw) {
-  auto bytes = [&](size_t off, size_t n) {
-    nlohmann::json a = nlohmann::json::array();
-    for (size_t i = 0; i < n; ++i) a.push_back(static_cast<unsigned char>(raw[off + i]));
-    return a;
-  };
-  auto le = [&](size_t off, size_t n) {
-    uint64_t v = 0;
-    for (size_t i = n; i-- > 0;) v = (v << 8) | static_cast<unsigned char>(raw[off + i]);
-    return v;
-  };
-  auto tcb = [&](size_t off) {
-    return nlohmann::json{{"fmc", nullptr},
-                          {"bootloader", le(off, 1)},
-                          {"tee", le(off + 1, 1)},
-                          {"snp", le(off + 6, 1)},
-                          {"microcode", le(off + 7, 1)}};
-  };
-  auto version = [&](size_t off) {
-    return nlohmann::json{{"build", le(off, 1)}, {"minor", le(off + 1, 1)}, {"major", le(off + 2, 1)}};
-  };
-  return nlohmann::json{
-      {"version", le(0, 4)},         {"guest_svn", le(4, 4)},
-      {"policy", le(8, 8)},          {"family_id", bytes(0x10, 16)},
-      {"image_id", bytes(0x20, 16)}, {"vmpl", le(0x30, 4)},
-      {"sig_algo", le(0x34, 4)},     {"current_tcb", tcb(0x38)},
-      {"plat_info", le(0x40, 8)},    {"key_info", le(0x48, 4)},
-      {"report_data", bytes(0x50, 64)}, {"measurement", bytes(0x90, 48)},
-      {"host_data", bytes(0xC0, 32)},   {"id_key_digest", bytes(0xE0, 48)},
-      {"author_key_digest", bytes(0x110, 48)}, {"report_id", bytes(0x140, 32)},
-      {"report_id_ma", bytes(0x160, 32)},      {"reported_tcb", tcb(0x180)},
-      {"chip_id", bytes(0x1A0, 64)},           {"committed_tcb", tcb(0x1E0)},
-      {"current", version(0x1E8)},             {"committed", version(0x1EC)},
-      {"launch_tcb", tcb(0x1F0)},
-      {"signature", {{"r", bytes(0x2A0, 72)}, {"s", bytes(0x2E8, 72)}}},
-  };
-}
+// The virtee sev crate's serde form of a raw report, as Trustee's attester
+// and cloak-agent send it.
+nlohmann::json SerdeForm(const std::string& raw) { return tee::SnpReportToSevJson(raw); }
 
 TEST_F(SnpTest, RebuildsTheReportFromEveryJsonForm) {
   auto from_serde = SnpReportFromJson(SerdeForm(report_));

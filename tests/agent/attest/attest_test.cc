@@ -16,6 +16,7 @@
 #include "common/tee/encoding.h"
 #include "common/tee/report_data.h"
 #include "common/tee/snp_report.h"
+#include "common/tee/snp_report_json.h"
 #include "common/tee/tdx_quote.h"
 #include "common/temp_dir.h"
 #include "gmock/gmock.h"
@@ -333,8 +334,13 @@ TEST_F(FakeTsmTest, SnpEvidenceCarriesTheReportAndChecksHostData) {
   std::string digest(48, '\x5a');
   auto ev = (*attester)->GetEvidence(digest);
   ASSERT_TRUE(ev.ok()) << ev.status();
-  auto report = Base64Decode((*ev)["attestation_report"].get<std::string>());
-  ASSERT_TRUE(report.ok());
+  // Trustee's form: the sev crate's object, which cloak-kbs reads as well.
+  const nlohmann::json& object = (*ev)["attestation_report"];
+  ASSERT_TRUE(object.is_object()) << object.dump();
+  EXPECT_TRUE(object["current"].contains("major"));
+  EXPECT_EQ(object["signature"]["r"].size(), 72u);
+  auto report = tee::SnpReportFromJson(object);
+  ASSERT_TRUE(report.ok()) << report.status();
   auto fields = tee::ParseSnpReport(*report);
   ASSERT_TRUE(fields.ok());
   EXPECT_EQ(fields->report_data, ReportData64(digest));
@@ -434,7 +440,8 @@ TEST(ReportParsingTest, SnpResponseAndCertTable) {
   auto chain = SnpCertChain(table);
   ASSERT_EQ(chain.size(), 1u);
   EXPECT_EQ(chain[0]["cert_type"], "VCEK");
-  EXPECT_EQ(*Base64Decode(chain[0]["data"].get<std::string>()), "DER");
+  // serde's Vec<u8>: an array of numbers.
+  EXPECT_EQ(chain[0]["data"], nlohmann::json::array({'D', 'E', 'R'}));
 }
 
 }  // namespace
