@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/tee/bytes.h"
 #include "common/tee/encoding.h"
 #include "common/tee/snp_report.h"
 
@@ -203,11 +204,7 @@ absl::StatusOr<std::string> SnpReportFromJson(const nlohmann::json& report) {
 }
 
 nlohmann::json SnpReportToSevJson(absl::string_view raw) {
-  auto le = [&](size_t off, size_t n) {
-    uint64_t v = 0;
-    for (size_t i = n; i-- > 0;) v = (v << 8) | static_cast<unsigned char>(raw[off + i]);
-    return v;
-  };
+  auto le = [&](size_t off, size_t n) { return LeField(raw, off, n); };
   auto bytes = [&](size_t off, size_t n) { return JsonByteArrayOf(raw.substr(off, n)); };
   const uint32_t version = static_cast<uint32_t>(le(0, 4));
   // Milan/Genoa and Turin lay TCB_VERSION out differently; the sev crate

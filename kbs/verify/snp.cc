@@ -216,7 +216,7 @@ absl::StatusOr<Claims> VerifySnpAttestation(absl::string_view report_raw,
   ASSIGN_OR_RETURN(SnpReport report, ParseSnpReport(report_raw));
   ASSIGN_OR_RETURN(SnpSigningKey kind, SnpReportSigningKey(report));
   const std::string key_name(SnpSigningKeyName(kind));
-  ASSIGN_OR_RETURN(X509Ptr vcek, ParseCertificate(endorsement_pem_or_der, key_name));
+  ASSIGN_OR_RETURN(X509Ptr vcek, ParseCertificate(endorsement_pem_or_der, key_name));  // or VLEK
   ASSIGN_OR_RETURN(SnpProduct product, VerifySnpCertChain(vcek.get(), anchors, kind));
   ASSIGN_OR_RETURN(X509Ptr ark, ParseCertificate(anchors.ark, "ARK"));
   ASSIGN_OR_RETURN(RootVerdict root,
@@ -240,14 +240,14 @@ absl::StatusOr<Claims> VerifySnpAttestation(absl::string_view report_raw,
     auto hwid = ExtensionBytes(vcek.get(), "1.3.6.1.4.1.3704.1.4", "VCEK");
     if (!hwid.ok()) return absl::PermissionDeniedError(hwid.status().message());
     if (!report.mask_chip_id()) {
-    absl::string_view chip = report.chip_id;
-    if (product == SnpProduct::kTurin) chip = chip.substr(0, 8);
-    if (*hwid != chip) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("VCEK belongs to chip ", tee::HexEncode(*hwid).substr(0, 16),
-                       "..., the report's CHIP_ID is ", tee::HexEncode(chip).substr(0, 16),
-                       "...: wrong VCEK for this report"));
-    }
+      absl::string_view chip = report.chip_id;
+      if (product == SnpProduct::kTurin) chip = chip.substr(0, 8);
+      if (*hwid != chip) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("VCEK belongs to chip ", tee::HexEncode(*hwid).substr(0, 16),
+                         "..., the report's CHIP_ID is ", tee::HexEncode(chip).substr(0, 16),
+                         "...: wrong VCEK for this report"));
+      }
     }
   }
   SnpTcb reported = DecodeSnpTcb(report.reported_tcb, product);

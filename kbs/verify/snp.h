@@ -51,9 +51,9 @@ absl::string_view PinnedArkSha256(SnpProduct product);
 // AMD's root and intermediates for one product line, PEM or DER. `asvk`
 // (CN "SEV-VLEK-<Product>") is needed only for VLEK-signed reports.
 struct SnpTrustAnchors {
-  std::string ark;
-  std::string ask;
-  std::string asvk;
+  std::string ark = "";
+  std::string ask = "";
+  std::string asvk = "";
 };
 
 // The product an endorsement key belongs to, from its issuer: "SEV-<Product>"

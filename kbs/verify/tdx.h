@@ -27,12 +27,12 @@ struct TdxCollateral {
   // The Intel SGX Root CA certificate (PEM or DER). The PCK chain carried in
   // the quote must end at it. It must be Intel's (pinned by fingerprint,
   // kbs/verify/trust_anchors.h) unless allow_unpinned_root.
-  std::string root_ca;
+  std::string root_ca = "";
   bool allow_unpinned_root = false;
   // Intel PCS collateral (TCB info, QE identity, CRLs; kbs/verify/tdx_tcb.h).
   // Set: the PCK chain is checked against the CRLs and the TCB status is
   // evaluated. Unset: no tcb_status claim.
-  std::optional<TdxTcbCollateral> tcb;
+  std::optional<TdxTcbCollateral> tcb = std::nullopt;
 };
 
 struct TdxSignatureResult {

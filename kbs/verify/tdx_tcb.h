@@ -75,11 +75,11 @@ struct TdxTcbVerdict {
 
 struct TdxTcbInputs {
   const tee::TdxQuote* quote = nullptr;
-  absl::string_view qe_report;  // the 384-byte QE report body from the quote
+  absl::string_view qe_report = {};  // the 384-byte QE report body from the quote
   X509* pck = nullptr;          // the PCK leaf (already verified to the root)
   X509* pck_root = nullptr;     // the root the PCK chain ended at
   bool allow_unpinned_root = false;
-  absl::Time now;
+  absl::Time now = absl::InfinitePast();
 };
 
 // Checks the collateral (signatures, chain to the pinned root or an

@@ -303,7 +303,7 @@ class TdxTcbTest : public ::testing::Test {
   }
   static std::string U32(size_t v) {
     std::string out(4, '\0');
-    for (size_t i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+    tee::PutLe(out, 0, 4, v);
     return out;
   }
 

@@ -71,7 +71,7 @@ inline PkeyPtr NewKey(const std::string& kind) {
 
 // What MakeCert puts in a test certificate.
 struct CertSpec {
-  std::string cn;
+  std::string cn = "";
   std::string org = "Cloak test chain";
   // Signer: nullptr issuer = self-signed with the certificate's own key.
   X509* issuer = nullptr;
@@ -82,7 +82,7 @@ struct CertSpec {
   long not_after = 3600L * 24 * 365;
   long serial = 1;
   // Extensions by dotted OID with their DER value (the extnValue contents).
-  std::vector<std::pair<std::string, std::string>> extensions;
+  std::vector<std::pair<std::string, std::string>> extensions = {};
 };
 
 inline std::string DerInteger(uint8_t v) {
