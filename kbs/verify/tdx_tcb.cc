@@ -232,6 +232,13 @@ void AddAdvisories(const nlohmann::json& level, std::vector<std::string>* out) {
   }
 }
 
+// `j[key]`, or null when absent (a reference into `j`).
+const nlohmann::json& Member(const nlohmann::json& j, const char* key) {
+  static const nlohmann::json kNull;
+  auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
+}
+
 // The status of the first level (Intel lists them best first) whose
 // isvsvn the given one reaches.
 absl::StatusOr<const nlohmann::json*> IsvSvnLevel(const nlohmann::json& levels, uint32_t isvsvn,
@@ -515,7 +522,7 @@ absl::StatusOr<TdxTcbVerdict> EvaluateTdxTcb(const TdxTcbInputs& in,
           "info's identity ", want));
     }
     ASSIGN_OR_RETURN(const nlohmann::json* level,
-                     IsvSvnLevel(identity->value("tcbLevels", nlohmann::json()), svn(0),
+                     IsvSvnLevel(Member(*identity, "tcbLevels"), svn(0),
                                  absl::StrCat(info_doc, " module ", want)));
     ASSIGN_OR_RETURN(module_status, LevelStatus(*level, info_doc));
     AddAdvisories(*level, &v.advisory_ids);
@@ -587,8 +594,7 @@ absl::StatusOr<TdxTcbVerdict> EvaluateTdxTcb(const TdxTcbInputs& in,
         "the quoting enclave's MISCSELECT / ATTRIBUTES do not match the TD QE identity");
   }
   ASSIGN_OR_RETURN(const nlohmann::json* qe_level,
-                   IsvSvnLevel(qe.value("tcbLevels", nlohmann::json()),
-                               tee::Le16(report, 258), qe_doc));
+                   IsvSvnLevel(Member(qe, "tcbLevels"), tee::Le16(report, 258), qe_doc));
   ASSIGN_OR_RETURN(std::string qe_status, LevelStatus(*qe_level, qe_doc));
   AddAdvisories(*qe_level, &v.advisory_ids);
 
