@@ -719,6 +719,11 @@ TEST_F(TdxTest, VerifierTakesBase64QuotesAndTheRootFromAFile) {
   // The chain verifies; only the binding (zeros here) is refused.
   claims = (*with_root)->Verify(evidence, std::string(48, '\0'));
   EXPECT_THAT(claims.status().message(), HasSubstr("REPORTDATA"));
+  // Trustee's attester may send the CC event log (base64): it does not
+  // change what is verified.
+  evidence["cc_eventlog"] = tee::Base64Encode("TCG event log bytes");
+  claims = (*with_root)->Verify(evidence, std::string(48, '\0'));
+  EXPECT_THAT(claims.status().message(), HasSubstr("REPORTDATA"));
   config.tdx_root_ca_file = dir->Join("missing.pem");
   EXPECT_EQ(CreateVerifier("tdx", config).status().code(), absl::StatusCode::kNotFound);
 }

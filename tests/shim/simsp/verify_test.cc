@@ -10,6 +10,7 @@
 #include "shim/simsp/measurement.h"
 #include "shim/simsp/report.h"
 #include "common/temp_dir.h"
+#include "common/tee/snp_report_json.h"
 #include "kbs/verify/snp.h"
 #include "kbs/verify/verifier.h"
 
@@ -241,6 +242,15 @@ TEST_F(VerifyTest, TheVerifierFindsTheChainByFileName) {
   auto claims = (*verifier)->Verify(with_vcek, binding);
   ASSERT_TRUE(claims.ok()) << claims.status();
   EXPECT_EQ(claims->measurements["host_data"], tee::HexEncode(host_data_));
+  // The form cloak-agent sends (Trustee's: the sev crate's report object,
+  // DER as byte arrays) rebuilds the very report the simulated SP signed.
+  nlohmann::json trustee_form = {
+      {"attestation_report", tee::SnpReportToSevJson(*report)},
+      {"cert_chain",
+       {{{"cert_type", "VCEK"}, {"data", tee::JsonByteArrayOf(chain_.vcek_der)}}}}};
+  EXPECT_EQ(*tee::SnpReportFromJson(trustee_form["attestation_report"]), *report);
+  claims = (*verifier)->Verify(trustee_form, binding);
+  ASSERT_TRUE(claims.ok()) << claims.status();
   nlohmann::json cached = {{"attestation_report", tee::Base64Encode(*report)}};
   claims = (*verifier)->Verify(cached, binding);
   ASSERT_TRUE(claims.ok()) << claims.status();
