@@ -24,6 +24,7 @@
 #include "common/temp_dir.h"
 #include "tests/kbs/http_client.h"
 #include "tests/kbs/kbs_client.h"
+#include "tests/kbs/test_util.h"
 
 namespace cloak::kbs {
 namespace {
@@ -464,6 +465,21 @@ TEST_F(KbsIntegrationTest, RefusesPlainHttpBeyondLoopbackAndBadFlags) {
                    log),
             1);
   EXPECT_EQ(RunKbs({"bogus"}, log), 2);
+  // TDX collateral is loaded at start: without the root it chains to, or
+  // with a file missing, cloak-kbs refuses to start and says what to supply.
+  std::filesystem::create_directories(dir_->Join("collateral"));
+  EXPECT_EQ(RunKbs({"serve", "--state-dir", state_, "--listen", "127.0.0.1:0", "--insecure-http",
+                    "--tdx-collateral-dir", dir_->Join("collateral")},
+                   log),
+            1);
+  EXPECT_THAT(ReadAll(log), HasSubstr("--tdx-root-ca"));
+  std::ofstream(dir_->Join("root.pem")) << testing::SelfSignedPem("Intel SGX Root CA");
+  EXPECT_EQ(RunKbs({"serve", "--state-dir", state_, "--listen", "127.0.0.1:0", "--insecure-http",
+                    "--tdx-root-ca", dir_->Join("root.pem"), "--tdx-collateral-dir",
+                    dir_->Join("collateral")},
+                   log),
+            1);
+  EXPECT_THAT(ReadAll(log), HasSubstr("tcb_info.json"));
 }
 
 }  // namespace
