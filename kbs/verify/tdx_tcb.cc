@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -501,7 +502,7 @@ absl::StatusOr<TdxTcbVerdict> EvaluateTdxTcb(const TdxTcbInputs& in,
     const nlohmann::json* identity = nullptr;
     if (identities != info.end() && identities->is_array()) {
       for (const auto& m : *identities) {
-        if (m.is_object() && m.value("id", "") == want) identity = &m;
+        if (m.is_object() && absl::EqualsIgnoreCase(m.value("id", ""), want)) identity = &m;
       }
     }
     if (identity == nullptr) {
