@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 
 #include <memory>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"

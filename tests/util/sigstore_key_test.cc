@@ -6,6 +6,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "common/tee/encoding.h"
 #include "gmock/gmock.h"

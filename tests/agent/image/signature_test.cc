@@ -139,7 +139,9 @@ TEST(CheckSignedIdentity, FollowsContainersPolicySemantics) {
     absl::Status s = CheckSignedIdentity(c.rule, Ref(c.image), c.signed_ref);
     EXPECT_EQ(s.ok(), c.ok) << policy::SignedIdentityName(c.rule) << " " << c.image << " vs "
                             << c.signed_ref << ": " << s;
-    if (!c.ok) EXPECT_TRUE(absl::IsPermissionDenied(s));
+    if (!c.ok) {
+      EXPECT_TRUE(absl::IsPermissionDenied(s));
+    }
   }
 }
 
