@@ -3,7 +3,11 @@
 // identities and the decision over a scope's requirements.
 #include "agent/image/signature.h"
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
 #include "absl/strings/str_cat.h"
+#include "common/tee/encoding.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/sigstore_key.h"
@@ -54,6 +58,55 @@ TEST(VerifySigstoreSignature, AnotherKeyDoesNotVerify) {
   ASSERT_TRUE(other.ok()) << other.status();
   EXPECT_TRUE(absl::IsPermissionDenied(
       VerifySigstoreSignature(other->public_pem, "&", kSigOverAmpersand)));
+}
+
+// A key of another type, its public PEM and a signature over `payload` as
+// sigstore makes them (SHA-256; Ed25519 over the raw bytes).
+struct OtherKey {
+  std::string public_pem, signature_base64;
+};
+OtherKey SignWith(EVP_PKEY* key, const std::string& payload, bool prehash) {
+  OtherKey out;
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(bio, key);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  out.public_pem.assign(data, static_cast<size_t>(len));
+  BIO_free(bio);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  size_t n = 0;
+  EVP_DigestSignInit(ctx, nullptr, prehash ? EVP_sha256() : nullptr, nullptr, key);
+  EVP_DigestSign(ctx, nullptr, &n, reinterpret_cast<const unsigned char*>(payload.data()),
+                 payload.size());
+  std::string sig(n, '\0');
+  EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &n,
+                 reinterpret_cast<const unsigned char*>(payload.data()), payload.size());
+  sig.resize(n);
+  EVP_MD_CTX_free(ctx);
+  out.signature_base64 = tee::Base64Encode(sig);
+  return out;
+}
+
+TEST(VerifySigstoreSignature, TakesP384RsaAndEd25519KeysToo) {
+  const std::string payload = "payload bytes";
+  struct Case {
+    const char* name;
+    EVP_PKEY* key;
+    bool prehash;
+  } cases[] = {
+      {"P-384", EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"), true},
+      {"RSA-2048", EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048}), true},
+      {"Ed25519", EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"), false},
+  };
+  for (Case& c : cases) {
+    ASSERT_NE(c.key, nullptr) << c.name;
+    OtherKey k = SignWith(c.key, payload, c.prehash);
+    EXPECT_TRUE(VerifySigstoreSignature(k.public_pem, payload, k.signature_base64).ok()) << c.name;
+    EXPECT_TRUE(absl::IsPermissionDenied(
+        VerifySigstoreSignature(k.public_pem, payload + "x", k.signature_base64)))
+        << c.name;
+    EVP_PKEY_free(c.key);
+  }
 }
 
 TEST(ParseSimpleSigningPayload, ReadsWhatContainersImageAndCosignWrite) {
