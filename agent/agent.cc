@@ -146,6 +146,8 @@ absl::Status RunAgent(const AgentOptions& options) {
     image_options.max_concurrent_downloads = options.max_concurrent_downloads;
     image_options.work_dir = options.run_dir + "/pull";
     image_options.plain_http_to_host = dev_class;
+    // The policy outlives the provider (declared first, destroyed last).
+    image_options.signature_policy = [engine = policy.get()] { return engine->ImageSignatures(); };
     image_options.pod_settings = [pod_settings] {
       absl::MutexLock lock(&pod_settings->mu);
       return pod_settings->image;

@@ -83,6 +83,7 @@ absl::StatusOr<std::unique_ptr<RootfsProvider>> MakeImageRootfsProvider(
   puller_options.max_concurrent_downloads = options.max_concurrent_downloads;
   puller_options.decryptor = options.decryptor;
   puller_options.registry.plain_http_to_host = options.plain_http_to_host;
+  puller_options.signature_policy = options.signature_policy;
   // The class's settings are checked now; the pod's when the first image
   // is pulled.
   RETURN_IF_ERROR(image::RegistryImagePuller::Create(puller_options).status());

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/rootfs.h"
+#include "policy/image_signatures.h"
 
 namespace cloak::agent {
 
@@ -40,6 +41,9 @@ struct ImageRootfsOptions {
   std::string work_dir = "/run/cloak/pull";
   // ocicrypt layers (agent/attest); nullptr: encrypted images are refused.
   std::shared_ptr<image::LayerDecryptor> decryptor;
+  // The policy's image signature rules, asked for at every pull (the policy
+  // is loaded at CreateSandbox and may be replaced). Unset: none.
+  std::function<std::shared_ptr<const policy::ImageSignaturePolicy>()> signature_policy;
 };
 
 // Unimplemented if the agent was built without agent/image.

@@ -93,6 +93,11 @@ PolicyDecision MeasuredPolicy::CheckPulledImage(const v1::CreateContainerRequest
   return PolicyDecision::Allow();
 }
 
+std::shared_ptr<const policy::ImageSignaturePolicy> MeasuredPolicy::ImageSignatures() {
+  absl::MutexLock lock(&mu_);
+  return engine_->policy().image_signatures;
+}
+
 absl::Status MeasuredPolicy::Replace(absl::string_view document) {
   absl::StatusOr<policy::Policy> parsed = policy::ParsePolicy(document);
   if (!parsed.ok()) return parsed.status();

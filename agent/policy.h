@@ -44,6 +44,9 @@ class PolicyEngine {
                                           absl::string_view /*manifest_digest*/) {
     return PolicyDecision::Allow();
   }
+  // The image signature rules in force (policy "image_signatures"), for the
+  // image puller; null: no signature is required.
+  virtual std::shared_ptr<const policy::ImageSignaturePolicy> ImageSignatures() { return nullptr; }
   // SetPolicy, once Decide allowed it: replaces the policy in force.
   virtual absl::Status Replace(absl::string_view /*document*/) {
     return absl::FailedPreconditionError("this policy engine cannot be replaced");
@@ -80,6 +83,7 @@ class MeasuredPolicy final : public PolicyEngine {
                const google::protobuf::Message* response) override;
   PolicyDecision CheckPulledImage(const v1::CreateContainerRequest& request,
                                   absl::string_view manifest_digest) override;
+  std::shared_ptr<const policy::ImageSignaturePolicy> ImageSignatures() override;
   absl::Status Replace(absl::string_view document) override;
   std::string Describe() const override;
 

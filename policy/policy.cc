@@ -523,7 +523,7 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text) {
 
 absl::StatusOr<Policy> ParsePolicyJson(const json& doc) {
   RETURN_IF_ERROR(CheckKeys(doc, "", {"version", "description", "rpcs", "containers", "pin_images",
-                                      "copy_files"}));
+                                      "copy_files", "image_signatures"}));
   Policy p;
   p.source = doc;
   const json* version = Get(doc, "version");
@@ -580,6 +580,9 @@ absl::StatusOr<Policy> ParsePolicyJson(const json& doc) {
                                             std::numeric_limits<uint64_t>::max()));
       p.copy_files.push_back(std::move(r));
     }
+  }
+  if (const json* v = Get(doc, "image_signatures")) {
+    ASSIGN_OR_RETURN(p.image_signatures, ParseImageSignatures(*v, "image_signatures"));
   }
   return p;
 }
@@ -698,6 +701,7 @@ std::string Explain(const Policy& p) {
       absl::StrAppend(&out, "  ", r.path.Describe(), " up to ", r.max_bytes, " bytes\n");
     }
   }
+  absl::StrAppend(&out, "\n", ExplainImageSignatures(p.image_signatures.get()));
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
+#include "policy/image_signatures.h"
 
 namespace re2 {
 class RE2;
@@ -136,6 +137,9 @@ struct Policy {
   // containers of that name must use the same image.
   bool pin_images = true;
   std::vector<CopyRule> copy_files;
+  // Signatures the guest requires of the images it pulls ("image_signatures",
+  // docs/policy.md "Image signatures"); null: none required.
+  std::shared_ptr<const ImageSignaturePolicy> image_signatures;
   // True for the policy compiled into the agent.
   bool builtin_default = false;
   // The document as parsed (canonical JSON), for explain and logs.

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/image/reference.h"
+#include "agent/image/signature.h"
 #include "agent/image/unpack.h"
 #include "common/fd.h"
 #include "common/logging.h"
@@ -208,6 +209,17 @@ absl::StatusOr<PulledImage> RegistryImagePuller::Pull(absl::string_view referenc
 
   // 1. Resolve the reference to an image manifest.
   ASSIGN_OR_RETURN(FetchedManifest top, client->GetManifest(ref.ManifestReference()));
+  // Signatures cover the manifest the reference names (an index for a
+  // multi-platform image): checked before any other request for the image.
+  if (options_.signature_policy) {
+    if (std::shared_ptr<const policy::ImageSignaturePolicy> rules = options_.signature_policy()) {
+      absl::Status s = VerifyImageSignatures(*rules, ref, top.digest, *client);
+      if (!s.ok()) {
+        log->error("pull {}: {}", name, std::string(s.message()));
+        return s;
+      }
+    }
+  }
   ASSIGN_OR_RETURN(ManifestKind kind, ClassifyManifest(top.body, top.content_type));
   FetchedManifest manifest_blob = std::move(top);
   if (kind == ManifestKind::kIndex) {

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "agent/image/manifest.h"
 #include "agent/image/registry_client.h"
 #include "agent/image/unpack.h"
+#include "policy/image_signatures.h"
 
 namespace cloak::agent::image {
 
@@ -59,6 +61,11 @@ struct PullerOptions {
   UnpackLimits unpack_limits;
   // nullptr: encrypted layers fail with FailedPrecondition.
   std::shared_ptr<LayerDecryptor> decryptor;
+  // The signature rules in force (the agent policy's "image_signatures"),
+  // asked for at every pull and applied to the manifest the reference
+  // resolves to before anything else is fetched (signature.h). Unset, or
+  // returning null: no signature is required.
+  std::function<std::shared_ptr<const policy::ImageSignaturePolicy>()> signature_policy;
 };
 
 struct StepTiming {

@@ -211,6 +211,15 @@ int RunCloakCli(int argc, char** argv) {
   gen->add_option("--kbs-url", gen_initdata.kbs_url, "init-data kbs_url");
   gen->add_option("--image-key", gen_initdata.image_keys, "init-data image_keys entry (repeatable)");
   gen->add_flag("--insecure-registry", gen_insecure, "read image configs over plain HTTP");
+  SignatureGenOptions gen_signatures;
+  gen->add_option("--signature-key", gen_signatures.keys,
+                  "SCOPE=PEM_FILE: images of SCOPE (registry, namespace, repository) must carry a "
+                  "sigstore signature by this public key (repeatable)");
+  gen->add_option("--signature-default", gen_signatures.default_action,
+                  "images no scope names: reject (the default with --signature-key) or accept");
+  gen->add_option("--accept-unsigned", gen_signatures.accept_unsigned,
+                  "IMAGE@sha256:<hex>: this image, pinned by digest, runs without a signature "
+                  "(repeatable)");
   std::string explain_path;
   auto* explain = pcmd->add_subcommand("explain", "what a policy allows, in plain words");
   explain->add_option("policy", explain_path, "policy file (JSON or YAML)")->required();
@@ -238,7 +247,7 @@ int RunCloakCli(int argc, char** argv) {
   if (measure.measure->parsed()) return RunMeasure(measure);
   if (gen->parsed()) {
     return RunPolicyGen(gen_inputs, gen_output, gen_annotate, gen_initdata_out, gen_initdata,
-                        !gen_insecure);
+                        !gen_insecure, gen_signatures);
   }
   if (explain->parsed()) return RunPolicyExplain(explain_path);
   if (ptest->parsed()) return RunPolicyTest(test_policy, test_request);

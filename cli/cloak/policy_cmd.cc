@@ -492,7 +492,8 @@ ImageConfigSource SkopeoImageConfig(bool tls_verify) {
 
 int RunPolicyGen(const std::vector<std::string>& inputs, const std::string& output,
                  const std::string& annotate, const std::string& initdata_out,
-                 const InitDataOptions& initdata, bool tls_verify) {
+                 const InitDataOptions& initdata, bool tls_verify,
+                 const SignatureGenOptions& signatures) {
   auto fail = [](const absl::Status& s) {
     std::cerr << "cloak policy gen: " << s.message() << "\n";
     return 1;
@@ -512,6 +513,11 @@ int RunPolicyGen(const std::vector<std::string>& inputs, const std::string& outp
   }
   absl::StatusOr<std::vector<GeneratedPolicy>> policies = GeneratePolicies(all, images);
   if (!policies.ok()) return fail(policies.status());
+  if (!signatures.empty()) {
+    absl::StatusOr<json> rules = ImageSignaturesFromFlags(signatures);
+    if (!rules.ok()) return fail(rules.status());
+    for (GeneratedPolicy& g : *policies) g.policy["image_signatures"] = *rules;
+  }
   json result;
   if (policies->size() == 1) {
     result = (*policies)[0].policy;

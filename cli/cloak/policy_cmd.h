@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "cli/cloak/policy_signatures.h"
 #include "nlohmann/json.hpp"
 #include "policy/engine.h"
 
@@ -70,7 +71,8 @@ absl::StatusOr<policy::Decision> TestRecordedRequest(const policy::Policy& polic
 // done, 1 error, 3 (test) denied.
 int RunPolicyGen(const std::vector<std::string>& inputs, const std::string& output,
                  const std::string& annotate, const std::string& initdata_out,
-                 const InitDataOptions& initdata, bool tls_verify);
+                 const InitDataOptions& initdata, bool tls_verify,
+                 const SignatureGenOptions& signatures = {});
 int RunPolicyExplain(const std::string& path);
 int RunPolicyTest(const std::string& policy_path, const std::string& request_path);
 

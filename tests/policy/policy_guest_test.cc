@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "cloak/agent/v1/agent.grpc.pb.h"
 #include "common/process.h"
@@ -24,6 +26,7 @@
 #include "tests/util/agent_requests.h"
 #include "tests/util/host.h"
 #include "tests/util/registry.h"
+#include "tests/util/sigstore_key.h"
 #include "tests/util/skip.h"
 
 #ifndef CLOAK_SOURCE_DIR
@@ -342,6 +345,94 @@ TEST_F(PolicyGuestTest, AnInvalidPolicyRefusesTheSandbox) {
   grpc::Status s = stub().CreateSandbox(CallContext().get(), create, &created);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr("containers[0].typo: unknown key"));
+}
+
+// Image signatures (policy "image_signatures", docs/policy.md): the guest
+// checks the sigstore attachment before it asks for any blob of the image.
+// One key signs "signed"; "wrongkey" is signed by another key; "unsigned"
+// has no signature; "pinned" has none either, but the policy names its
+// digest. The registry's access log shows which blobs the guest fetched.
+TEST_F(PolicyGuestTest, ImageSignaturesAreVerifiedInTheGuestBeforeAnyLayer) {
+  auto key = testutil::MakeSigstoreKeyPair("guest test");
+  auto other = testutil::MakeSigstoreKeyPair("guest test");
+  ASSERT_TRUE(key.ok() && other.ok());
+  const std::string host = absl::StrCat("127.0.0.1:", port_);
+  std::string digest;
+  for (const char* repo : {"signed", "unsigned", "wrongkey", "pinned"}) {
+    ASSERT_EQ(Run({"skopeo", "copy", "--dest-tls-verify=false", "oci:" + d_ + "/oci:guest",
+                   absl::StrCat("docker://", host, "/", repo, ":v1")}),
+              0);
+  }
+  testutil::CommandResult inspect = testutil::RunCommand(
+      {"skopeo", "inspect", "--tls-verify=false", absl::StrCat("docker://", host, "/signed:v1")});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  digest = json::parse(inspect.output).value("Digest", "");
+  ASSERT_FALSE(digest.empty());
+  // The identity is the name the guest pulls by.
+  for (auto [repo, signer] : {std::pair{"signed", &*key}, std::pair{"wrongkey", &*other}}) {
+    std::string payload =
+        testutil::SimpleSigningPayload(absl::StrCat(guest_registry_, "/", repo, ":v1"), digest);
+    auto sig = testutil::SignPayload(signer->private_der, payload);
+    ASSERT_TRUE(sig.ok()) << sig.status();
+    absl::Status pushed = testutil::PushSigstoreAttachment(
+        absl::StrCat(d_, "/att-", repo), absl::StrCat(host, "/", repo), digest, {{payload, *sig}});
+    ASSERT_TRUE(pushed.ok()) << pushed;
+  }
+  json policy = {
+      {"version", "1"},
+      {"containers", {{{"name", "*"}, {"args", {"sh", "-c", "echo signed-ok"}}}}},
+      {"image_signatures",
+       {{"default", {{{"type", "reject"}}}},
+        {"scopes",
+         {{guest_registry_, {{{"type", "sigstoreSigned"}, {"keys", {key->public_pem}}}}},
+          {absl::StrCat(guest_registry_, "/pinned@", digest),
+           {{{"type", "insecureAcceptAnything"}}}}}}}}};
+  ASSERT_NO_FATAL_FAILURE(BootWithInitData(InitData(policy.dump(2))));
+
+  // Which of the image's blobs the guest asked `repo` for.
+  json index = json::parse(Slurp(d_ + "/oci/index.json"));
+  std::string m = index["manifests"][0]["digest"];
+  json manifest = json::parse(Slurp(d_ + "/oci/blobs/sha256/" + m.substr(7)));
+  std::vector<std::string> blobs = {manifest["config"]["digest"]};
+  for (const json& l : manifest["layers"]) blobs.push_back(l["digest"]);
+  auto blob_gets = [&](const std::string& repo) {
+    int n = 0;
+    for (absl::string_view line : absl::StrSplit(Slurp(d_ + "/registry.log"), '\n')) {
+      if (!absl::StrContains(line, "http.request.method=GET")) continue;
+      for (const std::string& b : blobs) {
+        n += absl::StrContains(line, absl::StrCat("/v2/", repo, "/blobs/", b)) ? 1 : 0;
+      }
+    }
+    return n;
+  };
+
+  // skopeo inspect read a config blob: count what the guest adds.
+  const int unsigned_before = blob_gets("unsigned"), wrongkey_before = blob_gets("wrongkey"),
+            pinned_before = blob_gets("pinned"), signed_before = blob_gets("signed");
+  const json spec = Spec({"sh", "-c", "echo signed-ok"});
+  ExpectDenied("unsigned image", Create("u", guest_registry_ + "/unsigned:v1", spec),
+               "a sigstore signature is required and the image has none");
+  EXPECT_EQ(blob_gets("unsigned") - unsigned_before, 0);
+  ExpectDenied("image signed by another key", Create("k", guest_registry_ + "/wrongkey:v1", spec),
+               "does not verify with the policy's key");
+  EXPECT_EQ(blob_gets("wrongkey") - wrongkey_before, 0);
+  ExpectDenied("pinned by tag only", Create("t", guest_registry_ + "/pinned:v1", spec),
+               "the image has none");
+  EXPECT_EQ(blob_gets("pinned") - pinned_before, 0);
+
+  for (const std::string& ref :
+       {guest_registry_ + "/signed:v1", absl::StrCat(guest_registry_, "/pinned@", digest)}) {
+    const std::string id = absl::StrContains(ref, "pinned") ? "p" : "s";
+    grpc::Status s = Create(id, ref, spec);
+    ASSERT_TRUE(s.ok()) << ref << ": " << s.error_message();
+    ASSERT_TRUE(Start(id).ok());
+    std::string out;
+    ASSERT_TRUE(Read(id, "", &out).ok());
+    EXPECT_EQ(out, "signed-ok\n") << ref;
+  }
+  EXPECT_EQ(blob_gets("signed") - signed_before, 2);
+  EXPECT_EQ(blob_gets("pinned") - pinned_before, 2);
+  EXPECT_THAT(guest_->ConsoleTail(400), HasSubstr("signature accepted under scope"));
 }
 
 }  // namespace
