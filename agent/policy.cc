@@ -93,6 +93,11 @@ PolicyDecision MeasuredPolicy::CheckPulledImage(const v1::CreateContainerRequest
   return PolicyDecision::Allow();
 }
 
+std::vector<policy::KbsFileRule> MeasuredPolicy::KbsFiles(const v1::CreateContainerRequest& request) {
+  absl::MutexLock lock(&mu_);
+  return engine_->KbsFiles(request);
+}
+
 absl::Status MeasuredPolicy::Replace(absl::string_view document) {
   absl::StatusOr<policy::Policy> parsed = policy::ParsePolicy(document);
   if (!parsed.ok()) return parsed.status();

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -44,6 +45,12 @@ class PolicyEngine {
                                           absl::string_view /*manifest_digest*/) {
     return PolicyDecision::Allow();
   }
+  // The key broker files the policy mounts into the container a
+  // CreateContainer request makes (docs/policy.md "kbs_files"), once Decide
+  // allowed it.
+  virtual std::vector<policy::KbsFileRule> KbsFiles(const v1::CreateContainerRequest& /*request*/) {
+    return {};
+  }
   // SetPolicy, once Decide allowed it: replaces the policy in force.
   virtual absl::Status Replace(absl::string_view /*document*/) {
     return absl::FailedPreconditionError("this policy engine cannot be replaced");
@@ -80,6 +87,7 @@ class MeasuredPolicy final : public PolicyEngine {
                const google::protobuf::Message* response) override;
   PolicyDecision CheckPulledImage(const v1::CreateContainerRequest& request,
                                   absl::string_view manifest_digest) override;
+  std::vector<policy::KbsFileRule> KbsFiles(const v1::CreateContainerRequest& request) override;
   absl::Status Replace(absl::string_view document) override;
   std::string Describe() const override;
 
