@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -40,7 +43,7 @@ TEST(KbsFilesTest, WritesPrivateFilesAndReadOnlyBinds) {
   if (::geteuid() != 0) CLOAK_SKIP() << "needs root to give the files to another user";
   auto tmp = TempDir::Create("kbs-files");
   ASSERT_TRUE(tmp.ok()) << tmp.status();
-  const std::string dir = tmp->path() + "/kbs-files";
+  const std::string dir = tmp->path().string() + "/kbs-files";
   std::vector<KbsFile> files = {{"default/secret/a", "/etc/a"}, {"default/secret/b", "/run/b"}};
   auto mounts = WriteKbsFiles(dir, files, {"alpha", std::string("b\0eta", 5)}, {1234, 5678},
                               /*require_tmpfs=*/false);
@@ -73,9 +76,9 @@ TEST(KbsFilesTest, RefusesADirectoryOffTmpfs) {
   ASSERT_TRUE(tmp.ok()) << tmp.status();
   // The test's temporary directory is on a disk; a tmpfs mounted in it is
   // the accepted case.
-  auto refused = WriteKbsFiles(tmp->path() + "/disk", {{"a/b/c", "/x"}}, {"s"}, {},
+  auto refused = WriteKbsFiles(tmp->path().string() + "/disk", {{"a/b/c", "/x"}}, {"s"}, {},
                                /*require_tmpfs=*/true);
-  const std::string mnt = tmp->path() + "/mem";
+  const std::string mnt = tmp->path().string() + "/mem";
   ASSERT_EQ(::mkdir(mnt.c_str(), 0700), 0);
   ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
   auto accepted = WriteKbsFiles(mnt + "/kbs-files", {{"a/b/c", "/x"}}, {"s"}, {},

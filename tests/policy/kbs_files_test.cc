@@ -97,7 +97,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadFiles{"Twice",
                  R"([{"resource": "a/b/c", "path": "/x"}, {"resource": "a/b/d", "path": "/x"}])",
                  "kbs_files[1].path: \"/x\" is named twice"}),
-    [](const ::testing::TestParamInfo<BadFiles>& info) { return info.param.name; });
+    [](const ::testing::TestParamInfo<BadFiles>& p) { return p.param.name; });
 
 TEST(KbsFilesTest, SandboxRuleTakesNone) {
   absl::StatusOr<Policy> p = ParsePolicy(
