@@ -558,6 +558,18 @@ int RunPolicyGen(const std::vector<std::string>& inputs, const std::string& outp
     result = json::object();
     for (const GeneratedPolicy& g : *policies) result[g.workload] = g.policy;
   }
+  // kbs_files need a key broker in the init-data (docs/policy.md).
+  if ((!initdata_out.empty() || !annotate.empty()) && initdata.kbs_url.empty()) {
+    for (const GeneratedPolicy& g : *policies) {
+      for (const json& c : g.policy.value("containers", json::array())) {
+        if (c.contains("kbs_files")) {
+          std::cerr << "cloak policy gen: warning: " << g.workload << " container \""
+                    << c.value("name", "") << "\" has kbs_files, but no --kbs-url was given: "
+                    << "its containers will fail to get them\n";
+        }
+      }
+    }
+  }
   std::string text = result.dump(2) + "\n";
   if (output.empty() || output == "-") {
     std::cout << text;
