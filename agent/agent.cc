@@ -192,6 +192,12 @@ absl::Status RunAgent(const AgentOptions& options) {
                                      : std::to_string(a.max_downloads),
                 a.insecure_registries.size());
   };
+  // Key broker files (docs/policy.md "kbs_files"): fetched after attesting,
+  // straight into guest memory.
+  manager_options.fetch_kbs_resources = [attestation](const std::vector<std::string>& resources) {
+    return attestation->Resources(resources);
+  };
+  features.push_back("kbs-files");
 #endif
   ContainerManager manager(manager_options, &crun, reaper.get(), images.get(), pause.get());
 

@@ -129,7 +129,11 @@ grpc::Status AgentServiceImpl::CreateContainer(grpc::ServerContext*,
   return Handle(
       "CreateContainer", *req,
       [&]() -> absl::Status {
-        ASSIGN_OR_RETURN(*resp, manager_->CreateContainer(*req));
+        std::vector<KbsFile> kbs_files;
+        for (const policy::KbsFileRule& f : policy_->KbsFiles(*req)) {
+          kbs_files.push_back({f.resource, f.path});
+        }
+        ASSIGN_OR_RETURN(*resp, manager_->CreateContainer(*req, kbs_files));
         if (!resp->image_digest().empty()) {
           // The image the guest verified, against a digest the policy pins.
           PolicyDecision d = policy_->CheckPulledImage(*req, resp->image_digest());

@@ -292,7 +292,7 @@ absl::StatusOr<std::shared_ptr<Process>> ContainerManager::LaunchProcess(
 }
 
 absl::StatusOr<v1::CreateContainerResponse> ContainerManager::CreateContainer(
-    const v1::CreateContainerRequest& request) {
+    const v1::CreateContainerRequest& request, const std::vector<KbsFile>& kbs_files) {
   RETURN_IF_ERROR(ValidateId("container_id", request.container_id()));
   if (request.image().size() > 4096) return absl::InvalidArgumentError("image reference too long");
   if (request.oci_spec_json().size() > kMaxSpecBytes) {
@@ -322,7 +322,7 @@ absl::StatusOr<v1::CreateContainerResponse> ContainerManager::CreateContainer(
   absl::MutexLock op(&c->op_mu);
   v1::CreateContainerResponse response;
   const absl::Time start = absl::Now();
-  absl::Status status = CreateLocked(c.get(), request, &response);
+  absl::Status status = CreateLocked(c.get(), request, kbs_files, &response);
   if (!status.ok()) {
     Log()->error("create container {}: {}", c->id, status.ToString());
     (void)crun_->Delete(c->id, /*force=*/true);
@@ -338,6 +338,7 @@ absl::StatusOr<v1::CreateContainerResponse> ContainerManager::CreateContainer(
 }
 
 absl::Status ContainerManager::CreateLocked(Container* c, const v1::CreateContainerRequest& request,
+                                            const std::vector<KbsFile>& kbs_files,
                                             v1::CreateContainerResponse* response) {
   std::string resolv;
   {
@@ -347,6 +348,23 @@ absl::Status ContainerManager::CreateLocked(Container* c, const v1::CreateContai
   RETURN_IF_ERROR(UnmountAndRemoveTree(c->dir));  // leftovers of an earlier failed attempt
   RETURN_IF_ERROR(MakeDirs(c->dir));
   ::chmod(c->dir.c_str(), 0700);
+  // Key broker secrets first: a refusal fails the create with the broker's
+  // reason before any image is pulled.
+  std::vector<std::string> secrets;
+  if (!kbs_files.empty()) {
+    if (!options_.fetch_kbs_resources) {
+      return absl::FailedPreconditionError(
+          "the policy mounts key broker files into this container, but this agent cannot attest");
+    }
+    std::vector<std::string> resources;
+    for (const KbsFile& f : kbs_files) resources.push_back(f.resource);
+    const absl::Time t = absl::Now();
+    absl::StatusOr<std::vector<std::string>> fetched = options_.fetch_kbs_resources(resources);
+    if (!fetched.ok()) return Annotate(fetched.status(), "kbs_files of the container's policy rule");
+    secrets = *std::move(fetched);
+    Log()->info("step=kbs-files container={} files={} took={}", c->id, kbs_files.size(),
+                absl::FormatDuration(absl::Now() - t));
+  }
   RootfsProvider* provider = c->sandbox ? pause_ : images_;
   if (provider == nullptr) return absl::FailedPreconditionError("no rootfs provider configured");
   const absl::Time pull_start = absl::Now();
@@ -373,6 +391,16 @@ absl::Status ContainerManager::CreateLocked(Container* c, const v1::CreateContai
   } else {
     RETURN_IF_ERROR(ApplyImageConfigToProcess(prepared->image_config_json, prepared->rootfs_dir,
                                               &spec["process"]));
+  }
+  if (!kbs_files.empty()) {
+    // Guest memory only: the agent's run dir is the guest's /run tmpfs.
+    ASSIGN_OR_RETURN(std::vector<nlohmann::json> mounts,
+                     WriteKbsFiles(c->dir + "/kbs-files", kbs_files, secrets, ProcessOwner(spec),
+                                   /*require_tmpfs=*/options_.manage_guest));
+    for (nlohmann::json& m : mounts) {
+      Log()->info("container mount {} <- key broker file (ro, 0400)", m["destination"].get<std::string>());
+      spec["mounts"].push_back(std::move(m));
+    }
   }
   RETURN_IF_ERROR(WriteFileAtomic(c->dir + "/config.json", DumpJson(spec), 0600));
 

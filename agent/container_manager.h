@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "agent/cgroup_stats.h"
 #include "agent/crun.h"
+#include "agent/kbs_files.h"
 #include "agent/process_io.h"
 #include "agent/reaper.h"
 #include "agent/rootfs.h"
@@ -93,6 +94,11 @@ struct ManagerOptions {
   // Called by CreateSandbox with the pod's init-data (when it has one),
   // after it is stored: the agent takes its [data.agent] settings from it.
   std::function<void(const std::string& initdata)> on_initdata;
+  // Fetches key broker resources ("repo/type/tag") after attesting
+  // (agent/attest/session.h), contents in the same order. Unset: a
+  // container with kbs files fails.
+  std::function<absl::StatusOr<std::vector<std::string>>(const std::vector<std::string>& resources)>
+      fetch_kbs_resources;
 };
 
 struct OomSubscription {
@@ -115,8 +121,10 @@ class ContainerManager {
   absl::Status DestroySandbox();
   SandboxState sandbox_state();
 
+  // `kbs_files`: key broker secrets the policy mounts into this container
+  // (agent/kbs_files.h), fetched before the image is pulled.
   absl::StatusOr<v1::CreateContainerResponse> CreateContainer(
-      const v1::CreateContainerRequest& request);
+      const v1::CreateContainerRequest& request, const std::vector<KbsFile>& kbs_files = {});
   absl::StatusOr<pid_t> StartContainer(const std::string& id);
   absl::Status RemoveContainer(const std::string& id, absl::Duration timeout);
   absl::StatusOr<pid_t> ExecProcess(const v1::ExecProcessRequest& request);
@@ -169,6 +177,7 @@ class ContainerManager {
   absl::StatusOr<std::shared_ptr<Container>> Find(const std::string& id);
   absl::Status RequireSandbox();
   absl::Status CreateLocked(Container* c, const v1::CreateContainerRequest& request,
+                            const std::vector<KbsFile>& kbs_files,
                             v1::CreateContainerResponse* response);
   // Starts a process through `launch` (crun create or exec), wiring stdio.
   absl::StatusOr<std::shared_ptr<Process>> LaunchProcess(

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -47,6 +48,12 @@ class PolicyEngine {
   // The image signature rules in force (policy "image_signatures"), for the
   // image puller; null: no signature is required.
   virtual std::shared_ptr<const policy::ImageSignaturePolicy> ImageSignatures() { return nullptr; }
+  // The key broker files the policy mounts into the container a
+  // CreateContainer request makes (docs/policy.md "kbs_files"), once Decide
+  // allowed it.
+  virtual std::vector<policy::KbsFileRule> KbsFiles(const v1::CreateContainerRequest& /*request*/) {
+    return {};
+  }
   // SetPolicy, once Decide allowed it: replaces the policy in force.
   virtual absl::Status Replace(absl::string_view /*document*/) {
     return absl::FailedPreconditionError("this policy engine cannot be replaced");
@@ -84,6 +91,7 @@ class MeasuredPolicy final : public PolicyEngine {
   PolicyDecision CheckPulledImage(const v1::CreateContainerRequest& request,
                                   absl::string_view manifest_digest) override;
   std::shared_ptr<const policy::ImageSignaturePolicy> ImageSignatures() override;
+  std::vector<policy::KbsFileRule> KbsFiles(const v1::CreateContainerRequest& request) override;
   absl::Status Replace(absl::string_view document) override;
   std::string Describe() const override;
 

@@ -369,6 +369,12 @@ const ContainerRule* Engine::FindRule(const std::string& name, bool sandbox) con
   return wildcard;
 }
 
+std::vector<KbsFileRule> Engine::KbsFiles(const v1::CreateContainerRequest& request) const {
+  const ContainerRule* rule = FindRule(ContainerName(request), request.sandbox_container());
+  if (rule == nullptr) return {};
+  return rule->kbs_files;
+}
+
 Decision Engine::Check(absl::string_view rpc, const google::protobuf::Message& request,
                        const PodState& state) const {
   Decision d = CheckRpc(rpc);

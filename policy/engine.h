@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "cloak/agent/v1/agent.pb.h"
@@ -75,6 +76,10 @@ class Engine {
   // be the one the container's rule pins.
   Decision CheckPulledImage(const agent::v1::CreateContainerRequest& request,
                             absl::string_view manifest_digest, const PodState& state) const;
+
+  // The key broker files (rule "kbs_files") of the container rule a
+  // CreateContainer request matches; empty when it matches none. Pure.
+  std::vector<KbsFileRule> KbsFiles(const agent::v1::CreateContainerRequest& request) const;
 
   // A file copy into the guest (rule "copy_files").
   Decision CheckCopyFile(absl::string_view path, uint64_t size) const;

@@ -10,7 +10,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "common/tee/resource_path.h"
 
 namespace cloak::policy {
 
@@ -114,12 +116,66 @@ absl::StatusOr<MountRule> ParseMount(const json& j, absl::string_view field) {
   return m;
 }
 
+// A clean absolute path in the container for a kbs_files entry: no "..",
+// "." or empty component, not "/", not under /proc, /sys or /dev (the
+// runtime's own mounts).
+absl::Status CheckKbsFilePath(const std::string& path, absl::string_view field) {
+  if (path.size() < 2 || path[0] != '/' || path.back() == '/') {
+    return Bad(field, absl::StrCat("\"", path, "\" must be an absolute path to a file"));
+  }
+  if (path.size() > 4096 || path.find('\0') != std::string::npos) {
+    return Bad(field, "must be at most 4096 bytes, without NUL");
+  }
+  for (absl::string_view part : absl::StrSplit(absl::string_view(path).substr(1), '/')) {
+    if (part.empty() || part == "." || part == "..") {
+      return Bad(field, absl::StrCat("\"", path, "\" is not a clean path (\"..\", \".\" or empty components)"));
+    }
+  }
+  for (const char* prefix : {"/proc/", "/sys/", "/dev/"}) {
+    if (absl::StartsWith(path, prefix)) {
+      return Bad(field, absl::StrCat("\"", path, "\" is under ", prefix, ", which the runtime mounts"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<KbsFileRule>> ParseKbsFiles(const json& j, absl::string_view field) {
+  if (!j.is_array()) return Bad(field, "must be an array of {\"resource\", \"path\"}");
+  if (j.size() > kMaxKbsFiles) return Bad(field, absl::StrCat("at most ", kMaxKbsFiles, " entries"));
+  std::vector<KbsFileRule> out;
+  std::set<std::string> paths;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const std::string f = absl::StrCat(field, "[", i, "]");
+    RETURN_IF_ERROR(CheckKeys(j[i], f, {"resource", "path"}));
+    const json* r = Get(j[i], "resource");
+    const json* p = Get(j[i], "path");
+    if (r == nullptr || p == nullptr) return Bad(f, "resource and path are required");
+    KbsFileRule rule;
+    ASSIGN_OR_RETURN(rule.resource, GetString(*r, absl::StrCat(f, ".resource")));
+    // kbs:///repo/type/tag, as CoCo writes resource URIs, is the same path.
+    if (absl::StartsWith(rule.resource, "kbs:///")) rule.resource = rule.resource.substr(7);
+    absl::StatusOr<tee::ResourcePath> parsed = tee::ParseResourcePath(rule.resource);
+    if (!parsed.ok()) {
+      return Bad(absl::StrCat(f, ".resource"),
+                 absl::StrCat(parsed.status().message(), " (want repo/type/tag or kbs:///repo/type/tag)"));
+    }
+    ASSIGN_OR_RETURN(rule.path, GetString(*p, absl::StrCat(f, ".path")));
+    RETURN_IF_ERROR(CheckKbsFilePath(rule.path, absl::StrCat(f, ".path")));
+    if (!paths.insert(rule.path).second) {
+      return Bad(absl::StrCat(f, ".path"), absl::StrCat("\"", rule.path, "\" is named twice"));
+    }
+    out.push_back(std::move(rule));
+  }
+  return out;
+}
+
 absl::StatusOr<ContainerRule> ParseContainer(const json& j, absl::string_view field) {
   RETURN_IF_ERROR(CheckKeys(
       j, field,
       {"name", "sandbox", "image", "args", "env", "env_deny", "working_dir", "user", "mounts",
        "standard_mounts", "capabilities", "privileged", "namespaces", "sysctls", "masked_paths",
-       "readonly_paths", "annotations", "seccomp", "exec", "stdio", "after", "max_instances"}));
+       "readonly_paths", "annotations", "seccomp", "exec", "stdio", "after", "max_instances",
+       "kbs_files"}));
   ContainerRule c;
   const json* name = Get(j, "name");
   if (name == nullptr) return Bad(field, "name is required (a container name or \"*\")");
@@ -267,6 +323,12 @@ absl::StatusOr<ContainerRule> ParseContainer(const json& j, absl::string_view fi
   if (const json* v = Get(j, "max_instances")) {
     ASSIGN_OR_RETURN(uint64_t n, GetUint(*v, absl::StrCat(field, ".max_instances"), 1000));
     c.max_instances = static_cast<uint32_t>(n);
+  }
+  if (const json* v = Get(j, "kbs_files")) {
+    ASSIGN_OR_RETURN(c.kbs_files, ParseKbsFiles(*v, absl::StrCat(field, ".kbs_files")));
+    if (c.sandbox && !c.kbs_files.empty()) {
+      return Bad(absl::StrCat(field, ".kbs_files"), "the sandbox (pause) container takes no files");
+    }
   }
   return c;
 }
@@ -694,6 +756,10 @@ std::string Explain(const Policy& p) {
     }
     absl::StrAppend(&out, "  host reads its output: ", c.read_output ? "yes" : "no",
                     "; host writes its stdin: ", c.write_stdin ? "yes" : "no", "\n");
+    for (const KbsFileRule& f : c.kbs_files) {
+      absl::StrAppend(&out, "  file ", f.path, ": key broker resource ", f.resource,
+                      ", fetched in the guest after attestation (read-only, 0400)\n");
+    }
   }
   if (!p.copy_files.empty()) {
     absl::StrAppend(&out, "\nFile copies into the guest:\n");

@@ -28,6 +28,8 @@ inline constexpr char kPolicyVersion[] = "1";
 inline constexpr char kInitDataPolicyKey[] = "policy.json";
 // Largest policy document accepted.
 inline constexpr size_t kMaxPolicyBytes = 1 << 20;
+// Most kbs_files one container rule may name.
+inline constexpr size_t kMaxKbsFiles = 32;
 
 // A string rule: the exact text, or {"regex": "..."} matched against the
 // whole value (RE2, anchored at both ends).
@@ -76,6 +78,14 @@ struct UserRule {
   std::optional<std::vector<uint32_t>> additional_gids;
 };
 
+// A key broker resource the agent fetches after attestation and mounts into
+// the container as a read-only file (docs/policy.md "kbs_files"): the
+// secret never passes through the host.
+struct KbsFileRule {
+  std::string resource;  // "repo/type/tag" (common/tee/resource_path.h)
+  std::string path;      // absolute, clean path in the container
+};
+
 struct ImageRule {
   // Either may be set; both set: both must hold.
   std::optional<StringMatch> reference;
@@ -119,6 +129,8 @@ struct ContainerRule {
   // Stateful: how many containers of this rule may exist at once; 0 means
   // no limit.
   uint32_t max_instances = 1;
+  // Key broker resources mounted as files into the container.
+  std::vector<KbsFileRule> kbs_files;
 };
 
 struct CopyRule {

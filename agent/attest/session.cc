@@ -40,8 +40,13 @@ absl::Status AttestationSession::AttestNow() {
   return Run(/*require_keys=*/false).status();
 }
 
-absl::StatusOr<KeySet> AttestationSession::Run(bool require_keys) {
-  auto log = Logger("attest");
+struct AttestationSession::Connection {
+  InitData initdata;
+  std::unique_ptr<KbsClient> client;
+  absl::Time start;
+};
+
+absl::StatusOr<AttestationSession::Connection> AttestationSession::Connect(bool require_keys) {
   auto refuse = [&](AttestationStatus::State state, const absl::Status& s) {
     status_.state = state;
     status_.detail = std::string(s.message());
@@ -86,8 +91,8 @@ absl::StatusOr<KeySet> AttestationSession::Run(bool require_keys) {
     return refuse(AttestationStatus::State::kRefused,
                   absl::FailedPreconditionError(client.status().message()));
   }
-  absl::Time start = absl::Now();
-  absl::Status attested = (*client)->Attest(**attester, initdata->raw);
+  Connection conn{*std::move(initdata), *std::move(client), absl::Now()};
+  absl::Status attested = conn.client->Attest(**attester, conn.initdata.raw);
   if (!attested.ok()) {
     bool unreachable = attested.code() == absl::StatusCode::kUnavailable ||
                        attested.code() == absl::StatusCode::kDeadlineExceeded;
@@ -95,11 +100,39 @@ absl::StatusOr<KeySet> AttestationSession::Run(bool require_keys) {
                               : AttestationStatus::State::kRefused,
                   attested);
   }
+  return conn;
+}
+
+absl::StatusOr<std::vector<std::string>> AttestationSession::Resources(
+    const std::vector<std::string>& paths) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Connection conn, Connect(/*require_keys=*/false));
+  std::vector<std::string> out;
+  const absl::Time fetch_start = absl::Now();
+  for (const std::string& path : paths) {
+    absl::StatusOr<std::string> data = conn.client->GetResource(path);
+    if (!data.ok()) return data.status();  // carries the KBS's reason and the path
+    out.push_back(*std::move(data));
+  }
+  const KbsTimings& t = conn.client->timings();
+  Logger("attest")->info(
+      "step=kbs-files tee={} kbs={} resources={} auth_ms={:.1f} attest_ms={:.1f} fetch_ms={:.1f}",
+      status_.tee, status_.kbs_url, paths.size(), absl::ToDoubleMilliseconds(t.auth),
+      absl::ToDoubleMilliseconds(t.attest), absl::ToDoubleMilliseconds(absl::Now() - fetch_start));
+  status_.state = AttestationStatus::State::kAttested;
+  return out;
+}
+
+absl::StatusOr<KeySet> AttestationSession::Run(bool require_keys) {
+  auto log = Logger("attest");
+  ASSIGN_OR_RETURN(Connection conn, Connect(require_keys));
+  const InitData* initdata = &conn.initdata;
+  const absl::Time start = conn.start;
   KeySet set;
   absl::Time fetch_start = absl::Now();
   bool unreachable = false;
   for (const std::string& path : initdata->image_keys) {
-    absl::StatusOr<std::string> pem = (*client)->GetResource(path);
+    absl::StatusOr<std::string> pem = conn.client->GetResource(path);
     if (!pem.ok()) {
       unreachable = unreachable || pem.status().code() == absl::StatusCode::kUnavailable;
       set.refusals.push_back(std::string(pem.status().message()));
@@ -115,7 +148,7 @@ absl::StatusOr<KeySet> AttestationSession::Run(bool require_keys) {
     set.keys.push_back(std::move(*key));
   }
   absl::Duration fetch = absl::Now() - fetch_start;
-  const KbsTimings& t = (*client)->timings();
+  const KbsTimings& t = conn.client->timings();
   std::string timings = absl::StrFormat(
       "auth %.1f ms, attest %.1f ms (evidence %.1f ms), %d key(s) fetched in %.1f ms",
       absl::ToDoubleMilliseconds(t.auth), absl::ToDoubleMilliseconds(t.attest),

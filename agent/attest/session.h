@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -61,7 +62,20 @@ class AttestationSession final : public KeySource {
   // ImageKeys(), except that init-data without image_keys is fine.
   absl::Status AttestNow();
 
+  // Key broker secrets (docs/policy.md "kbs_files"): attests to the
+  // init-data's key broker and fetches each resource ("repo/type/tag"), in
+  // order. Held by the caller only; never cached here, never logged. Errors
+  // as ImageKeys() (FailedPrecondition without init-data or kbs_url,
+  // PermissionDenied when the KBS refuses the evidence or a resource's
+  // policy, NotFound for a resource it does not hold, Unavailable), each
+  // with the KBS's reason and the resource's path.
+  absl::StatusOr<std::vector<std::string>> Resources(const std::vector<std::string>& paths);
+
  private:
+  struct Connection;
+  // Reads the init-data, makes the attester and attests to its key broker.
+  // `require_keys`: init-data without image_keys is an error.
+  absl::StatusOr<Connection> Connect(bool require_keys) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<KeySet> Run(bool require_keys = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SessionOptions options_;

@@ -19,6 +19,11 @@
 namespace cloak::cli {
 
 inline constexpr char kInitDataAnnotation[] = "io.cloak.initdata";
+// Pod (template) annotation read by `gen` only: key broker resources to
+// mount as files, a JSON or YAML list of
+// {"container": name, "resource": "kbs:///repo/type/tag", "path": "/abs/path"}
+// (docs/policy.md "kbs_files").
+inline constexpr char kKbsFilesAnnotation[] = "io.cloak.kbs-files";
 
 // The parts of an OCI image config `gen` needs (skopeo inspect --config).
 struct ImageConfig {

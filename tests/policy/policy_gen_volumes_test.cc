@@ -83,5 +83,59 @@ TEST(PolicyGenVolumes, CopyRulesAdmitThePodsVolumesOnly) {
   EXPECT_THAT(big.reason, HasSubstr("exceed max_bytes 1048576"));
 }
 
+constexpr char kSecretPod[] = R"yaml(
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db-client}
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata:
+      labels: {app: db}
+      annotations:
+        io.cloak.kbs-files: |
+          - {container: app, resource: "kbs:///default/secret/db-password", path: /etc/db/password}
+    spec:
+      containers:
+        - {name: app, image: busybox}
+        - {name: sidecar, image: busybox}
+)yaml";
+
+TEST(PolicyGenKbsFiles, AnnotationBecomesTheContainersKbsFiles) {
+  absl::StatusOr<std::vector<GeneratedPolicy>> got = GeneratePolicies(kSecretPod, Images);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 1u);
+  absl::StatusOr<policy::Policy> p = policy::ParsePolicyJson((*got)[0].policy);
+  ASSERT_TRUE(p.ok()) << p.status() << "\n" << (*got)[0].policy.dump(2);
+  bool seen_app = false;
+  for (const policy::ContainerRule& c : p->containers) {
+    if (c.name == "app") {
+      seen_app = true;
+      ASSERT_EQ(c.kbs_files.size(), 1u);
+      EXPECT_EQ(c.kbs_files[0].resource, "default/secret/db-password");
+      EXPECT_EQ(c.kbs_files[0].path, "/etc/db/password");
+    } else {
+      EXPECT_TRUE(c.kbs_files.empty()) << c.name;
+    }
+  }
+  EXPECT_TRUE(seen_app);
+}
+
+TEST(PolicyGenKbsFiles, UnknownContainerIsAnError) {
+  std::string yaml = kSecretPod;
+  yaml.replace(yaml.find("container: app"), 14, "container: ap");
+  absl::StatusOr<std::vector<GeneratedPolicy>> got = GeneratePolicies(yaml, Images);
+  ASSERT_FALSE(got.ok());
+  EXPECT_THAT(got.status().message(), HasSubstr("io.cloak.kbs-files: no container named \"ap\""));
+}
+
+TEST(PolicyGenKbsFiles, BadResourceIsAnError) {
+  std::string yaml = kSecretPod;
+  yaml.replace(yaml.find("kbs:///default/secret/db-password"), 33, "kbs:///default/db-password");
+  absl::StatusOr<std::vector<GeneratedPolicy>> got = GeneratePolicies(yaml, Images);
+  ASSERT_FALSE(got.ok());
+  EXPECT_THAT(got.status().message(), HasSubstr("kbs_files[0].resource"));
+}
+
 }  // namespace
 }  // namespace cloak::cli

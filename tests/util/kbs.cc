@@ -37,11 +37,14 @@ DevInitData DevInitDataFor(const std::string& port, const std::string& resource,
   out.document = absl::StrCat(
       "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\nkbs_url = \"http://10.0.2.2:", port,
       "\"\nimage_keys = [\"", resource, "\"]\n", extra_data);
-  unsigned char md[SHA384_DIGEST_LENGTH];
-  SHA384(reinterpret_cast<const unsigned char*>(out.document.data()), out.document.size(), md);
-  out.sha384_hex =
-      absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), sizeof(md)));
+  out.sha384_hex = Sha384Hex(out.document);
   return out;
+}
+
+std::string Sha384Hex(const std::string& document) {
+  unsigned char md[SHA384_DIGEST_LENGTH];
+  SHA384(reinterpret_cast<const unsigned char*>(document.data()), document.size(), md);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), sizeof(md)));
 }
 
 }  // namespace cloak::testutil

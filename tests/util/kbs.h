@@ -23,6 +23,11 @@ absl::StatusOr<DevKbs> StartDevKbs(const std::string& kbs_binary, const std::str
                                    const std::string& dir,
                                    const std::vector<std::string>& extra_args = {});
 
+// The SHA-384 of `document`, hex: the init_data_digests value of a
+// key-release policy for sample evidence of an init-data with algorithm
+// sha384.
+std::string Sha384Hex(const std::string& document);
+
 struct DevInitData {
   std::string document;    // TOML, algorithm sha384
   std::string sha384_hex;  // its digest, as a key-release policy names it

@@ -64,12 +64,13 @@ fail() { echo "$scenario: FAIL ($client): $*" >&2; exit 1; }
 pass() { echo "$scenario: ok ($client)"; }
 
 # config NAME.json POD_NAME: a config of configs/ with its placeholders
-# filled in (@IMAGE@ $image, @INITDATA@ $initdata_b64 if set), written
-# under $work; prints its path.
+# filled in (@IMAGE@ $image, @INITDATA@ $initdata_b64, @VOLUMES@ $volumes and
+# @HOSTDIR@ $hostdir if set), written under $work; prints its path.
 config() {
   local out=$work/$2-$1
   sed -e "s|@IMAGE@|$image|g" -e "s|@NAME@|$2|g" -e "s|@LOGDIR@|$dir/logs/$2|g" \
-    -e "s|@INITDATA@|${initdata_b64:-}|g" "$here/configs/$1" >"$out"
+    -e "s|@INITDATA@|${initdata_b64:-}|g" -e "s|@VOLUMES@|${volumes:-}|g" \
+    -e "s|@HOSTDIR@|${hostdir:-}|g" "$here/configs/$1" >"$out"
   echo "$out"
 }
 

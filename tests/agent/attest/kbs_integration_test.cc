@@ -288,5 +288,35 @@ TEST_F(AttestKbsTest, InitDataTamperedAfterLaunchIsRefusedByTheKbs) {
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("PolicyDeny"));
 }
 
+TEST_F(AttestKbsTest, KbsFilesAreFetchedAfterAttestingWithTheBrokersReasons) {
+  // docs/policy.md "kbs_files": any resource, not only image keys; the
+  // init-data needs no image_keys for it.
+  auto none = Session()->Resources({"default/key/image1"});  // no init-data yet
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(none.status().message()), HasSubstr("no init-data"));
+
+  InitData("");
+  auto session = Session();
+  auto got = session->Resources({"default/key/image1", "default/key/image1"});
+  ASSERT_TRUE(got.ok()) << got.status() << "\nKBS log:\n" << ReadFile(env->dir->Join("kbs.log"));
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0], ReadFile(env->dir->Join("k.pem")));
+  EXPECT_EQ((*got)[1], (*got)[0]);
+  EXPECT_EQ(session->Status().state, AttestationStatus::State::kAttested);
+
+  auto missing = session->Resources({"default/key/image1", "default/key/missing"});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("default/key/missing"));
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("ResourceNotFound"));
+
+  auto denied = session->Resources({"default/key/hw-only"});
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(denied.status().message()), HasSubstr("PolicyDeny"));
+  EXPECT_THAT(std::string(denied.status().message()), HasSubstr("\"sample\" is not allowed"));
+}
+
 }  // namespace
 }  // namespace cloak::agent::attest

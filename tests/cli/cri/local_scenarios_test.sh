@@ -53,4 +53,4 @@ trap finish EXIT
 BUILD_DIR=$build "$repo/e2e/local/up" "$dir"
 out=$(CRI_CLIENT=$client "$repo/e2e/local/crictl/run-all" "$dir" 2>&1 | tee /dev/stderr)
 # run-all fails on a failed scenario; a skipped one fails here.
-grep -Eq '^6 passed, 0 failed, 0 skipped' <<<"$out" || { echo "not every scenario passed" >&2; exit 1; }
+grep -Eq '^7 passed, 0 failed, 0 skipped' <<<"$out" || { echo "not every scenario passed" >&2; exit 1; }
