@@ -96,6 +96,8 @@ PolicyDecision MeasuredPolicy::CheckPulledImage(const v1::CreateContainerRequest
 std::shared_ptr<const policy::ImageSignaturePolicy> MeasuredPolicy::ImageSignatures() {
   absl::MutexLock lock(&mu_);
   return engine_->policy().image_signatures;
+}
+
 std::vector<policy::KbsFileRule> MeasuredPolicy::KbsFiles(const v1::CreateContainerRequest& request) {
   absl::MutexLock lock(&mu_);
   return engine_->KbsFiles(request);
