@@ -228,6 +228,11 @@ SizingRules SizingRulesFor(const config::Config& cfg,
   return rules;
 }
 
+std::optional<VmSize> PodVmSize(const config::Config& cfg, const PodInfo& pod) {
+  if (!cfg.hypervisor.size_from_pod) return std::nullopt;
+  return SizeVm(pod.resources, SizingRulesFor(cfg, pod.annotations));
+}
+
 absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& request) {
   ASSIGN_OR_RETURN(config::ConfigFile file, config::LoadConfigFromSearchPath(request.config_path));
   Logger("shim")->info("sandbox={} config {}", request.sandbox_id,
@@ -280,11 +285,10 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& reque
                    BuildVmConfig(*cfg, request.sandbox_id, state_dir, caps, network));
   Logger("shim")->info("sandbox={} agent channel {}", request.sandbox_id,
                        std::string(hv::AgentChannelName(vm.agent_channel)));
-  if (cfg->hypervisor.size_from_pod) {
-    const VmSize size = SizeVm(request.pod.resources, SizingRulesFor(*cfg, request.pod.annotations));
-    vm.memory_mib = static_cast<int>(size.memory_mib);
-    vm.vcpus = static_cast<int>(size.vcpus);
-    Logger("shim")->info("sandbox={} VM size {}", request.sandbox_id, size.explanation);
+  if (std::optional<VmSize> size = PodVmSize(*cfg, request.pod); size.has_value()) {
+    vm.memory_mib = static_cast<int>(size->memory_mib);
+    vm.vcpus = static_cast<int>(size->vcpus);
+    Logger("shim")->info("sandbox={} VM size {}", request.sandbox_id, size->explanation);
   }
   const GuestAgentSettings agent_settings = GuestAgentSettingsFor(
       *cfg, GuestInsecureRegistries(cfg->image.insecure_registries, request.pod.image,

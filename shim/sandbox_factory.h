@@ -5,6 +5,7 @@
 #define CLOAK_SHIM_SANDBOX_FACTORY_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,11 @@ SandboxNetwork UserModeNetwork();
 // annotations the class allowed pin the size.
 SizingRules SizingRulesFor(const config::Config& cfg,
                            const std::map<std::string, std::string>& annotations);
+
+// The VM's size for this pod (docs/performance.md, "VM size from the
+// pod"); nullopt when the class gives every VM its fixed size
+// (hypervisor.size_from_pod = false).
+std::optional<VmSize> PodVmSize(const config::Config& cfg, const PodInfo& pod);
 
 absl::StatusOr<hypervisor::VmConfig> BuildVmConfig(
     const config::Config& config, const std::string& sandbox_id, const std::string& state_dir,

@@ -285,9 +285,11 @@ TEST_F(CriPodE2eTest, PodMemoryLimitSizesTheVm) {
   EXPECT_LE(total_kib, int64_t{kWantMib} * 1024);
   EXPECT_GE(total_kib, int64_t{kWantMib - 96} * 1024);
   // The container's own limit is applied inside the guest too.
-  auto limit = client_->ExecSync(*id, {"cat", "/sys/fs/cgroup/memory.max"}, 60);
+  auto limit = client_->ExecSync(
+      *id, {"sh", "-c", "cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max"}, 60);
   ASSERT_TRUE(limit.ok()) << limit.status();
-  EXPECT_EQ(absl::StripAsciiWhitespace(limit->stdout()), absl::StrCat(kLimit));
+  EXPECT_EQ(absl::StripAsciiWhitespace(limit->stdout()), absl::StrCat(kLimit))
+      << "stderr: " << limit->stderr() << " exit " << limit->exit_code();
 }
 
 TEST_F(CriPodE2eTest, TwoContainersShareOneVmAndBothLog) {
