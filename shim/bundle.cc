@@ -117,6 +117,12 @@ absl::StatusOr<PodInfo> ParsePodInfo(absl::string_view config_json, absl::string
       }
     }
   }
+  if (info.is_sandbox) {
+    // The VM's size follows the pod (shim/vm_sizing.h).
+    absl::StatusOr<PodResources> resources = PodResourcesFromSpec(config_json);
+    if (!resources.ok()) return resources.status();
+    info.resources = *std::move(resources);
+  }
   return info;
 }
 

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "shim/vm_sizing.h"
 
 namespace cloak::shim {
 
@@ -62,6 +63,8 @@ struct PodInfo {
   // Host file bind-mounted at /etc/resolv.conf (CRI adds the pod's
   // resolv.conf to the sandbox spec for VM runtimes); empty if none.
   std::string resolv_conf_source;
+  // Sandboxes only: the pod's memory and CPU limits, which size the VM.
+  PodResources resources;
 };
 
 // Reads the annotations of an OCI spec (config.json text) and classifies

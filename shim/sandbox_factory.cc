@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -211,6 +212,27 @@ absl::Status RequireInitDataForEarlyAttestation(const config::Config& cfg, bool 
       "docs/attestation.md \"Early attestation\")"));
 }
 
+SizingRules SizingRulesFor(const config::Config& cfg,
+                           const std::map<std::string, std::string>& annotations) {
+  SizingRules rules;
+  rules.default_memory_mib = cfg.hypervisor.memory_mib;
+  rules.memory_overhead_mib = cfg.hypervisor.pod_memory_overhead_mib;
+  rules.default_vcpus = cfg.hypervisor.vcpus;
+  rules.max_vcpus = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  // SEV-SNP's launch digest holds one VMSA per vCPU, and the simulated SP
+  // computes it the same way; TDX keeps the class's count too.
+  rules.vcpus_measured =
+      cfg.tee.type != config::TeeType::kNone || !cfg.tee.simulated_snp_chain.empty();
+  rules.memory_pinned = annotations.count("io.cloak.hypervisor.memory_mib") != 0;
+  rules.vcpus_pinned = annotations.count("io.cloak.hypervisor.vcpus") != 0;
+  return rules;
+}
+
+std::optional<VmSize> PodVmSize(const config::Config& cfg, const PodInfo& pod) {
+  if (!cfg.hypervisor.size_from_pod) return std::nullopt;
+  return SizeVm(pod.resources, SizingRulesFor(cfg, pod.annotations));
+}
+
 absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& request) {
   ASSIGN_OR_RETURN(config::ConfigFile file, config::LoadConfigFromSearchPath(request.config_path));
   Logger("shim")->info("sandbox={} config {}", request.sandbox_id,
@@ -263,6 +285,11 @@ absl::StatusOr<std::unique_ptr<Sandbox>> MakeSandbox(const SandboxRequest& reque
                    BuildVmConfig(*cfg, request.sandbox_id, state_dir, caps, network));
   Logger("shim")->info("sandbox={} agent channel {}", request.sandbox_id,
                        std::string(hv::AgentChannelName(vm.agent_channel)));
+  if (std::optional<VmSize> size = PodVmSize(*cfg, request.pod); size.has_value()) {
+    vm.memory_mib = static_cast<int>(size->memory_mib);
+    vm.vcpus = static_cast<int>(size->vcpus);
+    Logger("shim")->info("sandbox={} VM size {}", request.sandbox_id, size->explanation);
+  }
   const GuestAgentSettings agent_settings = GuestAgentSettingsFor(
       *cfg, GuestInsecureRegistries(cfg->image.insecure_registries, request.pod.image,
                                     network.user_mode));

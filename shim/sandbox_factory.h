@@ -5,6 +5,7 @@
 #define CLOAK_SHIM_SANDBOX_FACTORY_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "shim/hypervisor/vm_config.h"
 #include "shim/sandbox.h"
 #include "shim/task_service.h"
+#include "shim/vm_sizing.h"
 
 namespace cloak::shim {
 
@@ -50,6 +52,16 @@ SandboxNetwork UserModeNetwork();
 // line is built, so the guest is told the channel the host chose. The
 // command line is hypervisor::GuestKernelCmdline: class-level constants
 // only, nothing per pod.
+// The sizing rules of a runtime class (shim/vm_sizing.h); io.cloak.hypervisor.*
+// annotations the class allowed pin the size.
+SizingRules SizingRulesFor(const config::Config& cfg,
+                           const std::map<std::string, std::string>& annotations);
+
+// The VM's size for this pod (docs/performance.md, "VM size from the
+// pod"); nullopt when the class gives every VM its fixed size
+// (hypervisor.size_from_pod = false).
+std::optional<VmSize> PodVmSize(const config::Config& cfg, const PodInfo& pod);
+
 absl::StatusOr<hypervisor::VmConfig> BuildVmConfig(
     const config::Config& config, const std::string& sandbox_id, const std::string& state_dir,
     const hypervisor::HostCapabilities& caps, const SandboxNetwork& network);

@@ -427,6 +427,10 @@ const std::vector<Field>& Fields() {
           "hypervisor.memory_mib", [](Config & c) -> auto& { return c.hypervisor.memory_mib; },
           kMinMemoryMib, kMaxMemoryMib),
       IntField(
+          "hypervisor.pod_memory_overhead_mib",
+          [](Config & c) -> auto& { return c.hypervisor.pod_memory_overhead_mib; }, 0,
+          kMaxMemoryMib),
+      IntField(
           "hypervisor.vcpus", [](Config & c) -> auto& { return c.hypervisor.vcpus; }, 1, kMaxVcpus),
       StringField(
           "hypervisor.kernel", [](Config & c) -> auto& { return c.hypervisor.kernel; },
@@ -442,6 +446,9 @@ const std::vector<Field>& Fields() {
           EmptyOrAbsolutePath),
       BoolField(
           "hypervisor.console_log", [](Config & c) -> auto& { return c.hypervisor.console_log; }),
+      BoolField(
+          "hypervisor.size_from_pod",
+          [](Config & c) -> auto& { return c.hypervisor.size_from_pod; }),
       // [tee]
       EnumField(
           "tee.type", [](Config & c) -> auto& { return c.tee.type; }, kTeeTypes),

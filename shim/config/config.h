@@ -55,8 +55,17 @@ struct HypervisorConfig {
   Accel accel = Accel::kAuto;
   // QEMU -cpu model; empty lets the driver choose (it depends on accel/TEE).
   std::string cpu_model;
+  // VM memory for a pod that states no memory limit. A pod with a limit
+  // gets limit + pod_memory_overhead_mib (shim/vm_sizing.h).
   int64_t memory_mib = 2048;
+  // What the guest needs besides the pod's containers: kernel, agent, the
+  // unpacked initramfs and the pulled image layers (docs/performance.md).
+  int64_t pod_memory_overhead_mib = 384;
+  // vCPUs for a pod without a CPU limit; with one, ceil(quota / period), at
+  // most the host's CPUs (not on classes whose launch measures the count).
   int64_t vcpus = 1;
+  // false: every VM gets memory_mib and vcpus, whatever the pod asks.
+  bool size_from_pod = true;
   // Guest kernel and initrd for direct boot. Absolute.
   std::string kernel = "/usr/local/share/cloak/vmlinuz";
   std::string initrd = "/usr/local/share/cloak/initrd.img";

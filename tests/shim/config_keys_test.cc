@@ -100,6 +100,13 @@ std::string Observe(const config::Config& c) {
                              " pull_timeout=", absl::FormatDuration(sandbox.pull_timeout),
                              " annotations=", absl::StrJoin(annotations, ";")));
   out.push_back(absl::StrCat("shim log: ", ShimLogLevel(c.runtime.log_level, false)));
+  // A pod whose limits say 256 MiB (shim/vm_sizing.h).
+  PodInfo limited;
+  limited.resources.memory_limit_bytes = int64_t{256} << 20;
+  limited.resources.source = "test";
+  const std::optional<VmSize> size = PodVmSize(c, limited);
+  out.push_back(size.has_value() ? absl::StrCat("pod of 256Mi: ", size->explanation)
+                                 : std::string("pod of 256Mi: the class's fixed size"));
   // The agent's per-pod settings travel in the init-data ([data.agent]).
   absl::StatusOr<std::optional<InitData>> initdata = PodInitData(
       c, {},
@@ -156,6 +163,10 @@ const std::vector<KeyCase>& Cases() {
       {"hypervisor.memory_mib", "", "[hypervisor]\nmemory_mib = 4096\n", Kind::kEffect,
        "-m 4096M"},
       {"hypervisor.vcpus", "", "[hypervisor]\nvcpus = 4\n", Kind::kEffect, "-smp 4"},
+      {"hypervisor.pod_memory_overhead_mib", "", "[hypervisor]\npod_memory_overhead_mib = 100\n",
+       Kind::kEffect, "pod of 256Mi: 356 MiB (pod limit 256 MiB + overhead 100 MiB"},
+      {"hypervisor.size_from_pod", "", "[hypervisor]\nsize_from_pod = false\n", Kind::kEffect,
+       "pod of 256Mi: the class's fixed size"},
       {"hypervisor.kernel", "", "[hypervisor]\nkernel = \"/opt/k/vmlinuz\"\n", Kind::kEffect,
        "-kernel /opt/k/vmlinuz"},
       {"hypervisor.initrd", "", "[hypervisor]\ninitrd = \"/opt/k/initrd.img\"\n", Kind::kEffect,

@@ -8,6 +8,8 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <cinttypes>
+#include <cstdio>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -17,6 +19,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 #include "absl/time/clock.h"
 #include "cli/cri/client.h"
 #include "cli/cri/stream.h"
@@ -234,6 +239,57 @@ TEST_F(CriPodE2eTest, MissingImageFailsNamingTheImage) {
   ASSERT_FALSE(created.ok());
   EXPECT_THAT(std::string(created.status().message()), HasSubstr(missing));
   std::cerr << "CreateContainer: " << created.status() << "\n";
+}
+
+// VM size from the pod (shim/vm_sizing.h, docs/performance.md): kubelet
+// sends the summed container limits in LinuxPodSandboxConfig.resources,
+// containerd turns them into the io.kubernetes.cri.sandbox-* annotations,
+// and the shim gives the VM limit + hypervisor.pod_memory_overhead_mib
+// (384 MiB by default): 640 MiB for limits.memory 256Mi.
+TEST_F(CriPodE2eTest, PodMemoryLimitSizesTheVm) {
+  constexpr int64_t kLimit = int64_t{256} << 20;
+  constexpr int kWantMib = 256 + 384;
+  auto ref = client_->PullImage(env_->image());
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  pod_ = env_->PodConfig("sized");
+  pod_.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(kLimit);
+  auto pod = env_->RunPod(pod_);
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  v1::ContainerConfig ctr = Container("sized", {"sleep", "300"});
+  ctr.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(kLimit);
+  auto id = client_->CreateContainer(*pod, ctr, pod_);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(client_->StartContainer(*id).ok());
+
+  // The host side: QEMU was started with that much memory.
+  const std::vector<pid_t> qemu = env_->QemuPidsMentioning(*pod);
+  ASSERT_EQ(qemu.size(), 1u);
+  const std::string cmdline =
+      absl::StrReplaceAll(Slurp(absl::StrCat("/proc/", qemu[0], "/cmdline")), {{std::string(1, '\0'), " "}});
+  EXPECT_THAT(cmdline, HasSubstr(absl::StrCat(" -m ", kWantMib, "M"))) << cmdline;
+
+  // The guest side: what the kernel reports (less than the VM's memory by
+  // what the firmware and the kernel image reserve).
+  auto meminfo = client_->ExecSync(*id, {"head", "-3", "/proc/meminfo"}, 60);
+  ASSERT_TRUE(meminfo.ok()) << meminfo.status();
+  int64_t total_kib = 0, free_kib = 0, available_kib = 0;
+  ASSERT_EQ(std::sscanf(meminfo->stdout().c_str(),
+                        "MemTotal: %" SCNd64 " kB MemFree: %" SCNd64 " kB MemAvailable: %" SCNd64,
+                        &total_kib, &free_kib, &available_kib),
+            3)
+      << meminfo->stdout();
+  // What the overhead pays for: the guest's use with the pod idle.
+  std::cerr << "guest MemTotal " << total_kib / 1024 << " MiB of a " << kWantMib
+            << " MiB VM; in use with the pod idle " << (total_kib - available_kib) / 1024
+            << " MiB\n";
+  EXPECT_LE(total_kib, int64_t{kWantMib} * 1024);
+  EXPECT_GE(total_kib, int64_t{kWantMib - 96} * 1024);
+  // The container's own limit is applied inside the guest too.
+  auto limit = client_->ExecSync(
+      *id, {"sh", "-c", "cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max"}, 60);
+  ASSERT_TRUE(limit.ok()) << limit.status();
+  EXPECT_EQ(absl::StripAsciiWhitespace(limit->stdout()), absl::StrCat(kLimit))
+      << "stderr: " << limit->stderr() << " exit " << limit->exit_code();
 }
 
 TEST_F(CriPodE2eTest, TwoContainersShareOneVmAndBothLog) {
