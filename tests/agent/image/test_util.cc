@@ -234,6 +234,11 @@ void FakeHttpServer::Serve() {
     if (poll(&p, 1, 50) <= 0) continue;
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
+    ++connections_seen_;
+    if (int left = drop_.load(); left > 0 && drop_.compare_exchange_strong(left, left - 1)) {
+      close(fd);
+      continue;
+    }
     // One thread per connection, so parallel clients are served in parallel.
     connections_.emplace_back([this, fd] {
       HandleConnection(fd);
@@ -319,9 +324,15 @@ void FakeRegistry::AddBlob(const std::string& digest, const std::string& data) {
   blobs_[digest] = data;
 }
 
-void FakeRegistry::TruncateBlob(const std::string& digest, int64_t bytes) {
+void FakeRegistry::TruncateBlob(const std::string& digest, int64_t bytes, int times) {
   std::lock_guard<std::mutex> lock(mu_);
-  truncate_[digest] = bytes;
+  truncate_[digest] = {bytes, times};
+}
+
+int FakeRegistry::blob_requests(const std::string& digest) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = blob_requests_.find(digest);
+  return it == blob_requests_.end() ? 0 : it->second;
 }
 
 std::string FakeRegistry::last_scope() const {
@@ -380,9 +391,11 @@ HttpResponse FakeRegistry::Handle(const HttpRequest& request) {
   auto it = blobs_.find(digest);
   if (it == blobs_.end()) return not_found("BLOB_UNKNOWN");
   HttpResponse r{200, {{"Content-Type", "application/octet-stream"}}, it->second, -1};
-  if (auto t = truncate_.find(digest); t != truncate_.end()) {
+  ++blob_requests_[digest];
+  if (auto t = truncate_.find(digest); t != truncate_.end() && t->second.second != 0) {
     r.declared_length = static_cast<int64_t>(r.body.size());
-    r.body = r.body.substr(0, static_cast<size_t>(t->second));
+    r.body = r.body.substr(0, static_cast<size_t>(t->second.first));
+    if (t->second.second > 0) --t->second.second;
   }
   return r;
 }
