@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -286,6 +288,118 @@ void FakeHttpServer::HandleConnection(int fd) {
     off += static_cast<size_t>(n);
   }
   shutdown(fd, SHUT_WR);
+}
+
+// ----------------------------------------------------------- flaky proxy
+
+FlakyProxy::~FlakyProxy() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  for (std::thread& t : pumps_) t.join();
+  if (listen_fd_ >= 0) close(listen_fd_);
+}
+
+absl::Status FlakyProxy::Start() {
+  listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) return ErrnoError(errno, "socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return ErrnoError(errno, "bind");
+  }
+  if (listen(listen_fd_, 16) != 0) return ErrnoError(errno, "listen");
+  socklen_t len = sizeof(addr);
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+  thread_ = std::thread([this] { Serve(); });
+  return absl::OkStatus();
+}
+
+void FlakyProxy::Serve() {
+  while (!stop_) {
+    pollfd p{listen_fd_, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    ++connections_seen_;
+    if (int left = drop_.load(); left > 0 && drop_.compare_exchange_strong(left, left - 1)) {
+      ++dropped_;
+      close(fd);
+      continue;
+    }
+    pumps_.emplace_back([this, fd] {
+      Pump(fd);
+      close(fd);
+    });
+  }
+}
+
+void FlakyProxy::Pump(int client) {
+  int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (up < 0) return;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(upstream_port_));
+  if (connect(up, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(up);
+    return;
+  }
+  auto send_all = [](int fd, const char* data, size_t n) {
+    while (n > 0) {
+      ssize_t w = send(fd, data, n, MSG_NOSIGNAL);
+      if (w <= 0) return false;
+      data += w;
+      n -= static_cast<size_t>(w);
+    }
+    return true;
+  };
+  int64_t cut_left = -1;  // >= 0: bytes of the response still passed on
+  bool blob_request = false;
+  char buf[16384];
+  while (!stop_) {
+    pollfd fds[2] = {{client, POLLIN, 0}, {up, POLLIN, 0}};
+    if (poll(fds, 2, 100) <= 0) continue;
+    if (fds[0].revents != 0) {
+      ssize_t n = read(client, buf, sizeof(buf));
+      if (n <= 0) break;
+      // The request line names a blob: its response may be cut.
+      if (absl::StrContains(absl::string_view(buf, static_cast<size_t>(n)), "/blobs/")) {
+        blob_request = true;
+      }
+      if (!send_all(up, buf, static_cast<size_t>(n))) break;
+    }
+    if (fds[1].revents != 0) {
+      ssize_t n = read(up, buf, sizeof(buf));
+      if (n <= 0) break;
+      if (blob_request) {
+        // The answer's head: cut it only if its body is longer than the cut.
+        blob_request = false;
+        const std::string head =
+            absl::AsciiStrToLower(absl::string_view(buf, static_cast<size_t>(n)));
+        const size_t at = head.find("content-length:");
+        const int64_t length =
+            at == std::string::npos ? -1 : std::atoll(head.c_str() + at + 15);
+        if (length > cut_after_.load()) {
+          if (int left = cuts_.load(); left > 0 && cuts_.compare_exchange_strong(left, left - 1)) {
+            cut_left = cut_after_.load();
+          }
+        }
+      }
+      size_t pass = static_cast<size_t>(n);
+      if (cut_left >= 0) pass = static_cast<size_t>(std::min<int64_t>(cut_left, n));
+      if (pass > 0 && !send_all(client, buf, pass)) break;
+      if (cut_left >= 0) {
+        cut_left -= static_cast<int64_t>(pass);
+        if (cut_left == 0) {
+          ++cut_;
+          break;  // the connection goes mid-body
+        }
+      }
+    }
+  }
+  close(up);
 }
 
 // -------------------------------------------------------------- registry

@@ -123,6 +123,38 @@ class FakeHttpServer {
   std::vector<std::thread> connections_;  // touched by thread_ only, then joined
 };
 
+// A TCP proxy on 127.0.0.1:<ephemeral> in front of a real registry on
+// 127.0.0.1:`upstream_port`, with faults: the next N connections closed as
+// soon as they are accepted, and the next M blob responses (a request whose
+// line names /blobs/) cut after a number of bytes, connection and all.
+class FlakyProxy {
+ public:
+  explicit FlakyProxy(int upstream_port) : upstream_port_(upstream_port) {}
+  ~FlakyProxy();
+  absl::Status Start();
+  std::string hostport() const { return "127.0.0.1:" + std::to_string(port_); }
+  void DropConnections(int n) { drop_.store(n); }
+  void CutBlobs(int n, int64_t after_bytes) {
+    cut_after_.store(after_bytes);
+    cuts_.store(n);
+  }
+  int dropped() const { return dropped_.load(); }
+  int cut() const { return cut_.load(); }
+  int connections() const { return connections_seen_.load(); }
+
+ private:
+  void Serve();
+  void Pump(int client);
+  const int upstream_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> drop_{0}, cuts_{0}, dropped_{0}, cut_{0}, connections_seen_{0};
+  std::atomic<int64_t> cut_after_{0};
+  std::thread thread_;
+  std::vector<std::thread> pumps_;  // touched by thread_ only, then joined
+};
+
 // A registry built on FakeHttpServer: manifests by tag or digest, blobs by
 // digest, optional bearer-token auth, blob redirects, faults.
 class FakeRegistry {

@@ -144,6 +144,19 @@ class CriFaultE2eTest : public CriEnvFixture {
         << "the sandbox state dir is left";
   }
 
+  // CRI shows the sandbox not ready (it handles the exit event on its own
+  // time).
+  void ExpectNotReady(const std::string& pod_id) {
+    absl::StatusOr<v1::PodSandboxStatus> status;
+    for (int i = 0; i < 100; ++i) {
+      status = client_->PodSandboxStatus(pod_id);
+      if (status.ok() && status->state() == v1::SANDBOX_NOTREADY) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ASSERT_TRUE(status.ok()) << status.status();
+    EXPECT_EQ(status->state(), v1::SANDBOX_NOTREADY);
+  }
+
   // The shim said why it stopped the VM.
   void ExpectShimSaidHung() {
     EXPECT_THAT(env_->ContainerdLogTail(400000),
@@ -163,10 +176,7 @@ TEST_F(CriFaultE2eTest, HungAgentCtrKillStopsTheVm) {
   EXPECT_LT(took, kEscalationBound);
   EXPECT_TRUE(SawExit(ctr, absl::Seconds(20))) << Events();
   EXPECT_TRUE(SawExit(pod, absl::Seconds(20))) << Events();
-  // The sandbox is not ready any more.
-  auto status = client_->PodSandboxStatus(pod);
-  ASSERT_TRUE(status.ok()) << status.status();
-  EXPECT_EQ(status->state(), v1::SANDBOX_NOTREADY);
+  ExpectNotReady(pod);
   EXPECT_EQ(RunCtr({"task", "delete", "-f", ctr}, &took), 0);
   ExpectShimSaidHung();
   ExpectVmGoneThenRemove(pod);
@@ -210,14 +220,7 @@ TEST_F(CriFaultE2eTest, HealthCheckFindsAHungAgent) {
             << absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(100)))
             << " after the SIGSTOP\n";
   EXPECT_TRUE(SawExit(ctr, absl::Seconds(20))) << Events();
-  for (int i = 0; i < 100; ++i) {
-    auto status = client_->PodSandboxStatus(pod);
-    if (status.ok() && status->state() == v1::SANDBOX_NOTREADY) break;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  auto status = client_->PodSandboxStatus(pod);
-  ASSERT_TRUE(status.ok()) << status.status();
-  EXPECT_EQ(status->state(), v1::SANDBOX_NOTREADY);
+  ExpectNotReady(pod);
   auto c = client_->ContainerStatus(ctr);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->state(), v1::CONTAINER_EXITED);
