@@ -177,7 +177,6 @@ TEST_F(CriFaultE2eTest, HungAgentCtrKillStopsTheVm) {
   EXPECT_TRUE(SawExit(ctr, absl::Seconds(20))) << Events();
   EXPECT_TRUE(SawExit(pod, absl::Seconds(20))) << Events();
   ExpectNotReady(pod);
-  EXPECT_EQ(RunCtr({"task", "delete", "-f", ctr}, &took), 0);
   ExpectShimSaidHung();
   ExpectVmGoneThenRemove(pod);
 }
@@ -186,7 +185,10 @@ TEST_F(CriFaultE2eTest, HungAgentCtrDeleteForceStopsTheVm) {
   std::string pod, ctr;
   ASSERT_NO_FATAL_FAILURE(RunAndFreeze("hung-delete", &pod, &ctr));
   absl::Duration took;
-  EXPECT_EQ(RunCtr({"task", "delete", "-f", ctr}, &took), 0);
+  const int rc = RunCtr({"task", "delete", "-f", ctr}, &took);
+  // ctr kills, waits for the exit, then deletes; CRI deletes the task of a
+  // container that exited as well, and may come first.
+  EXPECT_TRUE(rc == 0 || absl::StrContains(env_->last_output(), "not found")) << rc;
   EXPECT_LT(took, kEscalationBound);
   EXPECT_TRUE(SawExit(ctr, absl::Seconds(20))) << Events();
   EXPECT_TRUE(SawExit(pod, absl::Seconds(20))) << Events();
