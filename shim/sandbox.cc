@@ -32,6 +32,9 @@ namespace agentpb = ::cloak::agent::v1;
 using Stub = agentpb::AgentService::Stub;
 
 constexpr int kConsoleTailLines = 20;
+// Between answering the request that found a hung agent and stopping its VM
+// (Impl::Bounded).
+constexpr absl::Duration kHungReportDelay = absl::Milliseconds(200);
 
 std::chrono::system_clock::time_point ChronoDeadline(absl::Time t) {
   if (t == absl::InfiniteFuture()) return std::chrono::system_clock::time_point::max();
@@ -63,6 +66,9 @@ struct Sandbox::Impl {
   std::thread monitor ABSL_GUARDED_BY(threads_mu);
   std::thread oom_watcher ABSL_GUARDED_BY(threads_mu);
   std::thread health_checker ABSL_GUARDED_BY(threads_mu);
+  std::thread hang_reporter ABSL_GUARDED_BY(threads_mu);
+  // The sandbox died because its agent hung (MarkHung).
+  std::atomic<bool> agent_hung{false};
   std::unique_ptr<hypervisor::ConsoleLogPump> console ABSL_GUARDED_BY(threads_mu);
   std::atomic<bool> stopping{false};
   Cancellation oom_cancel;
@@ -192,19 +198,27 @@ struct Sandbox::Impl {
   }
 
   // The agent did not answer `what` and a health probe within
-  // health_timeout: a ready sandbox goes dead, every call in flight ends,
-  // the VM is killed and on_vm_exit runs (its tasks are reported exited).
-  // False if the sandbox was not ready (already dead or being destroyed).
-  bool DeclareHung(absl::string_view what, const absl::Status& probe) {
+  // health_timeout. MarkHung: a ready sandbox goes dead (false if it was not
+  // ready: already dead or being destroyed). FinishHung: every call in
+  // flight ends, the VM is killed and on_vm_exit runs (its tasks are
+  // reported exited). DeclareHung does both.
+  bool MarkHung(absl::string_view what, const absl::Status& probe) {
     const std::string reason = absl::StrCat(
         "the agent did not answer ", what, " within ", absl::FormatDuration(options.health_timeout),
         " (health probe: ", probe.message(),
         "); the guest or its VMM is hung, so the shim stopped the VM (agent.health_timeout)");
+    absl::MutexLock lock(&mu);
+    if (state != State::kReady) return false;
+    state = State::kDead;
+    dead_reason = reason;
+    agent_hung.store(true);
+    return true;
+  }
+  void FinishHung() {
+    std::string reason;
     {
       absl::MutexLock lock(&mu);
-      if (state != State::kReady) return false;
-      state = State::kDead;
-      dead_reason = reason;
+      reason = dead_reason;
     }
     log->error("sandbox={} {}{}", options.id, reason, Tail());
     CancelAllCalls();
@@ -215,25 +229,36 @@ struct Sandbox::Impl {
       log->error("sandbox={} stop the hung VM: {}", options.id, stopped.status().ToString());
     }
     if (on_vm_exit) on_vm_exit(reason);
+  }
+  bool DeclareHung(absl::string_view what, const absl::Status& probe) {
+    if (!MarkHung(what, probe)) return false;
+    FinishHung();
     return true;
   }
 
-  // Runs `call` (one agent RPC made through Call) on its own thread. While
-  // it has not returned, the agent is probed every health_timeout; when a
-  // probe fails too, the agent is hung (DeclareHung, which ends the call)
-  // and *hung is set. A slow agent that still answers probes is waited for
-  // until the call's own deadline.
-  absl::Status Bounded(absl::string_view method, const std::function<absl::Status()>& call,
-                       bool* hung) {
+  // Runs `call` (one agent RPC made through Call with the given
+  // cancellation) on its own thread. While it has not returned, the agent
+  // is probed every health_timeout; when a probe fails too, the agent is
+  // hung: the call is cancelled, the sandbox marked dead and *hung set, and
+  // Unavailable returned at once. The rest (stopping the VM, reporting the
+  // tasks' exits) runs kHungReportDelay later on its own thread, so that
+  // the request that found the hang (a Kill) is answered before the exits
+  // are published: containerd closes a task's connection when CRI deletes
+  // the exited task, which would cut that answer off. A slow agent that
+  // still answers probes is waited for until the call's own deadline.
+  absl::Status Bounded(absl::string_view method,
+                       const std::function<absl::Status(Cancellation*)>& call, bool* hung) {
     *hung = false;
     absl::Status result;
     absl::Notification done;
+    Cancellation own;
     std::thread worker([&] {
-      result = call();
+      result = call(&own);
       done.Notify();
     });
+    absl::Status probe;
     while (!done.WaitForNotificationWithTimeout(options.health_timeout)) {
-      absl::Status probe = Probe();
+      probe = Probe();
       if (done.HasBeenNotified()) break;
       if (probe.ok()) continue;
       if (probe.code() != absl::StatusCode::kDeadlineExceeded &&
@@ -241,11 +266,19 @@ struct Sandbox::Impl {
         continue;
       }
       *hung = true;
-      if (!DeclareHung(absl::StrCat(method, " nor a health probe"), probe)) CancelAllCalls();
+      own.Cancel();
       break;
     }
     worker.join();
-    return result;
+    if (!*hung) return result;
+    if (MarkHung(absl::StrCat(method, " nor a health probe"), probe)) {
+      absl::MutexLock lock(&threads_mu);
+      hang_reporter = std::thread([this] {
+        absl::SleepFor(kHungReportDelay);
+        FinishHung();
+      });
+    }
+    return FromGrpc(method, grpc::Status(grpc::StatusCode::UNAVAILABLE, "no answer"));
   }
 
   // After boot: a probe every health_interval until the sandbox ends.
@@ -535,11 +568,13 @@ absl::Status Sandbox::SignalProcess(const std::string& container_id, const std::
   bool hung = false;
   return impl_->Bounded(
       "SignalProcess",
-      [&] {
-        return impl_->Call("SignalProcess", absl::Now() + impl_->options.request_timeout,
-                           [&](Stub& stub, grpc::ClientContext* ctx) {
-                             return stub.SignalProcess(ctx, request, &response);
-                           });
+      [&](Cancellation* cancel) {
+        return impl_->Call(
+            "SignalProcess", absl::Now() + impl_->options.request_timeout,
+            [&](Stub& stub, grpc::ClientContext* ctx) {
+              return stub.SignalProcess(ctx, request, &response);
+            },
+            cancel);
       },
       &hung);
 }
@@ -701,13 +736,14 @@ absl::Status Sandbox::RemoveContainer(const std::string& container_id, uint32_t 
   bool hung = false;
   return impl_->Bounded(
       "RemoveContainer",
-      [&] {
+      [&](Cancellation* cancel) {
         return impl_->Call(
             "RemoveContainer",
             absl::Now() + impl_->options.request_timeout + absl::Seconds(timeout_seconds),
             [&](Stub& stub, grpc::ClientContext* ctx) {
               return stub.RemoveContainer(ctx, request, &response);
-            });
+            },
+            cancel);
       },
       &hung);
 }
@@ -734,13 +770,13 @@ absl::Status Sandbox::Destroy() {
     agentpb::DestroySandboxResponse response;
     absl::Status s = d.Bounded(
         "DestroySandbox",
-        [&] {
+        [&](Cancellation* cancel) {
           return d.Call(
               "DestroySandbox", absl::Now() + kDestroySandboxTimeout,
               [&](Stub& stub, grpc::ClientContext* ctx) {
                 return stub.DestroySandbox(ctx, request, &response);
               },
-              nullptr, /*allow_any_state=*/true);
+              cancel, /*allow_any_state=*/true);
         },
         &hung);
     if (hung) {
@@ -753,20 +789,22 @@ absl::Status Sandbox::Destroy() {
   }
   absl::Status result = absl::OkStatus();
   if (started || d.hv->Pid() > 0) {
-    absl::StatusOr<ExitInfo> exit = d.hv->Stop(hung ? absl::ZeroDuration() : kVmStopGrace);
+    absl::StatusOr<ExitInfo> exit =
+        d.hv->Stop(hung || d.agent_hung.load() ? absl::ZeroDuration() : kVmStopGrace);
     if (!exit.ok()) {
       result = Annotate(exit.status(), absl::StrCat("stop the VM of sandbox ", d.options.id));
     }
   }
   d.CancelAllCalls();
-  std::thread monitor, oom, health;
+  std::thread monitor, oom, health, hang;
   {
     absl::MutexLock lock(&d.threads_mu);
     monitor.swap(d.monitor);
     oom.swap(d.oom_watcher);
     health.swap(d.health_checker);
+    hang.swap(d.hang_reporter);
   }
-  for (std::thread* th : {&monitor, &oom, &health}) {
+  for (std::thread* th : {&monitor, &oom, &health, &hang}) {
     if (!th->joinable()) continue;
     if (th->get_id() == std::this_thread::get_id()) {
       th->detach();

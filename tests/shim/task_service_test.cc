@@ -648,12 +648,14 @@ TEST_F(TaskServiceTest, HungAgentKillStopsTheVmAndReportsExits) {
   // the request deadline (5 s here, 30 s by default).
   EXPECT_GE(took, absl::Milliseconds(550));
   EXPECT_LT(took, absl::Seconds(3));
+  // The kill is answered first; the VM is stopped and the exits published
+  // just after.
+  ASSERT_TRUE(sink_.WaitFor("/tasks/exit c1 c1 255", absl::Seconds(10)));
+  EXPECT_TRUE(sink_.WaitFor("/tasks/exit c1 e1 255", absl::ZeroDuration()));
   {
     absl::MutexLock l(&hv_shared_->mu);
     EXPECT_EQ(hv_shared_->stops, 1);
   }
-  ASSERT_TRUE(sink_.WaitFor("/tasks/exit c1 c1 255", absl::Seconds(10)));
-  EXPECT_TRUE(sink_.WaitFor("/tasks/exit c1 e1 255", absl::ZeroDuration()));
   auto w = Wait("c1");
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(w->exit_status(), kLostExitStatus);
