@@ -159,10 +159,14 @@ class CriFaultE2eTest : public CriEnvFixture {
     EXPECT_EQ(status->state(), v1::SANDBOX_NOTREADY);
   }
 
-  // The shim said why it stopped the VM.
-  void ExpectShimSaidHung() {
-    EXPECT_THAT(env_->ContainerdLogTail(400000),
-                HasSubstr("the guest or its VMM is hung, so the shim stopped the VM"));
+  // The shim said why it stopped the VM, and the guest's own lines reached
+  // the shim's log with the sandbox id (the agent's at info).
+  void ExpectShimSaidHung(const std::string& pod_id) {
+    const std::string log = env_->ContainerdLogTail(size_t{1} << 30);
+    EXPECT_THAT(log, HasSubstr("the guest or its VMM is hung, so the shim stopped the VM"));
+    EXPECT_THAT(log, HasSubstr(absl::StrCat("info containerd-shim-cloak-v2 [guest] sandbox=", pod_id,
+                                            " ")));
+    EXPECT_THAT(log, HasSubstr("Z info cloak-agent"));
   }
 
   v1::PodSandboxConfig pod_;
@@ -179,7 +183,7 @@ TEST_F(CriFaultE2eTest, HungAgentCtrKillStopsTheVm) {
   EXPECT_TRUE(SawExit(ctr, absl::Seconds(20))) << Events();
   EXPECT_TRUE(SawExit(pod, absl::Seconds(20))) << Events();
   ExpectNotReady(pod);
-  ExpectShimSaidHung();
+  ExpectShimSaidHung(pod);
   ExpectVmGoneThenRemove(pod);
 }
 
@@ -194,7 +198,7 @@ TEST_F(CriFaultE2eTest, HungAgentCtrDeleteForceStopsTheVm) {
   EXPECT_LT(took, kEscalationBound);
   EXPECT_TRUE(SawExit(ctr, absl::Seconds(20))) << Events();
   EXPECT_TRUE(SawExit(pod, absl::Seconds(20))) << Events();
-  ExpectShimSaidHung();
+  ExpectShimSaidHung(pod);
   ExpectVmGoneThenRemove(pod);
 }
 
@@ -210,7 +214,7 @@ TEST_F(CriFaultE2eTest, HungAgentStopPodSandboxStopsTheVm) {
   EXPECT_LT(took, kEscalationBound);
   EXPECT_TRUE(SawExit(ctr, absl::Seconds(20))) << Events();
   EXPECT_TRUE(SawExit(pod, absl::Seconds(20))) << Events();
-  ExpectShimSaidHung();
+  ExpectShimSaidHung(pod);
   ExpectVmGoneThenRemove(pod);
 }
 
@@ -228,7 +232,7 @@ TEST_F(CriFaultE2eTest, HealthCheckFindsAHungAgent) {
   auto c = client_->ContainerStatus(ctr);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->state(), v1::CONTAINER_EXITED);
-  ExpectShimSaidHung();
+  ExpectShimSaidHung(pod);
   ExpectVmGoneThenRemove(pod);
 }
 
