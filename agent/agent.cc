@@ -186,11 +186,17 @@ absl::Status RunAgent(const AgentOptions& options) {
     absl::MutexLock lock(&pod_settings->mu);
     pod_settings->image.insecure_registries = a.insecure_registries;
     pod_settings->image.max_concurrent_downloads = a.max_downloads;
-    Log()->info("init-data agent settings: log_level {}, max_downloads {}, {} insecure registries",
+    pod_settings->image.pull_retries = a.pull_retries;
+    pod_settings->image.pull_retry_backoff_ms = a.pull_retry_backoff_ms;
+    Log()->info("init-data agent settings: log_level {}, max_downloads {}, {} insecure registries, "
+                "pull_retries {}, pull_retry_backoff_ms {}",
                 a.log_level.empty() ? "(class default)" : a.log_level,
                 a.max_downloads == 0 ? std::string("(class default)")
                                      : std::to_string(a.max_downloads),
-                a.insecure_registries.size());
+                a.insecure_registries.size(),
+                a.pull_retries < 0 ? std::string("(default)") : std::to_string(a.pull_retries),
+                a.pull_retry_backoff_ms == 0 ? std::string("(default)")
+                                             : std::to_string(a.pull_retry_backoff_ms));
   };
   // Key broker files (docs/policy.md "kbs_files"): fetched after attesting,
   // straight into guest memory.

@@ -54,6 +54,12 @@ class ImageRootfsProvider final : public RootfsProvider {
       if (pod.max_concurrent_downloads > 0) {
         options.max_concurrent_downloads = pod.max_concurrent_downloads;
       }
+      if (pod.pull_retries >= 0) options.registry.retries = pod.pull_retries;
+      if (pod.pull_retry_backoff_ms > 0) {
+        options.registry.retry_backoff = absl::Milliseconds(pod.pull_retry_backoff_ms);
+        options.registry.retry_max_backoff =
+            std::max(options.registry.retry_max_backoff, options.registry.retry_backoff);
+      }
     }
     ASSIGN_OR_RETURN(std::unique_ptr<image::RegistryImagePuller> puller,
                      image::RegistryImagePuller::Create(options));

@@ -3,6 +3,7 @@
 #ifndef CLOAK_AGENT_IMAGE_ROOTFS_H_
 #define CLOAK_AGENT_IMAGE_ROOTFS_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -22,6 +23,8 @@ class LayerDecryptor;
 struct PodImageSettings {
   std::vector<std::string> insecure_registries;  // added to the class's
   int max_concurrent_downloads = 0;              // 0: the class's
+  int pull_retries = -1;                         // -1: the default (registry_client.h)
+  int64_t pull_retry_backoff_ms = 0;             // 0: the default
 };
 
 struct ImageRootfsOptions {

@@ -9,8 +9,10 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "cloak/agent/v1/agent.grpc.pb.h"
 #include "common/files.h"
@@ -30,6 +32,9 @@ namespace agentpb = ::cloak::agent::v1;
 using Stub = agentpb::AgentService::Stub;
 
 constexpr int kConsoleTailLines = 20;
+// Between answering the request that found a hung agent and stopping its VM
+// (Impl::Bounded).
+constexpr absl::Duration kHungReportDelay = absl::Milliseconds(200);
 
 std::chrono::system_clock::time_point ChronoDeadline(absl::Time t) {
   if (t == absl::InfiniteFuture()) return std::chrono::system_clock::time_point::max();
@@ -60,8 +65,19 @@ struct Sandbox::Impl {
   absl::Mutex threads_mu;
   std::thread monitor ABSL_GUARDED_BY(threads_mu);
   std::thread oom_watcher ABSL_GUARDED_BY(threads_mu);
+  std::thread health_checker ABSL_GUARDED_BY(threads_mu);
+  std::thread hang_reporter ABSL_GUARDED_BY(threads_mu);
+  // The sandbox died because its agent hung (MarkHung).
+  std::atomic<bool> agent_hung{false};
+  std::unique_ptr<hypervisor::ConsoleLogPump> console ABSL_GUARDED_BY(threads_mu);
   std::atomic<bool> stopping{false};
   Cancellation oom_cancel;
+  absl::Notification health_stop;
+  std::atomic<bool> health_stop_sent{false};
+
+  void StopHealthChecks() {
+    if (!health_stop_sent.exchange(true)) health_stop.Notify();
+  }
 
   void Step(absl::string_view step, absl::Time started) {
     log->info("sandbox={} step={} took {}", options.id, std::string(step),
@@ -168,6 +184,121 @@ struct Sandbox::Impl {
     }
   }
 
+  // One health probe, answered within health_timeout or not.
+  absl::Status Probe() {
+    agentpb::HealthResponse health;
+    absl::Status s = Call(
+        "Health", absl::Now() + options.health_timeout,
+        [&](Stub& stub_ref, grpc::ClientContext* ctx) {
+          return stub_ref.Health(ctx, agentpb::HealthRequest(), &health);
+        },
+        nullptr, /*allow_any_state=*/true);
+    if (s.ok() && !health.serving()) return absl::UnavailableError("the agent is not serving");
+    return s;
+  }
+
+  // The agent did not answer `what` and a health probe within
+  // health_timeout. MarkHung: a ready sandbox goes dead (false if it was not
+  // ready: already dead or being destroyed). FinishHung: every call in
+  // flight ends, the VM is killed and on_vm_exit runs (its tasks are
+  // reported exited). DeclareHung does both.
+  bool MarkHung(absl::string_view what, const absl::Status& probe) {
+    const std::string reason = absl::StrCat(
+        "the agent did not answer ", what, " within ", absl::FormatDuration(options.health_timeout),
+        " (health probe: ", probe.message(),
+        "); the guest or its VMM is hung, so the shim stopped the VM (agent.health_timeout)");
+    absl::MutexLock lock(&mu);
+    if (state != State::kReady) return false;
+    state = State::kDead;
+    dead_reason = reason;
+    agent_hung.store(true);
+    return true;
+  }
+  void FinishHung() {
+    std::string reason;
+    {
+      absl::MutexLock lock(&mu);
+      reason = dead_reason;
+    }
+    log->error("sandbox={} {}{}", options.id, reason, Tail());
+    CancelAllCalls();
+    oom_cancel.Cancel();
+    StopHealthChecks();
+    absl::StatusOr<ExitInfo> stopped = hv->Stop(absl::ZeroDuration());
+    if (!stopped.ok()) {
+      log->error("sandbox={} stop the hung VM: {}", options.id, stopped.status().ToString());
+    }
+    if (on_vm_exit) on_vm_exit(reason);
+  }
+  bool DeclareHung(absl::string_view what, const absl::Status& probe) {
+    if (!MarkHung(what, probe)) return false;
+    FinishHung();
+    return true;
+  }
+
+  // Runs `call` (one agent RPC made through Call with the given
+  // cancellation) on its own thread. While it has not returned, the agent
+  // is probed every health_timeout; when a probe fails too, the agent is
+  // hung: the call is cancelled, the sandbox marked dead and *hung set, and
+  // Unavailable returned at once. The rest (stopping the VM, reporting the
+  // tasks' exits) runs kHungReportDelay later on its own thread, so that
+  // the request that found the hang (a Kill) is answered before the exits
+  // are published: containerd closes a task's connection when CRI deletes
+  // the exited task, which would cut that answer off. A slow agent that
+  // still answers probes is waited for until the call's own deadline.
+  absl::Status Bounded(absl::string_view method,
+                       const std::function<absl::Status(Cancellation*)>& call, bool* hung) {
+    *hung = false;
+    absl::Status result;
+    absl::Notification done;
+    Cancellation own;
+    std::thread worker([&] {
+      result = call(&own);
+      done.Notify();
+    });
+    absl::Status probe;
+    while (!done.WaitForNotificationWithTimeout(options.health_timeout)) {
+      probe = Probe();
+      if (done.HasBeenNotified()) break;
+      if (probe.ok()) continue;
+      if (probe.code() != absl::StatusCode::kDeadlineExceeded &&
+          probe.code() != absl::StatusCode::kUnavailable) {
+        continue;
+      }
+      *hung = true;
+      own.Cancel();
+      break;
+    }
+    worker.join();
+    if (!*hung) return result;
+    if (MarkHung(absl::StrCat(method, " nor a health probe"), probe)) {
+      absl::MutexLock lock(&threads_mu);
+      hang_reporter = std::thread([this] {
+        absl::SleepFor(kHungReportDelay);
+        FinishHung();
+      });
+    }
+    return FromGrpc(method, grpc::Status(grpc::StatusCode::UNAVAILABLE, "no answer"));
+  }
+
+  // After boot: a probe every health_interval until the sandbox ends.
+  void HealthLoop() {
+    while (!health_stop.WaitForNotificationWithTimeout(options.health_interval)) {
+      {
+        absl::MutexLock lock(&mu);
+        if (state != State::kReady) return;
+      }
+      absl::Status probe = Probe();
+      if (probe.ok() || stopping.load()) continue;
+      if (probe.code() == absl::StatusCode::kDeadlineExceeded ||
+          probe.code() == absl::StatusCode::kUnavailable) {
+        DeclareHung("a periodic health probe", probe);
+        return;
+      }
+      log->warn("sandbox={} health probe: {}", options.id, probe.ToString());
+    }
+  }
+
   void OomLoop() {
     while (!oom_cancel.cancelled()) {
       absl::Status s = Call(
@@ -252,6 +383,22 @@ absl::Status Sandbox::Boot() {
   }
   if (!d.options.state_dir.empty()) {
     (void)WriteFileAtomic(d.options.state_dir + "/vmm.pid", absl::StrCat(d.hv->Pid()), 0644);
+  }
+  if (!d.options.console_log_path.empty()) {
+    // The guest's lines in the shim's log: the agent's (spdlog lines of
+    // component cloak-agent, agent/main.cc) at info, the kernel's at debug.
+    auto guest = Logger("guest");
+    auto pump = std::make_unique<hypervisor::ConsoleLogPump>(
+        d.options.console_log_path, d.options.console_log_max_bytes,
+        [guest, id = d.options.id](absl::string_view line) {
+          if (absl::StrContains(line, " cloak-agent")) {
+            guest->info("sandbox={} {}", id, std::string(line));
+          } else {
+            guest->debug("sandbox={} console: {}", id, std::string(line));
+          }
+        });
+    absl::MutexLock lock(&d.threads_mu);
+    d.console = std::move(pump);
   }
   d.Step("vm-start", t);
 
@@ -358,6 +505,7 @@ absl::Status Sandbox::Boot() {
     absl::MutexLock lock(&d.threads_mu);
     d.monitor = std::thread([&d] { d.MonitorLoop(); });
     d.oom_watcher = std::thread([&d] { d.OomLoop(); });
+    d.health_checker = std::thread([&d] { d.HealthLoop(); });
   }
   d.Step("boot-total", begin);
   return absl::OkStatus();
@@ -417,10 +565,18 @@ absl::Status Sandbox::SignalProcess(const std::string& container_id, const std::
   request.set_signal(signal);
   request.set_all(all);
   agentpb::SignalProcessResponse response;
-  return impl_->Call("SignalProcess", absl::Now() + impl_->options.request_timeout,
-                     [&](Stub& stub, grpc::ClientContext* ctx) {
-                       return stub.SignalProcess(ctx, request, &response);
-                     });
+  bool hung = false;
+  return impl_->Bounded(
+      "SignalProcess",
+      [&](Cancellation* cancel) {
+        return impl_->Call(
+            "SignalProcess", absl::Now() + impl_->options.request_timeout,
+            [&](Stub& stub, grpc::ClientContext* ctx) {
+              return stub.SignalProcess(ctx, request, &response);
+            },
+            cancel);
+      },
+      &hung);
 }
 
 absl::StatusOr<ProcessExit> Sandbox::WaitProcess(const std::string& container_id,
@@ -444,8 +600,12 @@ absl::StatusOr<ProcessExit> Sandbox::WaitProcess(const std::string& container_id
       return ProcessExit{.exit_status = ExitStatusFromAgent(response.exit_status()),
                          .exited_at = absl::Now()};
     }
-    // A long wait is renewed; anything else ends it.
+    // A long wait is renewed while the agent answers; anything else ends it.
     if (s.code() != absl::StatusCode::kDeadlineExceeded || cancel.cancelled()) return s;
+    if (absl::Status probe = impl_->Probe(); !probe.ok()) {
+      impl_->DeclareHung("a health probe after a WaitProcess slice", probe);
+      return impl_->FromGrpc("WaitProcess", grpc::Status(grpc::StatusCode::UNAVAILABLE, ""));
+    }
   }
 }
 
@@ -573,11 +733,19 @@ absl::Status Sandbox::RemoveContainer(const std::string& container_id, uint32_t 
   request.set_container_id(container_id);
   request.set_timeout_seconds(timeout_seconds);
   agentpb::RemoveContainerResponse response;
-  return impl_->Call("RemoveContainer",
-                     absl::Now() + impl_->options.request_timeout + absl::Seconds(timeout_seconds),
-                     [&](Stub& stub, grpc::ClientContext* ctx) {
-                       return stub.RemoveContainer(ctx, request, &response);
-                     });
+  bool hung = false;
+  return impl_->Bounded(
+      "RemoveContainer",
+      [&](Cancellation* cancel) {
+        return impl_->Call(
+            "RemoveContainer",
+            absl::Now() + impl_->options.request_timeout + absl::Seconds(timeout_seconds),
+            [&](Stub& stub, grpc::ClientContext* ctx) {
+              return stub.RemoveContainer(ctx, request, &response);
+            },
+            cancel);
+      },
+      &hung);
 }
 
 absl::Status Sandbox::Destroy() {
@@ -594,33 +762,49 @@ absl::Status Sandbox::Destroy() {
   const absl::Time t = absl::Now();
   d.stopping.store(true);
   d.oom_cancel.Cancel();
+  d.StopHealthChecks();
+  bool hung = false;
   if (was_ready) {
     agentpb::DestroySandboxRequest request;
     request.set_power_off(true);
     agentpb::DestroySandboxResponse response;
-    absl::Status s = d.Call(
-        "DestroySandbox", absl::Now() + kDestroySandboxTimeout,
-        [&](Stub& stub, grpc::ClientContext* ctx) {
-          return stub.DestroySandbox(ctx, request, &response);
+    absl::Status s = d.Bounded(
+        "DestroySandbox",
+        [&](Cancellation* cancel) {
+          return d.Call(
+              "DestroySandbox", absl::Now() + kDestroySandboxTimeout,
+              [&](Stub& stub, grpc::ClientContext* ctx) {
+                return stub.DestroySandbox(ctx, request, &response);
+              },
+              cancel, /*allow_any_state=*/true);
         },
-        nullptr, /*allow_any_state=*/true);
-    if (!s.ok()) d.log->warn("sandbox={} DestroySandbox: {}", d.options.id, s.ToString());
+        &hung);
+    if (hung) {
+      d.log->error("sandbox={} the agent answered neither DestroySandbox nor a health probe "
+                   "within {}: the VM is killed{}",
+                   d.options.id, absl::FormatDuration(d.options.health_timeout), d.Tail());
+    } else if (!s.ok()) {
+      d.log->warn("sandbox={} DestroySandbox: {}", d.options.id, s.ToString());
+    }
   }
   absl::Status result = absl::OkStatus();
   if (started || d.hv->Pid() > 0) {
-    absl::StatusOr<ExitInfo> exit = d.hv->Stop(kVmStopGrace);
+    absl::StatusOr<ExitInfo> exit =
+        d.hv->Stop(hung || d.agent_hung.load() ? absl::ZeroDuration() : kVmStopGrace);
     if (!exit.ok()) {
       result = Annotate(exit.status(), absl::StrCat("stop the VM of sandbox ", d.options.id));
     }
   }
   d.CancelAllCalls();
-  std::thread monitor, oom;
+  std::thread monitor, oom, health, hang;
   {
     absl::MutexLock lock(&d.threads_mu);
     monitor.swap(d.monitor);
     oom.swap(d.oom_watcher);
+    health.swap(d.health_checker);
+    hang.swap(d.hang_reporter);
   }
-  for (std::thread* th : {&monitor, &oom}) {
+  for (std::thread* th : {&monitor, &oom, &health, &hang}) {
     if (!th->joinable()) continue;
     if (th->get_id() == std::this_thread::get_id()) {
       th->detach();
@@ -628,6 +812,12 @@ absl::Status Sandbox::Destroy() {
       th->join();
     }
   }
+  std::unique_ptr<hypervisor::ConsoleLogPump> console;
+  {
+    absl::MutexLock lock(&d.threads_mu);
+    console.swap(d.console);
+  }
+  if (console) console->Stop();  // the VM's last lines reach the log
   {
     absl::MutexLock lock(&d.mu);
     d.stub.reset();
@@ -644,6 +834,11 @@ absl::Status Sandbox::Destroy() {
 bool Sandbox::dead() const {
   absl::MutexLock lock(&impl_->mu);
   return impl_->state == Impl::State::kDead || impl_->state == Impl::State::kDestroyed;
+}
+
+std::string Sandbox::dead_reason() const {
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->dead_reason;
 }
 
 std::string Sandbox::ConsoleTail(int lines) const { return impl_->hv->ConsoleTail(lines); }

@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "cloak/agent/v1/agent.pb.h"
 #include "shim/cancellation.h"
+#include "shim/hypervisor/console_log.h"
 #include "shim/hypervisor/hypervisor.h"
 #include "shim/stdio.h"
 
@@ -41,8 +42,12 @@ inline constexpr absl::Duration kDefaultPullTimeout = absl::Minutes(10);
 inline constexpr absl::Duration kHealthAttemptTimeout = absl::Seconds(2);
 inline constexpr absl::Duration kDestroySandboxTimeout = absl::Seconds(10);
 inline constexpr absl::Duration kVmStopGrace = absl::Seconds(5);
-// How long a waiting call (WaitProcess) runs before it is renewed.
+// How long a waiting call (WaitProcess) runs before it is renewed; it is
+// renewed only while the agent answers a health probe.
 inline constexpr absl::Duration kWaitSlice = absl::Hours(1);
+// Health checks after boot (config agent.health_interval, health_timeout).
+inline constexpr absl::Duration kDefaultHealthInterval = absl::Seconds(10);
+inline constexpr absl::Duration kDefaultHealthTimeout = absl::Seconds(5);
 
 // Opens a gRPC channel to the agent at `address` within `timeout`.
 using AgentConnector = std::function<absl::StatusOr<std::shared_ptr<grpc::Channel>>(
@@ -76,6 +81,18 @@ struct SandboxOptions {
   absl::Duration boot_timeout = hypervisor::kDefaultBootTimeout;
   absl::Duration request_timeout = kDefaultAgentRequestTimeout;
   absl::Duration pull_timeout = kDefaultPullTimeout;
+  // After boot the agent is probed (Health) every health_interval; a probe
+  // without an answer within health_timeout means the agent is hung: the
+  // sandbox goes dead, its VM is stopped and on_vm_exit runs. The same bound
+  // escalates a signal, a removal or a destroy the agent does not answer
+  // (docs/shim.md, "Hung agent").
+  absl::Duration health_interval = kDefaultHealthInterval;
+  absl::Duration health_timeout = kDefaultHealthTimeout;
+  // The VM's console log (VmConfig::console_log_path): kept under
+  // console_log_max_bytes and its lines copied into the shim's log while the
+  // VM runs (hypervisor::ConsoleLogPump). Empty: not watched.
+  std::string console_log_path;
+  int64_t console_log_max_bytes = hypervisor::kDefaultConsoleLogMaxBytes;
   // CreateSandbox fields.
   std::string hostname;
   std::map<std::string, std::string> annotations;
@@ -117,7 +134,8 @@ class Sandbox {
   pid_t VmmPid() const;
 
   // Called once if the VM ends while the sandbox is ready (crash, kill -9,
-  // guest poweroff), from a monitor thread. Set before Boot.
+  // guest poweroff; or the shim stopped it because its agent hung), from a
+  // monitor, health-check or request thread. Set before Boot.
   void SetVmExitCallback(std::function<void(const std::string& reason)> callback);
   // Called for each OOM kill the agent reports. Set before Boot.
   void SetOomCallback(std::function<void(const std::string& container_id)> callback);
@@ -133,6 +151,9 @@ class Sandbox {
   absl::StatusOr<uint32_t> CreateContainer(const cloak::agent::v1::CreateContainerRequest& request);
   absl::StatusOr<uint32_t> StartContainer(const std::string& container_id);
   absl::StatusOr<uint32_t> ExecProcess(const cloak::agent::v1::ExecProcessRequest& request);
+  // Escalates: when the agent answers neither the signal nor a health probe
+  // within health_timeout each, the agent is hung and the VM is stopped
+  // (Unavailable, dead() true afterwards: the process is gone with it).
   absl::Status SignalProcess(const std::string& container_id, const std::string& exec_id,
                              uint32_t signal, bool all);
   // Blocks until the process exits, the sandbox ends, or `cancel` fires.
@@ -153,17 +174,22 @@ class Sandbox {
   absl::StatusOr<cloak::agent::v1::StatsContainerResponse> StatsContainer(
       const std::string& container_id);
   absl::Status UpdateContainer(const std::string& container_id, const std::string& resources_json);
+  // Escalates as SignalProcess does.
   absl::Status RemoveContainer(const std::string& container_id, uint32_t timeout_seconds);
   // One entry of a pod volume (shim/volumes.h).
   absl::Status CopyFile(const cloak::agent::v1::CopyFileRequest& request);
 
   // Stops every container and the VM: DestroySandbox(power_off), then
   // Hypervisor::Stop; cancels every call in flight and removes the state
-  // dir. Idempotent.
+  // dir. An agent that answers neither DestroySandbox nor a health probe
+  // within health_timeout each is not waited for: the VM is killed.
+  // Idempotent.
   absl::Status Destroy();
 
-  // The VM ended (on its own or by Destroy).
+  // The VM ended (on its own, by Destroy, or stopped because the agent hung).
   bool dead() const;
+  // Why the sandbox is dead ("" while it is not).
+  std::string dead_reason() const;
   std::string ConsoleTail(int lines) const;
 
  private:

@@ -183,6 +183,10 @@ SandboxOptions BuildSandboxOptions(const config::Config& config, const SandboxRe
   options.state_dir = state_dir;
   options.boot_timeout = config.agent.boot_timeout;
   options.request_timeout = config.agent.request_timeout;
+  options.health_interval = config.agent.health_interval;
+  options.health_timeout = config.agent.health_timeout;
+  options.console_log_path = absl::StrCat(state_dir, "/console.log");
+  options.console_log_max_bytes = config.hypervisor.console_log_max_bytes;
   options.pull_timeout = config.image.pull_timeout;
   auto name = request.pod.annotations.find(std::string(kCriSandboxName));
   options.hostname = name != request.pod.annotations.end() ? name->second : "";

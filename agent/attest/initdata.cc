@@ -35,6 +35,18 @@ absl::StatusOr<AgentSettings> ParseAgentSettings(const nlohmann::json& t) {
     }
     out.max_downloads = static_cast<int>(n->get<int64_t>());
   }
+  if (auto n = t.find("pull_retries"); n != t.end()) {
+    if (!n->is_number_integer() || n->get<int64_t>() < 0 || n->get<int64_t>() > 10) {
+      return Wrong("data.agent.pull_retries", "an integer from 0 to 10");
+    }
+    out.pull_retries = static_cast<int>(n->get<int64_t>());
+  }
+  if (auto n = t.find("pull_retry_backoff_ms"); n != t.end()) {
+    if (!n->is_number_integer() || n->get<int64_t>() < 10 || n->get<int64_t>() > 60000) {
+      return Wrong("data.agent.pull_retry_backoff_ms", "an integer from 10 to 60000");
+    }
+    out.pull_retry_backoff_ms = n->get<int64_t>();
+  }
   if (auto n = t.find("insecure_registries"); n != t.end()) {
     if (!n->is_array()) return Wrong("data.agent.insecure_registries", "an array of \"host:port\"");
     for (size_t i = 0; i < n->size(); ++i) {

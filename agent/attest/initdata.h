@@ -13,6 +13,8 @@
 //   log_level = "info"                               # trace|debug|info|warn|error|off
 //   max_downloads = 3                                # image layers in parallel, 1-16
 //   insecure_registries = ["10.0.2.2:5000"]          # registries spoken to over plain http
+//   pull_retries = 4                                 # retries of a failed registry request, 0-10
+//   pull_retry_backoff_ms = 500                      # first retry's wait, doubling, 10-60000
 //
 // The document, its version, algorithm and digest are common/tee's
 // (tee::ParseInitData); this file reads the [data] keys the agent uses.
@@ -37,6 +39,8 @@ struct AgentSettings {
   std::string log_level;  // empty: unset
   int max_downloads = 0;  // 0: unset
   std::vector<std::string> insecure_registries;
+  int pull_retries = -1;              // -1: unset
+  int64_t pull_retry_backoff_ms = 0;  // 0: unset
 };
 
 struct InitData {

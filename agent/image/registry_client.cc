@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <mutex>
+#include <random>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -15,7 +16,10 @@
 #include "absl/strings/str_cat.h"
 #include "agent/image/digest.h"
 #include "agent/image/www_authenticate.h"
+#include "absl/strings/cord.h"
+#include "absl/time/clock.h"
 #include "common/fd.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -23,6 +27,14 @@ namespace cloak::agent::image {
 namespace {
 
 constexpr size_t kMaxErrorBody = 4096;
+// Marks an error that may pass if the request is made again.
+constexpr char kTransientPayload[] = "cloak.dev/registry/transient";
+
+absl::Status Transient(absl::Status s) {
+  s.SetPayload(kTransientPayload, absl::Cord("1"));
+  return s;
+}
+bool IsTransient(const absl::Status& s) { return s.GetPayload(kTransientPayload).has_value(); }
 constexpr int64_t kMaxTokenBytes = 1 << 20;
 constexpr long kMaxRedirects = 5;
 
@@ -49,6 +61,8 @@ std::string UrlHost(absl::string_view url) {
 
 struct RegistryClient::Response {
   long status = 0;
+  // The body ended before its Content-Length (the connection was cut).
+  bool partial = false;
   std::string content_type;
   std::string www_authenticate;
   std::string error_body;
@@ -190,20 +204,21 @@ absl::StatusOr<RegistryClient::Response> RegistryClient::Perform(
   if (rc == CURLE_PARTIAL_FILE && state.response.status >= 200 && state.response.status < 300) {
     // The body is shorter than Content-Length: let the caller's verifier
     // report the truncation with the blob's name.
+    state.response.partial = true;
     return state.response;
   }
   if (rc != CURLE_OK) {
     std::string what = absl::StrCat("GET ", Printable(url, 300), ": ", curl_easy_strerror(rc));
     switch (rc) {
       case CURLE_OPERATION_TIMEDOUT:
-        return absl::DeadlineExceededError(what);
+        return Transient(absl::DeadlineExceededError(what));
       case CURLE_COULDNT_RESOLVE_HOST:
       case CURLE_COULDNT_CONNECT:
       case CURLE_RECV_ERROR:
       case CURLE_SEND_ERROR:
       case CURLE_GOT_NOTHING:
-        return absl::UnavailableError(
-            absl::StrCat(what, "; is the registry reachable from the guest?"));
+        return Transient(absl::UnavailableError(
+            absl::StrCat(what, "; is the registry reachable from the guest?")));
       case CURLE_PEER_FAILED_VERIFICATION:
       case CURLE_SSL_CONNECT_ERROR:
       case CURLE_SSL_CACERT_BADFILE:
@@ -360,14 +375,79 @@ absl::Status RegistryClient::HttpError(const Response& response, absl::string_vi
     case 403:
       return absl::PermissionDeniedError(msg);
     case 429:
-      return absl::ResourceExhaustedError(absl::StrCat(msg, "; rate limited, retry later"));
+      return Transient(
+          absl::ResourceExhaustedError(absl::StrCat(msg, "; rate limited, retry later")));
     default:
-      if (response.status >= 500) return absl::UnavailableError(msg);
+      if (response.status >= 500) return Transient(absl::UnavailableError(msg));
       return absl::FailedPreconditionError(msg);
   }
 }
 
+absl::Duration RetryDelay(const RegistryOptions& options, int retry, double jitter) {
+  absl::Duration d = options.retry_backoff;
+  for (int i = 1; i < retry && d < options.retry_max_backoff; ++i) d *= 2;
+  d = std::min(d, options.retry_max_backoff);
+  return d * std::clamp(jitter, 0.5, 1.5);
+}
+
+absl::Status RegistryClient::Retrying(absl::string_view what,
+                                      const std::function<absl::Status()>& attempt) {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  for (int n = 0;; ++n) {
+    absl::Status s = attempt();
+    if (s.ok() || !IsTransient(s)) return s;
+    if (n >= options_.retries) {
+      if (n == 0) return s;
+      return absl::Status(
+          s.code(), absl::StrCat(what, " from registry ", reference_.RegistryHost(),
+                                 " failed after ", n + 1, " attempts (", n,
+                                 " retries, data.agent.pull_retries); last error: ", s.message()));
+    }
+    const absl::Duration wait =
+        RetryDelay(options_, n + 1, std::uniform_real_distribution<double>(0.5, 1.5)(rng));
+    Logger("image")->warn("{} from registry {}: {}; retry {}/{} in {}", std::string(what),
+                          reference_.RegistryHost(), std::string(s.message()), n + 1,
+                          options_.retries,
+                          absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(1))));
+    absl::SleepFor(wait);
+  }
+}
+
 absl::StatusOr<FetchedManifest> RegistryClient::GetManifest(absl::string_view ref) {
+  FetchedManifest out;
+  RETURN_IF_ERROR(Retrying(absl::StrCat("manifest ", Printable(ref)), [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(out, GetManifestOnce(ref));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::string> RegistryClient::GetBlob(const Descriptor& blob,
+                                                    absl::string_view what, int64_t max_bytes) {
+  std::string out;
+  RETURN_IF_ERROR(Retrying(absl::StrCat(what, " ", blob.digest), [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(out, GetBlobOnce(blob, what, max_bytes));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status RegistryClient::DownloadBlob(const Descriptor& blob, absl::string_view what,
+                                          int fd) {
+  bool first = true;
+  return Retrying(absl::StrCat(what, " ", blob.digest), [&]() -> absl::Status {
+    if (!first) {
+      // Start over: the staged bytes of the failed attempt go.
+      if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
+        return ErrnoError(errno, "rewinding the staging file of ", what, " ", blob.digest);
+      }
+    }
+    first = false;
+    return DownloadBlobOnce(blob, what, fd);
+  });
+}
+
+absl::StatusOr<FetchedManifest> RegistryClient::GetManifestOnce(absl::string_view ref) {
   bool by_digest = absl::StartsWith(ref, "sha256:");
   if (by_digest && !IsValidSha256Digest(ref)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid manifest digest ", Printable(ref)));
@@ -403,8 +483,9 @@ absl::StatusOr<FetchedManifest> RegistryClient::GetManifest(absl::string_view re
   return m;
 }
 
-absl::StatusOr<std::string> RegistryClient::GetBlob(const Descriptor& blob,
-                                                    absl::string_view what, int64_t max_bytes) {
+absl::StatusOr<std::string> RegistryClient::GetBlobOnce(const Descriptor& blob,
+                                                        absl::string_view what,
+                                                        int64_t max_bytes) {
   if (blob.size > max_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(what, " ", blob.digest, " is ", blob.size,
                                                      " bytes, more than the limit of ", max_bytes));
@@ -421,12 +502,12 @@ absl::StatusOr<std::string> RegistryClient::GetBlob(const Descriptor& blob,
   if (response.status != 200) {
     return HttpError(response, absl::StrCat(what, " ", blob.digest, " not fetched"));
   }
-  RETURN_IF_ERROR(verifier.Finish());
+  if (absl::Status s = verifier.Finish(); !s.ok()) return response.partial ? Transient(s) : s;
   return out;
 }
 
-absl::Status RegistryClient::DownloadBlob(const Descriptor& blob, absl::string_view what,
-                                          int fd) {
+absl::Status RegistryClient::DownloadBlobOnce(const Descriptor& blob, absl::string_view what,
+                                              int fd) {
   ASSIGN_OR_RETURN(BlobVerifier verifier, BlobVerifier::Create(what, blob.digest, blob.size));
   auto sink = [&](absl::string_view chunk) {
     RETURN_IF_ERROR(verifier.Update(chunk));
@@ -437,7 +518,8 @@ absl::Status RegistryClient::DownloadBlob(const Descriptor& blob, absl::string_v
   if (response.status != 200) {
     return HttpError(response, absl::StrCat(what, " ", blob.digest, " not fetched"));
   }
-  return verifier.Finish();
+  absl::Status s = verifier.Finish();
+  return !s.ok() && response.partial ? Transient(s) : s;
 }
 
 }  // namespace cloak::agent::image

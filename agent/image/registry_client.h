@@ -32,6 +32,10 @@ inline constexpr absl::Duration kDefaultConnectTimeout = absl::Seconds(10);
 inline constexpr absl::Duration kDefaultRequestTimeout = absl::Seconds(60);
 inline constexpr absl::Duration kDefaultBlobTimeout = absl::Minutes(30);
 inline constexpr absl::Duration kDefaultLowSpeedTime = absl::Seconds(60);
+inline constexpr int kDefaultRetries = 4;
+inline constexpr int kMaxRetries = 10;
+inline constexpr absl::Duration kDefaultRetryBackoff = absl::Milliseconds(500);
+inline constexpr absl::Duration kDefaultRetryMaxBackoff = absl::Seconds(8);
 
 struct RegistryOptions {
   // Registries ("host:port" exactly as in references) spoken to over plain
@@ -56,7 +60,22 @@ struct RegistryOptions {
   absl::Duration low_speed_time = kDefaultLowSpeedTime;
   int64_t max_manifest_bytes = kDefaultMaxManifestBytes;
   std::string user_agent = "cloak-agent/0.1";
+  // A manifest, config or layer request that fails for a reason that may
+  // pass (connection refused, reset or timed out, a body cut short, HTTP 429
+  // or 5xx) is tried again up to `retries` times (0: never), the n-th retry
+  // after retry_backoff × 2^(n-1), at most retry_max_backoff, each wait
+  // scaled by a random factor in [0.5, 1.5) (jitter). A layer starts over
+  // from its first byte. Per pod: init-data [data.agent] pull_retries and
+  // pull_retry_backoff_ms (docs/agent.md, "Registry retries").
+  int retries = kDefaultRetries;
+  absl::Duration retry_backoff = kDefaultRetryBackoff;
+  absl::Duration retry_max_backoff = kDefaultRetryMaxBackoff;
 };
+
+// The wait before retry number `retry` (1-based): retry_backoff ×
+// 2^(retry-1), at most retry_max_backoff, times `jitter` (in [0.5, 1.5)).
+// Pure.
+absl::Duration RetryDelay(const RegistryOptions& options, int retry, double jitter);
 
 struct FetchedManifest {
   std::string body;
@@ -110,6 +129,14 @@ class RegistryClient {
                                            const Sink& sink);
   absl::Status Authenticate(absl::string_view www_authenticate);
   absl::Status HttpError(const Response& response, absl::string_view what) const;
+  // Runs `attempt` until it succeeds, fails for a reason that will not
+  // pass, or options_.retries are spent; then the error names `what`, the
+  // registry and the attempts made.
+  absl::Status Retrying(absl::string_view what, const std::function<absl::Status()>& attempt);
+  absl::StatusOr<FetchedManifest> GetManifestOnce(absl::string_view ref);
+  absl::StatusOr<std::string> GetBlobOnce(const Descriptor& blob, absl::string_view what,
+                                          int64_t max_bytes);
+  absl::Status DownloadBlobOnce(const Descriptor& blob, absl::string_view what, int fd);
 
   RegistryOptions options_;
   Reference reference_;

@@ -449,6 +449,10 @@ const std::vector<Field>& Fields() {
       BoolField(
           "hypervisor.size_from_pod",
           [](Config & c) -> auto& { return c.hypervisor.size_from_pod; }),
+      IntField(
+          "hypervisor.console_log_max_bytes",
+          [](Config & c) -> auto& { return c.hypervisor.console_log_max_bytes; }, 4096,
+          int64_t{1} << 40),
       // [tee]
       EnumField(
           "tee.type", [](Config & c) -> auto& { return c.tee.type; }, kTeeTypes),
@@ -479,6 +483,10 @@ const std::vector<Field>& Fields() {
           "agent.boot_timeout", [](Config & c) -> auto& { return c.agent.boot_timeout; }),
       DurationField(
           "agent.request_timeout", [](Config & c) -> auto& { return c.agent.request_timeout; }),
+      DurationField(
+          "agent.health_interval", [](Config & c) -> auto& { return c.agent.health_interval; }),
+      DurationField(
+          "agent.health_timeout", [](Config & c) -> auto& { return c.agent.health_timeout; }),
       StringField(
           "agent.log_level", [](Config & c) -> auto& { return c.agent.log_level; }, LogLevel),
       BoolField(

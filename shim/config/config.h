@@ -76,6 +76,9 @@ struct HypervisorConfig {
   std::string firmware;
   // Keep the guest serial console in <state_dir>/<sandbox>/console.log.
   bool console_log = true;
+  // console.log's cap: at it the file becomes console.log.1 and starts over
+  // (shim/hypervisor/console_log.h, ConsoleLogPump).
+  int64_t console_log_max_bytes = int64_t{1} << 20;
 
   friend bool operator==(const HypervisorConfig&, const HypervisorConfig&) = default;
 };
@@ -130,6 +133,12 @@ struct AgentConfig {
   absl::Duration boot_timeout = absl::Seconds(60);
   // Default deadline of one agent request.
   absl::Duration request_timeout = absl::Seconds(30);
+  // After boot the shim probes the agent (Health) this often...
+  absl::Duration health_interval = absl::Seconds(10);
+  // ...and an agent that does not answer a probe within this is hung: the
+  // sandbox goes not-ready, its tasks exit, the VM is stopped. The same bound
+  // escalates a kill, delete or sandbox stop the agent does not answer.
+  absl::Duration health_timeout = absl::Seconds(5);
   // Guest agent log level, same names as runtime.log_level.
   std::string log_level = "info";
   // Turns the agent policy off (kernel parameter cloak.policy=allow-all,

@@ -97,6 +97,9 @@ std::string Observe(const config::Config& c) {
   std::vector<std::string> annotations;
   for (const auto& [k, v] : sandbox.annotations) annotations.push_back(absl::StrCat(k, "=", v));
   out.push_back(absl::StrCat("sandbox: request_timeout=", absl::FormatDuration(sandbox.request_timeout),
+                             " health_interval=", absl::FormatDuration(sandbox.health_interval),
+                             " health_timeout=", absl::FormatDuration(sandbox.health_timeout),
+                             " console_log_max_bytes=", sandbox.console_log_max_bytes,
                              " pull_timeout=", absl::FormatDuration(sandbox.pull_timeout),
                              " annotations=", absl::StrJoin(annotations, ";")));
   out.push_back(absl::StrCat("shim log: ", ShimLogLevel(c.runtime.log_level, false)));
@@ -175,6 +178,8 @@ const std::vector<KeyCase>& Cases() {
        Kind::kEffect, "cloak.test=1"},
       {"hypervisor.firmware", "", "[hypervisor]\nfirmware = \"/opt/fw/OVMF.fd\"\n",
        Kind::kEffect, "-bios /opt/fw/OVMF.fd"},
+      {"hypervisor.console_log_max_bytes", "", "[hypervisor]\nconsole_log_max_bytes = 8192\n",
+       Kind::kEffect, "console_log_max_bytes=8192"},
       {"hypervisor.console_log", "", "[hypervisor]\nconsole_log = false\n", Kind::kRefused,
        "hypervisor.console_log = false is not supported"},
       {"tee.type", "[hypervisor]\nfirmware = \"/opt/fw/OVMF.fd\"\n", kSnp, Kind::kEffect,
@@ -215,6 +220,10 @@ const std::vector<KeyCase>& Cases() {
        "boot_timeout: 2m"},
       {"agent.request_timeout", "", "[agent]\nrequest_timeout = \"1m30s\"\n", Kind::kEffect,
        "request_timeout=1m30s"},
+      {"agent.health_interval", "", "[agent]\nhealth_interval = \"45s\"\n", Kind::kEffect,
+       "health_interval=45s"},
+      {"agent.health_timeout", "", "[agent]\nhealth_timeout = \"7s\"\n", Kind::kEffect,
+       "health_timeout=7s"},
       {"agent.log_level", "", "[agent]\nlog_level = \"off\"\n", Kind::kEffect,
        "log_level = \"off\""},
       {"agent.allow_all_policy", "", "[agent]\nallow_all_policy = true\n", Kind::kEffect,

@@ -39,8 +39,15 @@ grpc::Status NotFound(const std::string& what) {
 
 }  // namespace
 
-grpc::Status FakeAgentService::Health(grpc::ServerContext*, const agentpb::HealthRequest*,
+grpc::Status FakeAgentService::HangIfHung(grpc::ServerContext* ctx) const {
+  if (!hung_.load()) return grpc::Status::OK;
+  while (!ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(10));
+  return grpc::Status::CANCELLED;
+}
+
+grpc::Status FakeAgentService::Health(grpc::ServerContext* ctx, const agentpb::HealthRequest*,
                                       agentpb::HealthResponse* r) {
+  if (grpc::Status s = HangIfHung(ctx); !s.ok()) return s;
   r->set_serving(true);
   return grpc::Status::OK;
 }
@@ -54,9 +61,10 @@ grpc::Status FakeAgentService::CreateSandbox(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status FakeAgentService::DestroySandbox(grpc::ServerContext*,
+grpc::Status FakeAgentService::DestroySandbox(grpc::ServerContext* ctx,
                                               const agentpb::DestroySandboxRequest*,
                                               agentpb::DestroySandboxResponse*) {
+  if (grpc::Status s = HangIfHung(ctx); !s.ok()) return s;
   KillAll(137);
   return grpc::Status::OK;
 }
@@ -122,9 +130,10 @@ grpc::Status FakeAgentService::StartContainer(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status FakeAgentService::RemoveContainer(grpc::ServerContext*,
+grpc::Status FakeAgentService::RemoveContainer(grpc::ServerContext* ctx,
                                                const agentpb::RemoveContainerRequest* req,
                                                agentpb::RemoveContainerResponse*) {
+  if (grpc::Status s = HangIfHung(ctx); !s.ok()) return s;
   absl::MutexLock l(&mu_);
   for (auto it = procs_.begin(); it != procs_.end();) {
     if (it->second.container_id == req->container_id()) {
@@ -158,9 +167,10 @@ grpc::Status FakeAgentService::ExecProcess(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status FakeAgentService::SignalProcess(grpc::ServerContext*,
+grpc::Status FakeAgentService::SignalProcess(grpc::ServerContext* ctx,
                                              const agentpb::SignalProcessRequest* req,
                                              agentpb::SignalProcessResponse*) {
+  if (grpc::Status s = HangIfHung(ctx); !s.ok()) return s;
   absl::MutexLock l(&mu_);
   auto it = procs_.find(Key(req->container_id(), req->exec_id()));
   if (it == procs_.end()) return NotFound("process");

@@ -87,6 +87,10 @@ class FakeAgentService final : public agentpb::AgentService::Service {
   void InjectOom(const std::string& container_id);
   // Makes every process exit with `status` (as if the VM's agent died).
   void KillAll(int status);
+  // From now on Health, SignalProcess, RemoveContainer and DestroySandbox
+  // never answer (they block until the caller gives up), and no process
+  // exits: a hung guest (SIGSTOP of its VMM).
+  void Hang() { hung_.store(true); }
   std::vector<std::string> CreatedImages();
   std::map<std::string, std::string> SandboxAnnotations();
   std::string LastSpec(const std::string& container_id);
@@ -97,6 +101,8 @@ class FakeAgentService final : public agentpb::AgentService::Service {
 
  private:
   static std::string Key(const std::string& c, const std::string& e) { return c + "/" + e; }
+  // While hung_: blocks until the caller cancels or its deadline passes.
+  grpc::Status HangIfHung(grpc::ServerContext* ctx) const;
   // Runs the script of a process that just started (mu_ held).
   void RunScript(Proc& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Exit(Proc& p, int status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -108,6 +114,7 @@ class FakeAgentService final : public agentpb::AgentService::Service {
   std::map<std::string, std::string> sandbox_annotations_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> ooms_ ABSL_GUARDED_BY(mu_);
   int sandboxes_created_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<bool> hung_{false};
   uint32_t next_pid_ ABSL_GUARDED_BY(mu_) = 100;
 };
 

@@ -221,6 +221,8 @@ class TaskServiceTest : public ::testing::Test {
       so.state_dir = dir_->Join("state/" + req.sandbox_id);
       so.boot_timeout = absl::Seconds(5);
       so.request_timeout = absl::Seconds(5);
+      so.health_interval = health_interval_;
+      so.health_timeout = health_timeout_;
       return std::make_unique<Sandbox>(
           so, std::move(hv),
           [](const transport::AgentAddress& a,
@@ -353,6 +355,9 @@ class TaskServiceTest : public ::testing::Test {
   absl::Mutex hv_mu_;
   testing::FakeHypervisor* last_hv_ = nullptr;
   bool fail_vm_start_ = false;
+  // SandboxOptions of the next sandbox made (the fixture's factory).
+  absl::Duration health_interval_ = kDefaultHealthInterval;
+  absl::Duration health_timeout_ = kDefaultHealthTimeout;
   std::string last_config_path_;
   CaptureSink sink_;
   absl::Notification shutdown_called_;
@@ -622,6 +627,92 @@ TEST_F(TaskServiceTest, VmCrashReportsExitsAndTasksStayDeletable) {
   ASSERT_TRUE(Delete("c1").ok());
   ASSERT_TRUE(Shutdown().ok());
   EXPECT_TRUE(shutdown_called_.HasBeenNotified());
+}
+
+// A hung guest (SIGSTOP of its VMM): the kill is not left waiting for the
+// agent's request deadline. After health_timeout without an answer and a
+// failed health probe the VM is stopped, the kill succeeds, every task
+// reports its exit, and the tasks are deletable.
+TEST_F(TaskServiceTest, HungAgentKillStopsTheVmAndReportsExits) {
+  health_timeout_ = absl::Milliseconds(300);
+  ASSERT_TRUE(Create("c1", {"sleep"}).ok());
+  ASSERT_TRUE(Start("c1").ok());
+  ASSERT_TRUE(Exec("c1", "e1", {"sleep"}).ok());
+  ASSERT_TRUE(Start("c1", "e1").ok());
+  agent_->service().Hang();
+  const absl::Time start = absl::Now();
+  absl::Status killed = Kill("c1", 9);
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_TRUE(killed.ok()) << killed;
+  // One silent health_timeout for the signal, one for the probe; far below
+  // the request deadline (5 s here, 30 s by default).
+  EXPECT_GE(took, absl::Milliseconds(550));
+  EXPECT_LT(took, absl::Seconds(3));
+  // The kill is answered first; the VM is stopped and the exits published
+  // just after.
+  ASSERT_TRUE(sink_.WaitFor("/tasks/exit c1 c1 255", absl::Seconds(10)));
+  EXPECT_TRUE(sink_.WaitFor("/tasks/exit c1 e1 255", absl::ZeroDuration()));
+  {
+    absl::MutexLock l(&hv_shared_->mu);
+    EXPECT_EQ(hv_shared_->stops, 1);
+  }
+  auto w = Wait("c1");
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->exit_status(), kLostExitStatus);
+  // The sandbox is dead: a second kill finds nothing to signal.
+  EXPECT_EQ(Kill("c1", 9).code(), absl::StatusCode::kNotFound);
+  const absl::Time del = absl::Now();
+  ASSERT_TRUE(Delete("c1", "e1").ok());
+  ASSERT_TRUE(Delete("c1").ok());
+  EXPECT_LT(absl::Now() - del, absl::Seconds(2));
+  ASSERT_TRUE(Shutdown().ok());
+  EXPECT_TRUE(shutdown_called_.HasBeenNotified());
+}
+
+// The periodic health check finds a hung agent without any request from
+// containerd: the tasks exit and the VM is stopped.
+TEST_F(TaskServiceTest, HealthCheckFindsAHungAgent) {
+  health_interval_ = absl::Milliseconds(200);
+  health_timeout_ = absl::Milliseconds(300);
+  ASSERT_TRUE(Create("c1", {"sleep"}).ok());
+  ASSERT_TRUE(Start("c1").ok());
+  // A healthy agent is probed and left alone.
+  absl::SleepFor(absl::Seconds(1));
+  {
+    absl::MutexLock l(&hv_shared_->mu);
+    EXPECT_EQ(hv_shared_->stops, 0);
+  }
+  EXPECT_THAT(sink_.Summaries(), Not(::testing::Contains(HasSubstr("/tasks/exit"))));
+  const absl::Time hung = absl::Now();
+  agent_->service().Hang();
+  ASSERT_TRUE(sink_.WaitFor("/tasks/exit c1 c1 255", absl::Seconds(10)));
+  // Within one interval and one probe's timeout (plus scheduling).
+  EXPECT_LT(absl::Now() - hung, absl::Seconds(2));
+  {
+    absl::MutexLock l(&hv_shared_->mu);
+    EXPECT_EQ(hv_shared_->stops, 1);
+  }
+  EXPECT_EQ(Kill("c1", 9).code(), absl::StatusCode::kNotFound);
+  const absl::Time del = absl::Now();
+  ASSERT_TRUE(Delete("c1").ok());
+  EXPECT_LT(absl::Now() - del, absl::Seconds(2));
+}
+
+// An agent that answers is probed many times and left alone; a kill is
+// delivered by the agent as usual.
+TEST_F(TaskServiceTest, HealthyAgentIsNotStopped) {
+  health_interval_ = absl::Milliseconds(100);
+  health_timeout_ = absl::Milliseconds(300);
+  ASSERT_TRUE(Create("c1", {"sleep"}).ok());
+  ASSERT_TRUE(Start("c1").ok());
+  absl::SleepFor(absl::Seconds(1));
+  ASSERT_TRUE(Kill("c1", 15).ok());
+  ASSERT_TRUE(sink_.WaitFor("/tasks/exit c1 c1 143", absl::Seconds(10)));
+  {
+    absl::MutexLock l(&hv_shared_->mu);
+    EXPECT_EQ(hv_shared_->stops, 0);
+  }
+  ASSERT_TRUE(Delete("c1").ok());
 }
 
 TEST_F(TaskServiceTest, PodContainersShareOneVm) {

@@ -256,7 +256,8 @@ absl::StatusOr<std::string> BuildDomainXml(const VmConfig& c, Accel accel, Agent
     w.Line(2, absl::StrCat("<emulator>", e(c.qemu_path), "</emulator>"));
   }
   w.Line(2, "<serial type='file'>");
-  w.Line(3, absl::StrCat("<source path='", e(c.console_log_path), "' append='off'/>"));
+  // append='on': the shim truncates the file at its cap (console_log.h).
+  w.Line(3, absl::StrCat("<source path='", e(c.console_log_path), "' append='on'/>"));
   w.Line(3, "<target type='isa-serial' port='0'/>");
   w.Line(2, "</serial>");
   if (channel == AgentChannel::kSerial || !c.sp_socket_path.empty()) {

@@ -234,7 +234,10 @@ absl::StatusOr<std::vector<std::string>> BuildQemuArgs(const VmConfig& config,
   if (!config.kernel_cmdline.empty()) add({"-append", config.kernel_cmdline});
 
   add({"-chardev",
-       absl::StrCat("file,id=", kQemuConsoleChardevId, ",path=", config.console_log_path),
+       // append=on: the shim truncates the file at its cap (ConsoleLogPump,
+       // console_log.h) and QEMU's next write starts it again.
+       absl::StrCat("file,id=", kQemuConsoleChardevId, ",path=", config.console_log_path,
+                    ",append=on"),
        "-serial", absl::StrCat("chardev:", kQemuConsoleChardevId)});
   add({"-qmp", absl::StrCat("unix:", config.qmp_socket_path, ",server=on,wait=off")});
 

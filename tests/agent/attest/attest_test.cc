@@ -253,22 +253,31 @@ TEST(KbsUrlTest, NoPlainHttpOutsideDev) {
 TEST(InitDataTest, AgentSettings) {
   const std::string head = "version = \"0.1.0\"\nalgorithm = \"sha384\"\n";
   auto d = ParseInitData(head + "[data.agent]\nlog_level = \"debug\"\nmax_downloads = 5\n"
-                                "insecure_registries = [\"10.0.2.2:5000\", \"[::1]:80\"]\n");
+                                "insecure_registries = [\"10.0.2.2:5000\", \"[::1]:80\"]\n"
+                                "pull_retries = 0\npull_retry_backoff_ms = 250\n");
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->agent.log_level, "debug");
   EXPECT_EQ(d->agent.max_downloads, 5);
   EXPECT_THAT(d->agent.insecure_registries, ::testing::ElementsAre("10.0.2.2:5000", "[::1]:80"));
+  EXPECT_EQ(d->agent.pull_retries, 0);
+  EXPECT_EQ(d->agent.pull_retry_backoff_ms, 250);
   // Unset: the class's values.
   auto none = ParseInitData(head);
   ASSERT_TRUE(none.ok());
   EXPECT_EQ(none->agent.log_level, "");
   EXPECT_EQ(none->agent.max_downloads, 0);
   EXPECT_TRUE(none->agent.insecure_registries.empty());
+  EXPECT_EQ(none->agent.pull_retries, -1);
+  EXPECT_EQ(none->agent.pull_retry_backoff_ms, 0);
   for (const auto& [doc, key] : std::vector<std::pair<std::string, std::string>>{
            {"[data]\nagent = 1\n", "data.agent"},
            {"[data.agent]\nlog_level = \"loud\"\n", "data.agent.log_level"},
            {"[data.agent]\nmax_downloads = 0\n", "data.agent.max_downloads"},
            {"[data.agent]\nmax_downloads = 17\n", "data.agent.max_downloads"},
+           {"[data.agent]\npull_retries = 11\n", "data.agent.pull_retries"},
+           {"[data.agent]\npull_retries = -1\n", "data.agent.pull_retries"},
+           {"[data.agent]\npull_retry_backoff_ms = 5\n", "data.agent.pull_retry_backoff_ms"},
+           {"[data.agent]\npull_retry_backoff_ms = \"1s\"\n", "data.agent.pull_retry_backoff_ms"},
            {"[data.agent]\ninsecure_registries = \"r\"\n", "data.agent.insecure_registries"},
            {"[data.agent]\ninsecure_registries = [\"a/b\"]\n", "insecure_registries[0]"},
            {"[data.agent]\ninsecure_registries = [\"\"]\n", "insecure_registries[0]"}}) {

@@ -266,6 +266,41 @@ TEST_F(AttestKbsTest, UnreachableKbsIsReportedAsSuch) {
   EXPECT_EQ(session->Status().state, AttestationStatus::State::kUnreachable);
 }
 
+// The KBS is down when the pod's first container needs its key: the error
+// names the KBS; once it is up, the next container's pull (the same pod's
+// session) attests and decrypts.
+TEST_F(AttestKbsTest, KbsDownAtPodStartThenUpTheNextPullSucceeds) {
+  const int port = FreePort();
+  const std::string url = absl::StrCat("http://127.0.0.1:", port);
+  InitData(R"("default/key/image1")", url);
+  auto session = Session();
+  auto down = Pull(session, "cloak/enc:1", "rootfs-1");
+  ASSERT_FALSE(down.ok());
+  std::cout << "KBS down: " << down.status() << std::endl;
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(down.status().message()), HasSubstr("KBS " + url));
+  EXPECT_THAT(std::string(down.status().message()), HasSubstr("unreachable"));
+  EXPECT_EQ(session->Status().state, AttestationStatus::State::kUnreachable);
+
+  // The KBS comes up on that address (its own copy of the suite's state).
+  const std::string state = case_->Join("kbs-state");
+  ASSERT_TRUE(testing::Run({"cp", "-a", env->dir->Join("kbs-state"), state}, case_->Join("cp.log"))
+                  .ok());
+  SpawnOptions ko;
+  ko.stdout_path = ko.stderr_path = case_->Join("kbs.log");
+  auto kbs = Subprocess::Spawn({CLOAK_KBS_BINARY, "serve", "--state-dir", state, "--listen",
+                                absl::StrCat("127.0.0.1:", port), "--insecure-http"},
+                               ko);
+  ASSERT_TRUE(kbs.ok()) << kbs.status();
+  for (int i = 0; i < 400 && !CanConnect(port); ++i) absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(CanConnect(port)) << ReadFile(case_->Join("kbs.log"));
+  auto up = Pull(session, "cloak/enc:1", "rootfs-2");
+  ASSERT_TRUE(up.ok()) << up.status() << "\nKBS log:\n" << ReadFile(case_->Join("kbs.log"));
+  EXPECT_GT(fs::file_size(case_->Join("rootfs-2/bin/busybox")), 100000u);
+  EXPECT_EQ(session->Status().state, AttestationStatus::State::kAttested);
+  kbs->Stop(absl::Seconds(5));
+}
+
 TEST_F(AttestKbsTest, InitDataTamperedAfterLaunchIsRefusedByTheKbs) {
   // The sample evidence binds the digest of the init-data the guest holds;
   // a KBS policy pinning the launched digest refuses any other document.

@@ -33,12 +33,20 @@ class PullerTest : public ::testing::Test {
     ASSERT_TRUE(dir.ok());
     dir_.emplace(std::move(*dir));
     ASSERT_TRUE(registry_.Start().ok());
+    auto puller = RegistryImagePuller::Create(Options());
+    ASSERT_TRUE(puller.ok()) << puller.status();
+    puller_ = std::move(*puller);
+  }
+
+  // Retries as by default, with waits short enough for a unit test.
+  PullerOptions Options(int retries = kDefaultRetries) {
     PullerOptions options;
     options.registry.insecure_registries = {registry_.hostport()};
     options.work_dir = dir_->path().string();
-    auto puller = RegistryImagePuller::Create(options);
-    ASSERT_TRUE(puller.ok()) << puller.status();
-    puller_ = std::move(*puller);
+    options.registry.retries = retries;
+    options.registry.retry_backoff = absl::Milliseconds(5);
+    options.registry.retry_max_backoff = absl::Milliseconds(40);
+    return options;
   }
 
   std::string Ref(const std::string& rest) { return registry_.hostport() + "/cloak/test" + rest; }
@@ -314,6 +322,91 @@ TEST_F(PullerTest, WrongPlatformAndBadOptions) {
   EXPECT_FALSE(RegistryImagePuller::Create(options).ok());
   auto bad_ref = puller_->Pull("UPPER/case", Rootfs("x"));
   EXPECT_EQ(bad_ref.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A registry that drops connections (refuses, resets) is tried again with
+// backoff; the pull succeeds once it answers.
+TEST_F(PullerTest, DroppedConnectionsAreRetried) {
+  TestImage image = GoodImage();
+  registry_.AddImage("cloak/test", "1", image);
+  registry_.DropConnections(3);
+  auto r = puller_->Pull(Ref(":1"), Rootfs("x"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFileOrEmpty(Rootfs("x") + "/etc/new"), "new");
+  EXPECT_GE(registry_.connections(), 4);
+}
+
+// A layer cut midway is fetched again from its first byte: the staged
+// bytes of the failed attempt do not end up in the layer.
+TEST_F(PullerTest, BlobCutMidwayIsFetchedAgainFromItsStart) {
+  TestImage image = GoodImage();
+  registry_.AddImage("cloak/test", "1", image);
+  const std::string& digest = image.layers[0].digest;
+  registry_.TruncateBlob(digest, 20, /*times=*/2);
+  auto r = puller_->Pull(Ref(":1"), Rootfs("x"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(registry_.blob_requests(digest), 3);
+  EXPECT_EQ(ReadFileOrEmpty(Rootfs("x") + "/bin/app"), "app v1");
+  EXPECT_EQ(ReadFileOrEmpty(Rootfs("x") + "/srv/data"), "plain tar");
+}
+
+// The retries are bounded (data.agent.pull_retries), and the error then
+// names the layer, the registry and the attempts.
+TEST_F(PullerTest, RetriesAreBoundedAndTheErrorNamesRegistryAndLayer) {
+  auto puller = RegistryImagePuller::Create(Options(/*retries=*/2));
+  ASSERT_TRUE(puller.ok());
+  TestImage image = GoodImage();
+  registry_.AddImage("cloak/test", "1", image);
+  const std::string& digest = image.layers[1].digest;
+  registry_.TruncateBlob(digest, 10);
+  auto r = (*puller)->Pull(Ref(":1"), Rootfs("x"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("layer " + digest));
+  EXPECT_THAT(r.status().message(), HasSubstr("from registry " + registry_.hostport()));
+  EXPECT_THAT(r.status().message(), HasSubstr("failed after 3 attempts"));
+  EXPECT_THAT(r.status().message(), HasSubstr("truncated"));
+  EXPECT_EQ(registry_.blob_requests(digest), 3);
+
+  // A registry that refuses every connection: the manifest is tried 3 times.
+  registry_.DropConnections(1000);
+  const int before = registry_.connections();
+  auto down = (*puller)->Pull(Ref(":1"), Rootfs("y"));
+  ASSERT_FALSE(down.ok());
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable) << down.status();
+  EXPECT_THAT(down.status().message(), HasSubstr("from registry " + registry_.hostport()));
+  EXPECT_THAT(down.status().message(), HasSubstr("failed after 3 attempts"));
+  EXPECT_EQ(registry_.connections() - before, 3);
+  registry_.DropConnections(0);
+}
+
+// What will not pass is not retried: an unknown image, a blob whose content
+// is wrong.
+TEST_F(PullerTest, PermanentErrorsAreNotRetried) {
+  TestImage image = GoodImage();
+  registry_.AddImage("cloak/test", "1", image);
+  const int before = registry_.connections();
+  auto missing = puller_->Pull(Ref(":nope"), Rootfs("x"));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
+  EXPECT_EQ(registry_.connections() - before, 1);
+  registry_.AddBlob(image.layers[0].digest, std::string(image.layers[0].data.size(), 'z'));
+  auto wrong = puller_->Pull(Ref(":1"), Rootfs("y"));
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kDataLoss) << wrong.status();
+  EXPECT_EQ(registry_.blob_requests(image.layers[0].digest), 1);
+}
+
+TEST(RetryDelayTest, DoublesUpToTheCapWithJitter) {
+  RegistryOptions o;
+  o.retry_backoff = absl::Milliseconds(500);
+  o.retry_max_backoff = absl::Seconds(8);
+  EXPECT_EQ(RetryDelay(o, 1, 1.0), absl::Milliseconds(500));
+  EXPECT_EQ(RetryDelay(o, 2, 1.0), absl::Seconds(1));
+  EXPECT_EQ(RetryDelay(o, 4, 1.0), absl::Seconds(4));
+  EXPECT_EQ(RetryDelay(o, 5, 1.0), absl::Seconds(8));
+  EXPECT_EQ(RetryDelay(o, 60, 1.0), absl::Seconds(8));
+  EXPECT_EQ(RetryDelay(o, 1, 0.5), absl::Milliseconds(250));
+  EXPECT_EQ(RetryDelay(o, 5, 1.49), absl::Milliseconds(11920));
+  EXPECT_EQ(RetryDelay(o, 1, 7.0), absl::Milliseconds(750));  // jitter clamped
 }
 
 }  // namespace

@@ -116,10 +116,12 @@ class RegistryIntegrationTest : public ::testing::Test {
     pushed_[tag] = h.image;
   }
 
-  std::unique_ptr<ImagePuller> MakePuller() {
+  std::unique_ptr<ImagePuller> MakePuller(const std::string& registry = "",
+                                          int retries = kDefaultRetries) {
     PullerOptions options;
-    options.registry.insecure_registries = {hostport_};
+    options.registry.insecure_registries = {registry.empty() ? hostport_ : registry};
     options.work_dir = dir_->path().string();
+    options.registry.retries = retries;
     auto puller = RegistryImagePuller::Create(options);
     EXPECT_TRUE(puller.ok()) << puller.status();
     return puller.ok() ? std::move(*puller) : nullptr;
@@ -217,6 +219,44 @@ TEST_F(RegistryIntegrationTest, PullsZstdImage) {
   EXPECT_EQ(ReadFileOrEmpty(rootfs + "/hello.txt"), "hello from cloak\n");
   EXPECT_FALSE(fs::exists(rootfs + "/tmp/remove-me"));
   EXPECT_TRUE(fs::is_regular_file(rootfs + "/bin/busybox"));
+}
+
+// The real registry behind a proxy that drops the first connections and
+// cuts the first layer downloads midway: the puller retries with backoff
+// (the defaults: 4 retries from 500 ms) and the image arrives whole.
+TEST_F(RegistryIntegrationTest, RetriesThroughAProxyThatDropsAndCuts) {
+  ASSERT_NO_FATAL_FAILURE(BuildAndPush(Compression::kGzip, "flaky"));
+  testing::FlakyProxy proxy(port_);
+  ASSERT_TRUE(proxy.Start().ok());
+  proxy.DropConnections(2);
+  proxy.CutBlobs(2, 64 * 1024);
+  auto puller = MakePuller(proxy.hostport());
+  ASSERT_NE(puller, nullptr);
+  const std::string rootfs = dir_->Join("rootfs-flaky");
+  const absl::Time start = absl::Now();
+  auto pulled = puller->Pull(absl::StrCat(proxy.hostport(), "/cloak/test:flaky"), rootfs);
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  std::cout << "[ faults ] " << proxy.dropped() << " connections dropped, " << proxy.cut()
+            << " blob downloads cut at 64 KiB; pulled in "
+            << absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1)))
+            << std::endl;
+  EXPECT_EQ(proxy.dropped(), 2);
+  EXPECT_EQ(proxy.cut(), 2);
+  EXPECT_EQ(ReadFileOrEmpty(rootfs + "/hello.txt"), "hello from cloak\n");
+  EXPECT_EQ(ReadFileOrEmpty(rootfs + "/bin/busybox"), ReadFileOrEmpty(kBusybox));
+
+  // A proxy that cuts every layer download: bounded retries, then an error
+  // naming the layer, the registry and the attempts.
+  auto bounded = MakePuller(proxy.hostport(), /*retries=*/2);
+  ASSERT_NE(bounded, nullptr);
+  proxy.CutBlobs(1000, 64 * 1024);
+  auto failed = bounded->Pull(absl::StrCat(proxy.hostport(), "/cloak/test:flaky"),
+                              dir_->Join("rootfs-cut"));
+  ASSERT_FALSE(failed.ok());
+  std::cout << "[ error  ] every blob cut: " << failed.status() << std::endl;
+  EXPECT_THAT(failed.status().message(), HasSubstr("from registry " + proxy.hostport()));
+  EXPECT_THAT(failed.status().message(), HasSubstr("layer sha256:"));
+  EXPECT_THAT(failed.status().message(), HasSubstr("failed after 3 attempts"));
 }
 
 }  // namespace

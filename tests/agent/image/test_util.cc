@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -234,6 +236,11 @@ void FakeHttpServer::Serve() {
     if (poll(&p, 1, 50) <= 0) continue;
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
+    ++connections_seen_;
+    if (int left = drop_.load(); left > 0 && drop_.compare_exchange_strong(left, left - 1)) {
+      close(fd);
+      continue;
+    }
     // One thread per connection, so parallel clients are served in parallel.
     connections_.emplace_back([this, fd] {
       HandleConnection(fd);
@@ -283,6 +290,118 @@ void FakeHttpServer::HandleConnection(int fd) {
   shutdown(fd, SHUT_WR);
 }
 
+// ----------------------------------------------------------- flaky proxy
+
+FlakyProxy::~FlakyProxy() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  for (std::thread& t : pumps_) t.join();
+  if (listen_fd_ >= 0) close(listen_fd_);
+}
+
+absl::Status FlakyProxy::Start() {
+  listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) return ErrnoError(errno, "socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return ErrnoError(errno, "bind");
+  }
+  if (listen(listen_fd_, 16) != 0) return ErrnoError(errno, "listen");
+  socklen_t len = sizeof(addr);
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+  thread_ = std::thread([this] { Serve(); });
+  return absl::OkStatus();
+}
+
+void FlakyProxy::Serve() {
+  while (!stop_) {
+    pollfd p{listen_fd_, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    ++connections_seen_;
+    if (int left = drop_.load(); left > 0 && drop_.compare_exchange_strong(left, left - 1)) {
+      ++dropped_;
+      close(fd);
+      continue;
+    }
+    pumps_.emplace_back([this, fd] {
+      Pump(fd);
+      close(fd);
+    });
+  }
+}
+
+void FlakyProxy::Pump(int client) {
+  int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (up < 0) return;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(upstream_port_));
+  if (connect(up, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(up);
+    return;
+  }
+  auto send_all = [](int fd, const char* data, size_t n) {
+    while (n > 0) {
+      ssize_t w = send(fd, data, n, MSG_NOSIGNAL);
+      if (w <= 0) return false;
+      data += w;
+      n -= static_cast<size_t>(w);
+    }
+    return true;
+  };
+  int64_t cut_left = -1;  // >= 0: bytes of the response still passed on
+  bool blob_request = false;
+  char buf[16384];
+  while (!stop_) {
+    pollfd fds[2] = {{client, POLLIN, 0}, {up, POLLIN, 0}};
+    if (poll(fds, 2, 100) <= 0) continue;
+    if (fds[0].revents != 0) {
+      ssize_t n = read(client, buf, sizeof(buf));
+      if (n <= 0) break;
+      // The request line names a blob: its response may be cut.
+      if (absl::StrContains(absl::string_view(buf, static_cast<size_t>(n)), "/blobs/")) {
+        blob_request = true;
+      }
+      if (!send_all(up, buf, static_cast<size_t>(n))) break;
+    }
+    if (fds[1].revents != 0) {
+      ssize_t n = read(up, buf, sizeof(buf));
+      if (n <= 0) break;
+      if (blob_request) {
+        // The answer's head: cut it only if its body is longer than the cut.
+        blob_request = false;
+        const std::string head =
+            absl::AsciiStrToLower(absl::string_view(buf, static_cast<size_t>(n)));
+        const size_t at = head.find("content-length:");
+        const int64_t length =
+            at == std::string::npos ? -1 : std::atoll(head.c_str() + at + 15);
+        if (length > cut_after_.load()) {
+          if (int left = cuts_.load(); left > 0 && cuts_.compare_exchange_strong(left, left - 1)) {
+            cut_left = cut_after_.load();
+          }
+        }
+      }
+      size_t pass = static_cast<size_t>(n);
+      if (cut_left >= 0) pass = static_cast<size_t>(std::min<int64_t>(cut_left, n));
+      if (pass > 0 && !send_all(client, buf, pass)) break;
+      if (cut_left >= 0) {
+        cut_left -= static_cast<int64_t>(pass);
+        if (cut_left == 0) {
+          ++cut_;
+          break;  // the connection goes mid-body
+        }
+      }
+    }
+  }
+  close(up);
+}
+
 // -------------------------------------------------------------- registry
 
 FakeRegistry::FakeRegistry()
@@ -319,9 +438,15 @@ void FakeRegistry::AddBlob(const std::string& digest, const std::string& data) {
   blobs_[digest] = data;
 }
 
-void FakeRegistry::TruncateBlob(const std::string& digest, int64_t bytes) {
+void FakeRegistry::TruncateBlob(const std::string& digest, int64_t bytes, int times) {
   std::lock_guard<std::mutex> lock(mu_);
-  truncate_[digest] = bytes;
+  truncate_[digest] = {bytes, times};
+}
+
+int FakeRegistry::blob_requests(const std::string& digest) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = blob_requests_.find(digest);
+  return it == blob_requests_.end() ? 0 : it->second;
 }
 
 std::string FakeRegistry::last_scope() const {
@@ -380,9 +505,11 @@ HttpResponse FakeRegistry::Handle(const HttpRequest& request) {
   auto it = blobs_.find(digest);
   if (it == blobs_.end()) return not_found("BLOB_UNKNOWN");
   HttpResponse r{200, {{"Content-Type", "application/octet-stream"}}, it->second, -1};
-  if (auto t = truncate_.find(digest); t != truncate_.end()) {
+  ++blob_requests_[digest];
+  if (auto t = truncate_.find(digest); t != truncate_.end() && t->second.second != 0) {
     r.declared_length = static_cast<int64_t>(r.body.size());
-    r.body = r.body.substr(0, static_cast<size_t>(t->second));
+    r.body = r.body.substr(0, static_cast<size_t>(t->second.first));
+    if (t->second.second > 0) --t->second.second;
   }
   return r;
 }

@@ -105,6 +105,10 @@ class FakeHttpServer {
   absl::Status Start();
   int port() const { return port_; }
   std::string hostport() const { return "127.0.0.1:" + std::to_string(port_); }
+  // The next `n` connections are closed as soon as they are accepted,
+  // without an answer (a registry that refuses or drops them).
+  void DropConnections(int n) { drop_.store(n); }
+  int connections() const { return connections_seen_.load(); }
 
  private:
   void Serve();
@@ -113,8 +117,42 @@ class FakeHttpServer {
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<int> drop_{0};
+  std::atomic<int> connections_seen_{0};
   std::thread thread_;
   std::vector<std::thread> connections_;  // touched by thread_ only, then joined
+};
+
+// A TCP proxy on 127.0.0.1:<ephemeral> in front of a real registry on
+// 127.0.0.1:`upstream_port`, with faults: the next N connections closed as
+// soon as they are accepted, and the next M blob responses (a request whose
+// line names /blobs/) cut after a number of bytes, connection and all.
+class FlakyProxy {
+ public:
+  explicit FlakyProxy(int upstream_port) : upstream_port_(upstream_port) {}
+  ~FlakyProxy();
+  absl::Status Start();
+  std::string hostport() const { return "127.0.0.1:" + std::to_string(port_); }
+  void DropConnections(int n) { drop_.store(n); }
+  void CutBlobs(int n, int64_t after_bytes) {
+    cut_after_.store(after_bytes);
+    cuts_.store(n);
+  }
+  int dropped() const { return dropped_.load(); }
+  int cut() const { return cut_.load(); }
+  int connections() const { return connections_seen_.load(); }
+
+ private:
+  void Serve();
+  void Pump(int client);
+  const int upstream_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> drop_{0}, cuts_{0}, dropped_{0}, cut_{0}, connections_seen_{0};
+  std::atomic<int64_t> cut_after_{0};
+  std::thread thread_;
+  std::vector<std::thread> pumps_;  // touched by thread_ only, then joined
 };
 
 // A registry built on FakeHttpServer: manifests by tag or digest, blobs by
@@ -133,8 +171,14 @@ class FakeRegistry {
   void set_redirect_blobs(bool on) { redirect_blobs_ = on; }
   // Requests need "Authorization: Bearer <token>" from GET /token.
   void set_require_token(bool on) { require_token_ = on; }
-  // Serve only the first `bytes` of this blob while announcing its full length.
-  void TruncateBlob(const std::string& digest, int64_t bytes);
+  // Serve only the first `bytes` of this blob while announcing its full
+  // length: the next `times` requests for it (-1: every request).
+  void TruncateBlob(const std::string& digest, int64_t bytes, int times = -1);
+  // See FakeHttpServer::DropConnections.
+  void DropConnections(int n) { server_.DropConnections(n); }
+  int connections() const { return server_.connections(); }
+  // Requests for blob `digest` served so far.
+  int blob_requests(const std::string& digest) const;
   int token_requests() const { return token_requests_; }
   // Every blob answer is delayed by `delay` (set before Start).
   void set_blob_delay(absl::Duration delay) { blob_delay_ = delay; }
@@ -148,7 +192,8 @@ class FakeRegistry {
   mutable std::mutex mu_;
   std::map<std::string, std::pair<std::string, std::string>> manifests_;  // repo/ref → body,type
   std::map<std::string, std::string> blobs_;
-  std::map<std::string, int64_t> truncate_;
+  std::map<std::string, std::pair<int64_t, int>> truncate_;  // digest → bytes, times left
+  std::map<std::string, int> blob_requests_;
   bool redirect_blobs_ = false;
   bool require_token_ = false;
   std::atomic<int> token_requests_{0};

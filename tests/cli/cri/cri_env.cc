@@ -200,13 +200,18 @@ absl::Status CriEnv::StartAll() {
     if (!prepared->empty()) config = *prepared;
   }
 
+  containerd_config_ = config;
+  return StartContainerd();
+}
+
+absl::Status CriEnv::StartContainerd() {
   const std::string shim_dir =
       options_.shim_dir.empty() ? options_.build_dir + "/shim" : options_.shim_dir;
   SpawnOptions co;
   co.stdout_path = co.stderr_path = dir_ + "/containerd.log";
   co.env = {absl::StrCat("PATH=", shim_dir, ":", std::getenv("PATH"))};
   co.cwd = shim_dir;  // containerd looks in its working directory first (docs/shim.md)
-  auto containerd = Subprocess::Spawn({"containerd", "--config", config}, co);
+  auto containerd = Subprocess::Spawn({"containerd", "--config", containerd_config_}, co);
   if (!containerd.ok()) return containerd.status();
   containerd_.emplace(std::move(*containerd));
   for (int i = 0; i < 100 && !Exists(dir_ + "/c.sock"); ++i) {
@@ -231,6 +236,21 @@ absl::Status CriEnv::StartAll() {
     return absl::Status(version.code(), absl::StrCat(version.message(), "\n", ContainerdLogTail()));
   }
   return absl::OkStatus();
+}
+
+absl::Status CriEnv::RestartContainerd(absl::Duration down) {
+  client_.reset();
+  if (containerd_) {
+    const ExitInfo stopped = containerd_->Stop(absl::Seconds(10));
+    if (stopped.term_signal == SIGKILL) {
+      return absl::InternalError("containerd did not stop on SIGTERM within 10 s");
+    }
+    containerd_.reset();
+  }
+  std::error_code ec;
+  std::filesystem::remove(dir_ + "/c.sock", ec);  // so the wait below sees the new one
+  absl::SleepFor(down);
+  return StartContainerd();
 }
 
 absl::Status CriEnv::Copy(const std::string& source, const std::string& ref,

@@ -145,6 +145,12 @@ class CriEnv {
   // sandbox id) also mentions `needle` (a sandbox id).
   std::vector<pid_t> QemuPidsMentioning(const std::string& needle) const;
 
+  // Stops containerd (SIGTERM, as systemd does; its shims keep running),
+  // waits `down`, and starts it again on the same config, root and state;
+  // client() is a new connection afterwards.
+  absl::Status RestartContainerd(absl::Duration down = absl::Seconds(2));
+  pid_t containerd_pid() const { return containerd_ ? containerd_->pid() : -1; }
+
   // Runs argv to completion, its output in <dir>/run.out (see last_output());
   // its exit code, -1 if it could not run or timed out.
   int Run(const std::vector<std::string>& argv, absl::Duration timeout = absl::Seconds(120));
@@ -158,6 +164,8 @@ class CriEnv {
  private:
   explicit CriEnv(CriEnvOptions options, TempDir dir);
   absl::Status StartAll();
+  // Starts containerd on containerd_config_ and waits for its CRI plugin.
+  absl::Status StartContainerd();
   absl::Status WriteConfigs();
   // skopeo copy of `source` (a transport:reference) to docker://`ref`,
   // retried while the registry comes up; `extra` goes before the names.
@@ -177,6 +185,7 @@ class CriEnv {
   bool created_bridge_ = false;
   std::optional<Subprocess> registry_;
   std::optional<Subprocess> containerd_;
+  std::string containerd_config_;
   std::unique_ptr<Client> client_;
   std::vector<std::string> pods_;
   std::unique_ptr<testutil::LibvirtDaemons> libvirt_;
