@@ -226,7 +226,7 @@ TEST(Explain, SaysWhatIsAllowedInPlainWords) {
 // the process. Invalid bytes now print as U+FFFD.
 TEST(Explain, RuleWithBytesThatAreNotUtf8) {
   absl::StatusOr<Policy> p = ParsePolicy(
-      "version: \"1\"\ncontainers:\n  - name: app\n    args: [\"/bin/\xff\xfeapp\"]\n");
+      "version: \"1\"\ncontainers:\n  - name: app\n    args: [\"/bin/\xff\xfe" "app\"]\n");
   ASSERT_TRUE(p.ok()) << p.status();
   std::string text;
   ASSERT_NO_THROW(text = Explain(*p));
