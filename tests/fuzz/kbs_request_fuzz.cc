@@ -9,6 +9,7 @@
 // resource path, a newline and the Authorization header (resource).
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -31,24 +32,32 @@ struct World {
   std::unique_ptr<KbsService> service;
 };
 
+// Setting up the service must work; say why when it does not.
+void Require(const absl::Status& status, const char* what) {
+  if (status.ok()) return;
+  std::fprintf(stderr, "kbs_request_fuzz: %s: %s\n", what, status.ToString().c_str());
+  std::abort();
+}
+
 World* MakeWorld() {
   auto* w = new World;
   auto dir = cloak::TempDir::Create("kbs-fuzz-");
-  if (!dir.ok()) __builtin_trap();
+  Require(dir.status(), "temporary directory");
   w->dir = std::make_unique<cloak::TempDir>(*std::move(dir));
   cloak::kbs::KbsConfig config;
   config.state_dir = w->dir->Join("state");
   config.verifier.snp_certs_dir = CLOAK_TESTDATA_DIR "/snp";
   config.verifier.tdx_allow_unverified = true;
   auto store = cloak::kbs::ResourceStore::Open(config.state_dir);
-  if (!store.ok()) __builtin_trap();
+  Require(store.status(), "resource store");
   auto path = cloak::kbs::ParseResourcePath("default/key/k1");
-  if (!path.ok() || !store->PutResource(*path, "secret").ok() ||
-      !store->SetPolicy(&*path, R"({"allowed_tees": ["sample", "snp", "tdx"]})").ok()) {
-    __builtin_trap();
-  }
+  Require(path.status(), "resource path");
+  Require(store->PutResource(*path, "secret"), "resource");
+  Require(store->SetPolicy(
+              &*path, R"({"allowed_tees": ["sample", "snp", "tdx"], "allow_any_launch": true})"),
+          "resource policy");
   auto service = KbsService::Create(config);
-  if (!service.ok()) __builtin_trap();
+  Require(service.status(), "KbsService::Create");
   w->service = *std::move(service);
   return w;
 }

@@ -99,9 +99,29 @@ def policy():
         write("policy_fuzz", p.name, p.read_bytes())
 
 
+def kbs():
+    # Selector: bits 0-1 the request (auth, attest, resource, other), bits
+    # 2-3 the session's TEE (sample, snp, tdx).
+    t = "kbs_request_fuzz"
+    write(t, "auth", b"\x00" + b'{"version":"0.4.0","tee":"sample","extra-params":""}')
+    jwk = '{"kty":"EC","crv":"P-256","alg":"ES256","x":"' + "A" * 43 + '","y":"' + "B" * 43 + '"}'
+    attest = ('{"init-data":null,"runtime-data":{"nonce":"%s","tee-pubkey":%s},'
+              '"tee-evidence":{"primary_evidence":{"svn":"1","report_data":"%s"},'
+              '"additional_evidence":""}}' % ("n" * 44, jwk, "r" * 64))
+    write(t, "attest_sample", b"\x01" + attest.encode())
+    hexdump = (ROOT / "tests/testdata/snp/report_milan.hex").read_text()
+    report = binascii.unhexlify("".join(hexdump.split()))
+    snp = ('{"runtime-data":{"nonce":"x","tee-pubkey":%s},"tee-evidence":{"attestation_report":"%s",'
+           '"cert_chain":[]}}' % (jwk, __import__("base64").b64encode(report).decode()))
+    write(t, "attest_snp", b"\x05" + snp.encode())
+    write(t, "resource", b"\x02default/key/k1\nBearer eyJhbGciOiJIUzI1NiJ9.e30.c2ln")
+    write(t, "other", b"\x83/kbs/v0/resource/../../etc\nkbs-session-id=0123")
+
+
 if __name__ == "__main__":
     ttrpc()
     image()
     tee()
     config()
     policy()
+    kbs()
