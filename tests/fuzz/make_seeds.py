@@ -99,6 +99,48 @@ def policy():
         write("policy_fuzz", p.name, p.read_bytes())
 
 
+def layers():
+    import gzip
+    import io
+    import tarfile
+
+    def tar(entries, compress=False):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for name, kind, extra in entries:
+                info = tarfile.TarInfo(name)
+                info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+                info.type = kind
+                body = None
+                if kind == tarfile.REGTYPE:
+                    body = extra.encode()
+                    info.size = len(body)
+                elif kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                    info.linkname = extra
+                elif kind == tarfile.CHRTYPE:
+                    info.devmajor, info.devminor = extra
+                if name.endswith("setuid"):
+                    info.mode = 0o4755
+                t.addfile(info, io.BytesIO(body) if body is not None else None)
+        data = buf.getvalue()
+        return gzip.compress(data, mtime=0) if compress else data
+
+    t = "layer_unpack_fuzz"
+    base = [("etc", tarfile.DIRTYPE, None), ("etc/passwd", tarfile.REGTYPE, "root:x:0:0::/root:/bin/sh\n"),
+            ("bin", tarfile.DIRTYPE, None), ("bin/sh", tarfile.REGTYPE, "#!"),
+            ("bin/ash", tarfile.LNKTYPE, "bin/sh"), ("bin/link", tarfile.SYMTYPE, "sh"),
+            ("bin/setuid", tarfile.REGTYPE, "x"), ("dev", tarfile.DIRTYPE, None),
+            ("dev/null", tarfile.CHRTYPE, (1, 3)), ("dev/console", tarfile.CHRTYPE, (5, 1))]
+    write(t, "base.tar", tar(base))
+    write(t, "base.tar.gz", tar(base, compress=True))
+    write(t, "whiteouts.tar", tar([("etc", tarfile.DIRTYPE, None), ("etc/.wh.passwd", tarfile.REGTYPE, ""),
+                                   ("bin", tarfile.DIRTYPE, None), ("bin/.wh..wh..opq", tarfile.REGTYPE, ""),
+                                   ("bin/new", tarfile.REGTYPE, "n")]))
+    write(t, "escapes.tar", tar([("up", tarfile.SYMTYPE, "/"), ("up/etc/x", tarfile.REGTYPE, "x"),
+                                 ("dots", tarfile.SYMTYPE, "../../.."), ("dots/y", tarfile.REGTYPE, "y"),
+                                 ("../z", tarfile.REGTYPE, "z"), ("h", tarfile.LNKTYPE, "../sentinel")]))
+
+
 def kbs():
     # Selector: bits 0-1 the request (auth, attest, resource, other), bits
     # 2-3 the session's TEE (sample, snp, tdx).
@@ -125,3 +167,4 @@ if __name__ == "__main__":
     config()
     policy()
     kbs()
+    layers()
