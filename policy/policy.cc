@@ -398,7 +398,9 @@ bool StringMatch::Matches(absl::string_view value) const {
 }
 
 std::string StringMatch::Describe() const {
-  if (regex_ == nullptr) return json(text_).dump();
+  // A policy string need not be UTF-8 (YAML passes bytes through); dump()
+  // would throw on it, so invalid bytes print as U+FFFD.
+  if (regex_ == nullptr) return json(text_).dump(-1, ' ', false, json::error_handler_t::replace);
   return absl::StrCat("regex /", text_, "/");
 }
 

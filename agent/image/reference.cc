@@ -178,6 +178,12 @@ absl::StatusOr<Reference> ParseReference(absl::string_view text) {
   if (ref.registry == kDockerHubDomain && !absl::StrContains(path, '/')) {
     ref.repository = absl::StrCat("library/", path);
   }
+  // Docker's parser applies the limit to the normalised name, registry
+  // included; so does this one, so that String() always parses again.
+  if (size_t n = ref.registry.size() + 1 + ref.repository.size(); n > kMaxNameLength) {
+    return Invalid(text, absl::StrCat("the normalised name ", ref.registry, "/...", " is ", n,
+                                      " characters, longer than ", kMaxNameLength));
+  }
   if (ref.tag.empty() && ref.digest.empty()) ref.tag = "latest";
   return ref;
 }

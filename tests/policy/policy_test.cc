@@ -220,5 +220,18 @@ TEST(Explain, SaysWhatIsAllowedInPlainWords) {
   EXPECT_THAT(d, HasSubstr("exec: nothing"));
 }
 
+// Found by tests/fuzz/policy_fuzz: YAML passes non-UTF-8 bytes through into
+// a rule's string, and describing that rule (Explain, and the engine's denial
+// reasons in the agent) threw nlohmann::json's type_error 316, which ends
+// the process. Invalid bytes now print as U+FFFD.
+TEST(Explain, RuleWithBytesThatAreNotUtf8) {
+  absl::StatusOr<Policy> p = ParsePolicy(
+      "version: \"1\"\ncontainers:\n  - name: app\n    args: [\"/bin/\xff\xfe" "app\"]\n");
+  ASSERT_TRUE(p.ok()) << p.status();
+  std::string text;
+  ASSERT_NO_THROW(text = Explain(*p));
+  EXPECT_THAT(text, HasSubstr("\"/bin/\xef\xbf\xbd\xef\xbf\xbd" "app\""));
+}
+
 }  // namespace
 }  // namespace cloak::policy

@@ -92,6 +92,25 @@ TEST(ParseReference, Invalid) {
   }
 }
 
+// Found by tests/fuzz/image_reference_fuzz: a 250-character Docker Hub name
+// was accepted, but its canonical form docker.io/library/<name> was refused
+// as too long. As in Docker, the 255-character limit is on the normalised
+// name, so whatever parses, parses again from String().
+TEST(ParseReference, NameLimitIsOnTheNormalisedName) {
+  const std::string name(250, 'm');
+  auto hub = ParseReference(name);
+  ASSERT_FALSE(hub.ok());
+  EXPECT_THAT(hub.status().message(), HasSubstr("longer than 255"));
+  // 255 characters with the registry: the limit itself is allowed.
+  const std::string fits = "reg.io/" + std::string(255 - 7, 'a');
+  auto ref = ParseReference(fits);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  auto again = ParseReference(ref->String());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->String(), ref->String());
+  EXPECT_FALSE(ParseReference(fits + "a").ok());
+}
+
 TEST(IsValidSha256Digest, Basics) {
   EXPECT_TRUE(IsValidSha256Digest(kDigest));
   EXPECT_FALSE(IsValidSha256Digest("sha256:ABC"));
