@@ -7,20 +7,15 @@
 # one: $CRICTL, PATH, or the tools directory beside the checkout, see
 # scripts/lib/crictl.sh) or cloak-cri (this build's).
 # Every scenario must pass: a run with one skipped fails. Exit 77 (ctest:
-# skipped) when not root or a prerequisite, crictl among them, is missing.
+# skipped) when not root or a prerequisite, crictl among them, is missing;
+# under CI=true a missing prerequisite other than crictl fails.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${1:?usage: $0 BUILD_DIR crictl|cloak-cri}
 client=${2:?usage: $0 BUILD_DIR crictl|cloak-cri}
-if [[ $(id -u) -ne 0 ]]; then echo "skipped: needs root"; exit 77; fi
-for tool in containerd qemu-system-x86_64 docker-registry skopeo busybox openssl; do
-  command -v "$tool" >/dev/null || { echo "skipped: $tool is not installed"; exit 77; }
-done
-[[ -x /usr/lib/cni/bridge ]] || { echo "skipped: containernetworking-plugins not installed"; exit 77; }
-for f in guest-image/initrd.img shim/containerd-shim-cloak-v2 kbs/cloak-kbs cli/cri/cloak-cri \
-    cli/cloak/cloak snapshotter/cloak-snapshotter; do
-  [[ -e $build/$f ]] || { echo "skipped: $build/$f not built"; exit 77; }
-done
+# shellcheck source=tests/cli/cri/local_world_prereqs.sh
+source "$repo/tests/cli/cri/local_world_prereqs.sh"
+local_world_prereqs "$build"
 case $client in
   crictl)
     # shellcheck source=scripts/lib/crictl.sh
