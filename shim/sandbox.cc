@@ -372,7 +372,7 @@ absl::Status MakeStateDir(const std::string& id, const std::string& dir) {
   if (!written.ok()) {
     // Nothing half-made stays behind: the directory goes if this made it.
     if (!existed) std::filesystem::remove_all(dir, ec);
-    return StateDirError(id, dir, written);
+    return StateDirError(id, dir, Annotate(written, absl::StrCat("write ", dir, "/shim.pid")));
   }
   return absl::OkStatus();
 }
@@ -412,7 +412,11 @@ absl::Status Sandbox::Boot() {
     // `delete` finds a VM its shim left by this file: no VM runs without it.
     absl::Status written =
         WriteFileAtomic(d.options.state_dir + "/vmm.pid", absl::StrCat(d.hv->Pid()), 0644);
-    if (!written.ok()) return fail(StateDirError(d.options.id, d.options.state_dir, written));
+    if (!written.ok()) {
+      return fail(StateDirError(d.options.id, d.options.state_dir,
+                                Annotate(written, absl::StrCat("write ", d.options.state_dir,
+                                                               "/vmm.pid"))));
+    }
   }
   if (!d.options.console_log_path.empty()) {
     // The guest's lines in the shim's log: the agent's (spdlog lines of
