@@ -767,7 +767,9 @@ TEST_F(TaskServiceTest, CreateWhoseConnectionClosedIsUndoneAndTheShimExits) {
   EXPECT_FALSE(std::filesystem::exists(dir_->Join("state/c1")));
   EXPECT_EQ(State("c1").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(shutdown_called_.HasBeenNotified());
-  for (const std::string& e : sink_.Summaries()) EXPECT_THAT(e, ::testing::Not(HasSubstr("/tasks/create")));
+  for (const std::string& e : sink_.Summaries()) {
+    EXPECT_THAT(e, ::testing::Not(HasSubstr("/tasks/create")));
+  }
 }
 
 // The same for an app container of a running pod: only that container is
@@ -803,9 +805,11 @@ TEST_F(TaskServiceTest, AbandonedAppContainerCreateLeavesThePodRunning) {
 TEST(StateDirTest, ErrorsNameTheDirectoryAndAFullOne) {
   absl::Status full = StateDirError(
       "pod1", "/run/cloak/pod1",
-      absl::ResourceExhaustedError("create /run/cloak/pod1/shim.pid.tmp.7: No space left on device"));
+      absl::ResourceExhaustedError(
+          "create /run/cloak/pod1/shim.pid.tmp.7: No space left on device"));
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(full.message(), HasSubstr("the state directory /run/cloak (runtime.state_dir) is full (ENOSPC)"));
+  EXPECT_THAT(full.message(),
+              HasSubstr("the state directory /run/cloak (runtime.state_dir) is full (ENOSPC)"));
   EXPECT_THAT(full.message(), HasSubstr("No space left on device"));
   absl::Status other =
       StateDirError("pod1", "/run/cloak/pod1", absl::PermissionDeniedError("open: denied"));
