@@ -346,6 +346,37 @@ void Sandbox::SetOomCallback(std::function<void(const std::string&)> callback) {
   impl_->on_oom = std::move(callback);
 }
 
+absl::Status StateDirError(const std::string& id, const std::string& dir,
+                           const absl::Status& cause) {
+  const std::string parent = std::filesystem::path(dir).parent_path().string();
+  if (absl::IsResourceExhausted(cause)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "sandbox ", id, ": the state directory ", parent,
+        " (runtime.state_dir) is full (ENOSPC): ", cause.message(),
+        "; free space on its file system (df ", parent,
+        ") or set runtime.state_dir to a directory with room, then retry"));
+  }
+  return Annotate(cause, absl::StrCat("sandbox ", id, ": write its state in ", dir,
+                                      " (runtime.state_dir)"));
+}
+
+absl::Status MakeStateDir(const std::string& id, const std::string& dir) {
+  std::error_code ec;
+  const bool existed = std::filesystem::exists(dir, ec);
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return StateDirError(id, dir, ErrnoError(ec.value(), "create ", dir));
+  }
+  ::chmod(dir.c_str(), 0700);
+  absl::Status written = WriteFileAtomic(dir + "/shim.pid", absl::StrCat(::getpid()), 0644);
+  if (!written.ok()) {
+    // Nothing half-made stays behind: the directory goes if this made it.
+    if (!existed) std::filesystem::remove_all(dir, ec);
+    return StateDirError(id, dir, Annotate(written, absl::StrCat("write ", dir, "/shim.pid")));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Sandbox::Boot() {
   Impl& d = *impl_;
   const absl::Time begin = absl::Now();
@@ -364,14 +395,10 @@ absl::Status Sandbox::Boot() {
     }
   }
   if (!d.options.state_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(d.options.state_dir, ec);
-    if (ec) {
-      return absl::InternalError(
-          absl::StrCat("create sandbox state dir ", d.options.state_dir, ": ", ec.message()));
+    if (absl::Status made = MakeStateDir(d.options.id, d.options.state_dir); !made.ok()) {
+      d.log->error("sandbox={} boot failed: {}", d.options.id, made.ToString());
+      return made;
     }
-    ::chmod(d.options.state_dir.c_str(), 0700);
-    (void)WriteFileAtomic(d.options.state_dir + "/shim.pid", absl::StrCat(::getpid()), 0644);
   }
   d.hv->SetEventCallback([log = d.log, id = d.options.id](const hypervisor::VmEvent& e) {
     log->info("sandbox={} vm event {} {}", id, e.name, e.data_json);
@@ -382,7 +409,14 @@ absl::Status Sandbox::Boot() {
     return fail(Annotate(s, absl::StrCat("start the VM of sandbox ", d.options.id)));
   }
   if (!d.options.state_dir.empty()) {
-    (void)WriteFileAtomic(d.options.state_dir + "/vmm.pid", absl::StrCat(d.hv->Pid()), 0644);
+    // `delete` finds a VM its shim left by this file: no VM runs without it.
+    absl::Status written =
+        WriteFileAtomic(d.options.state_dir + "/vmm.pid", absl::StrCat(d.hv->Pid()), 0644);
+    if (!written.ok()) {
+      return fail(StateDirError(d.options.id, d.options.state_dir,
+                                Annotate(written, absl::StrCat("write ", d.options.state_dir,
+                                                               "/vmm.pid"))));
+    }
   }
   if (!d.options.console_log_path.empty()) {
     // The guest's lines in the shim's log: the agent's (spdlog lines of

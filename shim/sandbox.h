@@ -115,6 +115,15 @@ struct ProcessExit {
   absl::Time exited_at = absl::UnixEpoch();
 };
 
+// The sandbox's state directory `dir` (<runtime.state_dir>/<id>), made with
+// the shim's pid in `shim.pid` before any VM starts. A failure names the
+// directory; on a full file system (ENOSPC) it says that runtime.state_dir
+// is full (ResourceExhausted), and a directory this call made is removed.
+absl::Status MakeStateDir(const std::string& id, const std::string& dir);
+// The error for a failed write of sandbox `id`'s state in `dir`, as above.
+absl::Status StateDirError(const std::string& id, const std::string& dir,
+                           const absl::Status& cause);
+
 class Sandbox {
  public:
   Sandbox(SandboxOptions options, std::unique_ptr<hypervisor::Hypervisor> hypervisor,

@@ -319,7 +319,7 @@ void TaskService::OnSandboxExit(const std::string& sandbox_id, const std::string
 // ---------------------------------------------------------------- RPCs --
 
 absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
-    const Ctx&, const taskapi::CreateTaskRequest& req) {
+    const Ctx& ctx, const taskapi::CreateTaskRequest& req) {
   const absl::Time begin = absl::Now();
   RETURN_IF_ERROR(ttrpc::ValidateIdentifier(req.id()));
   if (!req.checkpoint().empty()) {
@@ -431,6 +431,7 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
     c->sandbox = it->second;
   }
   p->sandbox = c->sandbox;
+  if (ctx.IsCancelled()) return AbandonCreate(c, /*created_in_guest=*/false);
 
   // Pod volumes reach the guest before the container that mounts them.
   if (!cri_sandbox) {
@@ -483,6 +484,7 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
     p->pid = *pid;
   }
   c->init = p;
+  if (ctx.IsCancelled()) return AbandonCreate(c, /*created_in_guest=*/true);
   StartIo(p);
   {
     absl::MutexLock lock(&mu_);
@@ -504,6 +506,50 @@ absl::StatusOr<taskapi::CreateTaskResponse> TaskService::Create(
   taskapi::CreateTaskResponse response;
   response.set_pid(*pid);
   return response;
+}
+
+absl::Status TaskService::AbandonCreate(const std::shared_ptr<Container>& c,
+                                        bool created_in_guest) {
+  const std::string& sid = c->pod.sandbox_id;
+  Log()->warn(
+      "sandbox={} container={}: the containerd connection that asked for this task closed before "
+      "it was created (containerd stopped or restarted); containerd never learns of it, so the "
+      "shim undoes the create{}",
+      sid, c->id, c->owns_sandbox ? " and stops the VM" : "");
+  if (created_in_guest && !c->owns_sandbox && !c->sandbox->dead()) {
+    absl::Status removed = c->sandbox->RemoveContainer(c->id, kRemoveTimeoutSeconds);
+    if (!removed.ok() && removed.code() != absl::StatusCode::kNotFound) {
+      Log()->warn("container={} remove in the guest: {}", c->id, removed.ToString());
+    }
+  }
+  if (c->init && c->init->io) c->init->io->Close();
+  if (c->owns_sandbox) {
+    {
+      absl::MutexLock lock(&mu_);
+      sandboxes_.erase(sid);
+    }
+    DropVolumes(sid);
+    absl::Status destroyed = c->sandbox->Destroy();
+    if (!destroyed.ok()) Log()->warn("sandbox={} destroy: {}", sid, destroyed.ToString());
+  }
+  // Nobody will ask this shim to shut down: with nothing left it exits, and
+  // containerd (restarted) sees its connection close and runs `delete`.
+  bool exit_now = false;
+  {
+    absl::MutexLock lock(&mu_);
+    const bool only_this = creating_.empty() || (creating_.size() == 1 && creating_.count(c->id));
+    if (containers_.empty() && only_this && !shutdown_requested_) {
+      shutdown_requested_ = true;
+      exit_now = true;
+    }
+  }
+  if (exit_now) {
+    Log()->info("sandbox={}: no container left after the abandoned create; the shim exits", sid);
+    if (options_.on_shutdown) options_.on_shutdown();
+  }
+  return absl::CancelledError(absl::StrCat("create of container ", c->id,
+                                           " abandoned: containerd's connection closed before "
+                                           "the answer (containerd stopped or restarted)"));
 }
 
 absl::Status TaskService::FailStart(const std::shared_ptr<Process>& p, absl::Status error) {

@@ -128,6 +128,13 @@ class TaskService {
                                                        const std::string& exec_id) const;
   // Starts the copiers between the process's fifos and the agent.
   void StartIo(const std::shared_ptr<Process>& p);
+  // A Create whose ttrpc connection closed before it finished (containerd
+  // stopped or restarted meanwhile, docs/shim.md "Contract: create"):
+  // containerd never learns of the task, so nothing may stay of it. Removes
+  // the container from the guest (when `created_in_guest`), stops the VM the
+  // create booted, makes the shim exit when it holds nothing else, and
+  // returns Cancelled.
+  absl::Status AbandonCreate(const std::shared_ptr<Container>& c, bool created_in_guest);
   // A Start that failed: releases the process's stdio and ends its Wait
   // with kStartFailedExitStatus. Returns `error`.
   absl::Status FailStart(const std::shared_ptr<Process>& p, absl::Status error);

@@ -32,6 +32,7 @@
 #include "nlohmann/json.hpp"
 #include "shim/proto/cgroups_metrics.pb.h"
 #include "shim/proto/runtime_options.pb.h"
+#include "shim/shim_process.h"
 #include "shim/task_translate.h"
 #include "tests/shim/fake_agent.h"
 
@@ -745,6 +746,85 @@ TEST_F(TaskServiceTest, PodContainersShareOneVm) {
   ASSERT_TRUE(Delete("app1").ok());
   ASSERT_TRUE(Shutdown().ok());
   EXPECT_TRUE(shutdown_called_.HasBeenNotified());
+}
+
+// containerd stopped or restarted while a Create booted the pod's VM: the
+// connection that asked closed before the answer, so containerd never
+// learns of the task. The create is undone (the VM stopped, its state dir
+// gone, no /tasks/create), and the shim, holding nothing, exits by itself.
+TEST_F(TaskServiceTest, CreateWhoseConnectionClosedIsUndoneAndTheShimExits) {
+  taskapi::CreateTaskRequest req;
+  req.set_id("c1");
+  req.set_bundle(MakeBundle("c1", {"sleep"}));
+  ttrpc::RequestContext gone;
+  gone.cancelled = std::make_shared<absl::Notification>();
+  gone.cancelled->Notify();
+  absl::StatusOr<taskapi::CreateTaskResponse> r = service_->Create(gone, req);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(r.status().message(), HasSubstr("containerd's connection closed"));
+  EXPECT_EQ(HvStarts(), 1);
+  EXPECT_EQ(HvStops(), 1);
+  EXPECT_FALSE(std::filesystem::exists(dir_->Join("state/c1")));
+  EXPECT_EQ(State("c1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(shutdown_called_.HasBeenNotified());
+  for (const std::string& e : sink_.Summaries()) {
+    EXPECT_THAT(e, ::testing::Not(HasSubstr("/tasks/create")));
+  }
+}
+
+// The same for an app container of a running pod: only that container is
+// undone; the pod's VM and the shim stay.
+TEST_F(TaskServiceTest, AbandonedAppContainerCreateLeavesThePodRunning) {
+  std::map<std::string, std::string> sandbox = {{"io.kubernetes.cri.container-type", "sandbox"},
+                                                {"io.kubernetes.cri.sandbox-id", "pod1"}};
+  ASSERT_TRUE(Create("pod1", {"pause"}, "", "", "", sandbox).ok());
+  ASSERT_TRUE(Start("pod1").ok());
+  taskapi::CreateTaskRequest req;
+  req.set_id("app1");
+  req.set_bundle(MakeBundle("app1", {"sleep"},
+                            {{"io.kubernetes.cri.container-type", "container"},
+                             {"io.kubernetes.cri.sandbox-id", "pod1"},
+                             {"io.kubernetes.cri.image-name", "docker.io/library/busybox:1"}}));
+  ttrpc::RequestContext gone;
+  gone.cancelled = std::make_shared<absl::Notification>();
+  gone.cancelled->Notify();
+  EXPECT_EQ(service_->Create(gone, req).status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(State("app1").status().code(), absl::StatusCode::kNotFound);
+  auto pod = State("pod1");
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  EXPECT_EQ(pod->status(), containerd::v1::types::RUNNING);
+  EXPECT_EQ(HvStops(), 0);
+  EXPECT_FALSE(shutdown_called_.HasBeenNotified());
+  ASSERT_TRUE(Kill("pod1", SIGKILL).ok());
+  ASSERT_TRUE(Wait("pod1").ok());
+  ASSERT_TRUE(Delete("pod1").ok());
+}
+
+// A full runtime.state_dir (ENOSPC) is named as such; another failure names
+// the directory and keeps its cause.
+TEST(StateDirTest, ErrorsNameTheDirectoryAndAFullOne) {
+  absl::Status full = StateDirError(
+      "pod1", "/run/cloak/pod1",
+      absl::ResourceExhaustedError(
+          "create /run/cloak/pod1/shim.pid.tmp.7: No space left on device"));
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.message(),
+              HasSubstr("the state directory /run/cloak (runtime.state_dir) is full (ENOSPC)"));
+  EXPECT_THAT(full.message(), HasSubstr("No space left on device"));
+  absl::Status other =
+      StateDirError("pod1", "/run/cloak/pod1", absl::PermissionDeniedError("open: denied"));
+  EXPECT_EQ(other.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(other.message(), HasSubstr("write its state in /run/cloak/pod1"));
+  EXPECT_THAT(other.message(), ::testing::Not(HasSubstr("full")));
+
+  auto dir = TempDir::Create("ckst-", "/tmp");
+  ASSERT_TRUE(dir.ok());
+  std::ofstream(dir->Join("file")) << "x";
+  absl::Status under_file = MakeStateDir("pod1", dir->Join("file/pod1"));
+  EXPECT_FALSE(under_file.ok());
+  EXPECT_THAT(under_file.message(), HasSubstr(dir->Join("file/pod1")));
+  ASSERT_TRUE(MakeStateDir("pod1", dir->Join("run/pod1")).ok());
+  EXPECT_EQ(ReadPidFile(dir->Join("run/pod1/shim.pid")), ::getpid());
 }
 
 TEST_F(TaskServiceTest, RuntimeOptionsReachTheFactory) {

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <exception>
 #include <fstream>
 #include <iterator>
 
@@ -74,7 +75,13 @@ bool CanConnect(int port) {
 
 std::string Slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
+  // libstdc++ throws from the read of a /proc file whose process ended
+  // meanwhile (ESRCH): that file is then as good as empty.
+  try {
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  } catch (const std::exception&) {
+    return "";
+  }
 }
 
 bool PidAlive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH); }

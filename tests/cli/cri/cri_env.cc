@@ -238,9 +238,14 @@ absl::Status CriEnv::StartContainerd() {
   return absl::OkStatus();
 }
 
-absl::Status CriEnv::RestartContainerd(absl::Duration down) {
+absl::Status CriEnv::RestartContainerd(absl::Duration down, int signal) {
   client_.reset();
-  if (containerd_) {
+  if (containerd_ && signal == SIGKILL) {
+    if (absl::Status s = containerd_->Signal(SIGKILL); !s.ok()) return s;
+    absl::StatusOr<ExitInfo> killed = containerd_->Wait(absl::Seconds(10));
+    if (!killed.ok()) return killed.status();
+    containerd_.reset();
+  } else if (containerd_) {
     const ExitInfo stopped = containerd_->Stop(absl::Seconds(10));
     if (stopped.term_signal == SIGKILL) {
       return absl::InternalError("containerd did not stop on SIGTERM within 10 s");

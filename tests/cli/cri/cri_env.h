@@ -20,6 +20,7 @@
 #ifndef CLOAK_TESTS_CRI_CRI_ENV_H_
 #define CLOAK_TESTS_CRI_CRI_ENV_H_
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <functional>
@@ -145,10 +146,11 @@ class CriEnv {
   // sandbox id) also mentions `needle` (a sandbox id).
   std::vector<pid_t> QemuPidsMentioning(const std::string& needle) const;
 
-  // Stops containerd (SIGTERM, as systemd does; its shims keep running),
-  // waits `down`, and starts it again on the same config, root and state;
-  // client() is a new connection afterwards.
-  absl::Status RestartContainerd(absl::Duration down = absl::Seconds(2));
+  // Stops containerd (SIGTERM, as systemd does; or SIGKILL, as a crash or
+  // the OOM killer; its shims keep running), waits `down`, and starts it
+  // again on the same config, root and state; client() is a new connection
+  // afterwards.
+  absl::Status RestartContainerd(absl::Duration down = absl::Seconds(2), int signal = SIGTERM);
   pid_t containerd_pid() const { return containerd_ ? containerd_->pid() : -1; }
 
   // Runs argv to completion, its output in <dir>/run.out (see last_output());

@@ -1,20 +1,28 @@
 // Faults a node sees, through containerd's CRI plugin with the cloak-dev
 // handler (docs/reliability.md): a pod VM whose QEMU is stopped with SIGSTOP
-// (the guest and its agent freeze, the process stays), and containerd
-// restarted under a running pod.
+// (the guest and its agent freeze, the process stays), containerd restarted
+// under a running pod and in the middle of RunPodSandbox, and a full
+// runtime.state_dir.
 //
 // Each case ends with the pod removed, a TaskExit seen on containerd's event
 // stream for the tasks that existed, and no QEMU, shim or sandbox state dir
 // left. The shim runs with the documented defaults (agent.health_interval
 // 10s, agent.health_timeout 5s). Root only; skips, saying why, when a
 // prerequisite is missing.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -22,6 +30,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/fd.h"
 #include "common/process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -137,13 +146,7 @@ class CriFaultE2eTest : public CriEnvFixture {
     std::cerr << "StopPodSandbox + RemovePodSandbox after the hang: " << absl::FormatDuration(absl::Now() - start)
               << "\n";
     env_->ForgetPod(pod_id);
-    for (int i = 0; i < 100 && !(env_->QemuPids().empty() && env_->ShimPids().empty()); ++i) {
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    EXPECT_TRUE(env_->QemuPids().empty()) << "QEMU left: " << absl::StrJoin(env_->QemuPids(), " ");
-    EXPECT_TRUE(env_->ShimPids().empty()) << "shim left: " << absl::StrJoin(env_->ShimPids(), " ");
-    EXPECT_FALSE(std::filesystem::exists(env_->dir() + "/run/" + pod_id))
-        << "the sandbox state dir is left";
+    ExpectNothingLeft();
   }
 
   // CRI shows the sandbox not ready (it handles the exit event on its own
@@ -168,6 +171,58 @@ class CriFaultE2eTest : public CriEnvFixture {
                                             " ")));
     EXPECT_THAT(log, HasSubstr("Z info cloak-agent"));
   }
+
+  // No QEMU, shim, sandbox state dir or mount of containerd's (a sandbox's
+  // rootfs or shm) of this run is left (waiting up to `timeout` for the
+  // processes to go).
+  void ExpectNothingLeft(absl::Duration timeout = absl::Seconds(10), bool mounts = true) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline && !(env_->QemuPids().empty() && env_->ShimPids().empty())) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    EXPECT_TRUE(env_->QemuPids().empty()) << "QEMU left: " << absl::StrJoin(env_->QemuPids(), " ");
+    EXPECT_TRUE(env_->ShimPids().empty()) << "shim left: " << absl::StrJoin(env_->ShimPids(), " ");
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(env_->dir() + "/run", ec), end; !ec && it != end;
+         it.increment(ec)) {
+      EXPECT_NE(it->status().type(), std::filesystem::file_type::directory)
+          << "a sandbox state dir is left: " << it->path();
+    }
+    if (!mounts) return;
+    for (absl::string_view line : absl::StrSplit(Slurp("/proc/self/mounts"), '\n')) {
+      std::vector<absl::string_view> fields = absl::StrSplit(line, ' ');
+      if (fields.size() < 2) continue;
+      for (const char* under : {"/state/", "/root/"}) {
+        EXPECT_FALSE(absl::StartsWith(fields[1], env_->dir() + under)) << "mount left: " << line;
+      }
+    }
+  }
+
+  // A pod with one container that prints a line and sleeps; it runs, then is
+  // removed leaving nothing. `name` must be new in this run.
+  void RunAPodThenRemoveIt(const std::string& name) {
+    v1::PodSandboxConfig config = env_->PodConfig(name);
+    auto pod = env_->RunPod(config);
+    ASSERT_TRUE(pod.ok()) << pod.status();
+    v1::ContainerConfig ctr;
+    ctr.mutable_metadata()->set_name("app");
+    ctr.mutable_image()->set_image(env_->image());
+    for (const char* a : {"sh", "-c", "echo up; sleep 3000"}) ctr.add_command(a);
+    ctr.set_log_path("app/0.log");
+    auto id = client_->CreateContainer(*pod, ctr, config);
+    ASSERT_TRUE(id.ok()) << id.status();
+    ASSERT_TRUE(client_->StartContainer(*id).ok());
+    auto c = client_->ContainerStatus(*id);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->state(), v1::CONTAINER_RUNNING);
+    EXPECT_TRUE(client_->StopPodSandbox(*pod).ok());
+    EXPECT_TRUE(client_->RemovePodSandbox(*pod).ok());
+    env_->ForgetPod(*pod);
+    ExpectNothingLeft();
+  }
+
+  // See the tests that call it, below.
+  void RestartMidRunPodSandbox(int signal);
 
   v1::PodSandboxConfig pod_;
   std::optional<Subprocess> events_;
@@ -306,12 +361,144 @@ TEST_F(CriFaultE2eTest, ContainerdRestartKeepsThePod) {
   EXPECT_TRUE(SawExit(*pod, absl::Seconds(20))) << Events();
   EXPECT_TRUE(client_->RemovePodSandbox(*pod).ok());
   env_->ForgetPod(*pod);
-  for (int i = 0; i < 100 && !(env_->QemuPids().empty() && env_->ShimPids().empty()); ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
+  ExpectNothingLeft();
+}
+
+// containerd stopped (SIGTERM) or killed (SIGKILL) while RunPodSandbox
+// boots the pod's VM, then started again: nothing is left of the half-made
+// sandbox (no Kata-style leak), kubelet's StopPodSandbox and
+// RemovePodSandbox of what CRI kept of it succeed, and a new pod runs.
+//
+// On SIGTERM containerd cancels the Create itself: it runs `delete` on the
+// bundle, whose SIGTERM leaves the shim finishing the boot; the restarted
+// containerd cannot reach that shim, runs `delete` again, which kills the
+// shim and the VM by pid. On SIGKILL nobody cleans up on containerd's side:
+// the restarted containerd reconnects to the shim and CRI finds the sandbox
+// without a task (NOTREADY); the shim, whose Create outlived the connection
+// that asked for it, stops the VM and exits by itself (docs/shim.md,
+// "Contract: create").
+void CriFaultE2eTest::RestartMidRunPodSandbox(int signal) {
+  auto ref = client_->PullImage(env_->image());
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  // A client of its own: the fixture's is replaced at the restart.
+  auto own = Client::Create({.endpoint = env_->socket(), .timeout = absl::Minutes(4)});
+  ASSERT_TRUE(own.ok()) << own.status();
+  absl::StatusOr<std::string> half = absl::UnknownError("not run");
+  std::thread runp([&] { half = (*own)->RunPodSandbox(env_->PodConfig("half"), "cloak-dev"); });
+  struct Join {
+    std::thread& t;
+    ~Join() {
+      if (t.joinable()) t.join();
+    }
+  } join{runp};
+  // The VM is booting (under TCG for seconds): restart containerd now.
+  for (int i = 0; i < 600 && env_->QemuPids().empty(); ++i) absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_EQ(env_->QemuPids().size(), 1u) << "no QEMU started for the pod within 60 s";
+  ASSERT_EQ(env_->ShimPids().size(), 1u);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(env_->RestartContainerd(absl::Seconds(2), signal).ok());
+  client_ = &env_->client();
+  std::cerr << "containerd (" << strsignal(signal) << ") restarted in "
+            << absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(100)))
+            << " while the pod's VM booted\n";
+  runp.join();
+  EXPECT_FALSE(half.ok()) << "RunPodSandbox answered " << *half << " across the restart";
+  std::cerr << "the interrupted RunPodSandbox: " << half.status() << "\n";
+
+  // Nothing runs on for the half-made sandbox (CRI's records of it stay
+  // until kubelet removes them).
+  ExpectNothingLeft(absl::Seconds(180), /*mounts=*/false);
+  std::cerr << "QEMU and shim of the half-made sandbox gone "
+            << absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(100)))
+            << " after containerd was stopped; the shim undid the create itself: "
+            << (absl::StrContains(env_->ContainerdLogTail(size_t{1} << 30),
+                                  "closed before it was created (containerd stopped or restarted)")
+                    ? "yes"
+                    : "no (containerd's delete stopped it)")
+            << "\n";
+  // CRI keeps the sandbox's record, not ready; kubelet removes it.
+  auto listed = client_->ListPodSandbox();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  for (const v1::PodSandbox& p : *listed) {
+    std::cerr << "after the restart CRI lists " << p.id() << " "
+              << v1::PodSandboxState_Name(p.state()) << "\n";
+    EXPECT_EQ(p.state(), v1::SANDBOX_NOTREADY);
+    EXPECT_TRUE(client_->StopPodSandbox(p.id()).ok());
+    absl::Status removed = client_->RemovePodSandbox(p.id());
+    EXPECT_TRUE(removed.ok()) << removed;
   }
-  EXPECT_TRUE(env_->QemuPids().empty()) << "QEMU left: " << absl::StrJoin(env_->QemuPids(), " ");
-  EXPECT_TRUE(env_->ShimPids().empty()) << "shim left: " << absl::StrJoin(env_->ShimPids(), " ");
-  EXPECT_FALSE(std::filesystem::exists(env_->dir() + "/run/" + *pod));
+  ExpectNothingLeft();
+  ASSERT_NO_FATAL_FAILURE(RunAPodThenRemoveIt("after-restart"));
+}
+
+TEST_F(CriFaultE2eTest, ContainerdStoppedMidRunPodSandboxLeavesNoVm) {
+  RestartMidRunPodSandbox(SIGTERM);
+}
+
+TEST_F(CriFaultE2eTest, ContainerdKilledMidRunPodSandboxLeavesNoVm) {
+  RestartMidRunPodSandbox(SIGKILL);
+}
+
+// runtime.state_dir on a full file system: RunPodSandbox fails at once with
+// an error that names the directory and says it is full (ENOSPC); no VM
+// starts and nothing of the sandbox is left in the directory. Once space is
+// freed a pod runs.
+TEST_F(CriFaultE2eTest, FullStateDirIsAClearErrorThenAPodRuns) {
+  auto ref = client_->PullImage(env_->image());
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  // A 16 MiB tmpfs over runtime.state_dir, unmounted even when the test fails.
+  const std::string run = env_->dir() + "/run";
+  std::filesystem::create_directories(run);
+  ASSERT_EQ(::mount("tmpfs", run.c_str(), "tmpfs", 0, "size=16m,mode=0700"), 0)
+      << "mount a tmpfs on " << run << ": " << std::strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{run};
+  // Filled to the last byte.
+  const std::string filler = run + "/filler";
+  {
+    UniqueFd fd(::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    ASSERT_TRUE(fd.valid()) << std::strerror(errno);
+    const std::string block(1 << 16, 'x');
+    size_t chunk = block.size();
+    while (chunk > 0) {
+      ssize_t n = ::write(fd.get(), block.data(), chunk);
+      if (n < 0 && errno == ENOSPC) {
+        chunk /= 2;
+        continue;
+      }
+      ASSERT_GE(n, 0) << std::strerror(errno);
+    }
+  }
+
+  const absl::Time start = absl::Now();
+  auto pod = env_->RunPod(env_->PodConfig("full"));
+  const absl::Duration took = absl::Now() - start;
+  std::cerr << "RunPodSandbox with a full state dir: "
+            << (pod.ok() ? *pod : pod.status().ToString()) << " after "
+            << absl::FormatDuration(absl::Trunc(took, absl::Milliseconds(100))) << "\n";
+  ASSERT_FALSE(pod.ok());
+  EXPECT_THAT(pod.status().message(),
+              HasSubstr(absl::StrCat("the state directory ", run,
+                                     " (runtime.state_dir) is full (ENOSPC)")));
+  EXPECT_THAT(pod.status().message(), HasSubstr("No space left on device"));
+  EXPECT_LT(took, absl::Seconds(30));
+  // Nothing half-made: no VM, no shim, only the filler in the directory,
+  // and CRI removed the sandbox it could not run.
+  ExpectNothingLeft();
+  std::vector<std::string> entries;
+  for (const auto& e : std::filesystem::directory_iterator(run)) {
+    entries.push_back(e.path().filename().string());
+  }
+  EXPECT_THAT(entries, ::testing::ElementsAre("filler"));
+  auto listed = client_->ListPodSandbox();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_TRUE(listed->empty());
+
+  // Space freed: a pod runs, in the same directory.
+  ASSERT_EQ(::unlink(filler.c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(RunAPodThenRemoveIt("after-full"));
 }
 
 }  // namespace
