@@ -2,7 +2,10 @@
 // without systemd: virtlogd, then libvirtd (docs/hypervisor.md). A daemon
 // already serving its socket is used as it is and left alone; the daemons
 // this object started are stopped by pid when it goes, after the Cloak
-// domains of the test (found by their metadata) are destroyed.
+// domains of the test (found by their metadata) are destroyed. Before
+// libvirtd starts, libvirt's cache of QEMU's capabilities is made to hold
+// where the host's /dev/kvm would keep it stale (tests/util/libvirt.cc,
+// PrimeQemuCapabilities).
 #ifndef CLOAK_TESTS_UTIL_LIBVIRT_H_
 #define CLOAK_TESTS_UTIL_LIBVIRT_H_
 
