@@ -83,6 +83,10 @@ absl::Status ValidateConfig(const VmConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("memory_mib is ", c.memory_mib, "; a guest needs at least 64 MiB"));
   }
+  if (c.tcg_tb_size_mib < 0 || c.tcg_tb_size_mib > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tcg_tb_size_mib is ", c.tcg_tb_size_mib, "; use 0 (QEMU's default) to 4096"));
+  }
   if (c.vcpus < 1 || c.vcpus > 288) {
     return absl::InvalidArgumentError(absl::StrCat("vcpus is ", c.vcpus, "; use 1 to 288"));
   }
@@ -189,7 +193,11 @@ absl::StatusOr<std::vector<std::string>> BuildQemuArgs(const VmConfig& config,
                       kQemuTdxObjectId);
       break;
   }
-  add({"-machine", machine, "-accel", tcg ? "tcg" : "kvm"});
+  std::string accel_arg = tcg ? "tcg" : "kvm";
+  if (tcg && config.tcg_tb_size_mib > 0) {
+    absl::StrAppend(&accel_arg, ",tb-size=", config.tcg_tb_size_mib);
+  }
+  add({"-machine", machine, "-accel", accel_arg});
 
   std::string cpu = config.cpu;
   if (cpu.empty()) {

@@ -183,6 +183,18 @@ TEST(QemuArgsTest, SnpDetails) {
   EXPECT_THAT(absl::StrJoin(*BuildQemuArgs(c, SnpHost()), " "), HasSubstr("-cpu EPYC-Milan"));
 }
 
+TEST(QemuArgsTest, TcgTbSizeOnlyUnderTcg) {
+  VmConfig c = BaseConfig();
+  c.tcg_tb_size_mib = 32;
+  EXPECT_THAT(absl::StrJoin(*BuildQemuArgs(c, PvmHost()), " "),
+              HasSubstr("-accel tcg,tb-size=32 -cpu max"));
+  EXPECT_THAT(absl::StrJoin(*BuildQemuArgs(c, KvmHost()), " "), HasSubstr("-accel kvm -cpu host"));
+  c.tcg_tb_size_mib = 0;
+  EXPECT_THAT(absl::StrJoin(*BuildQemuArgs(c, PvmHost()), " "), HasSubstr("-accel tcg -cpu max"));
+  c.tcg_tb_size_mib = -1;
+  EXPECT_EQ(BuildQemuArgs(c, PvmHost()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(QemuArgsTest, TdxVsockQgsAndNoQgs) {
   VmConfig c = BaseConfig();
   c.tee = TeeType::kTdx;
