@@ -280,6 +280,13 @@ absl::StatusOr<std::vector<std::string>> BuildQemuArgs(const VmConfig& config,
          absl::StrCat("virtio-net-pci,netdev=pod", i, ",mac=", config.taps[i].mac,
                       ",romfile=", virtio)});
   }
+  if (config.tee == TeeType::kNone) {
+    // Free-page reporting: the guest hands pages it frees back to the host
+    // (QEMU discards them), so QEMU's resident memory follows what the guest
+    // uses now, not the most it ever touched (docs/performance.md, "Levers").
+    // Not with SNP or TDX: their private memory is not the host's to discard.
+    add({"-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"});
+  }
   a.insert(a.end(), config.extra_args.begin(), config.extra_args.end());
   if (config.start_paused) a.push_back("-S");
   return a;

@@ -195,6 +195,17 @@ TEST(QemuArgsTest, TcgTbSizeOnlyUnderTcg) {
   EXPECT_EQ(BuildQemuArgs(c, PvmHost()).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(QemuArgsTest, FreePageReportingOnlyWithoutTee) {
+  const std::string balloon = "virtio-balloon-pci,id=balloon0,free-page-reporting=on";
+  EXPECT_THAT(absl::StrJoin(*BuildQemuArgs(BaseConfig(), PvmHost()), " "), HasSubstr(balloon));
+  VmConfig c = BaseConfig();
+  c.tee = TeeType::kSnp;
+  c.firmware = "/fw.fd";
+  auto args = BuildQemuArgs(c, SnpHost());
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_THAT(absl::StrJoin(*args, " "), ::testing::Not(HasSubstr("virtio-balloon")));
+}
+
 TEST(QemuArgsTest, TdxVsockQgsAndNoQgs) {
   VmConfig c = BaseConfig();
   c.tee = TeeType::kTdx;
