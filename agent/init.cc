@@ -46,8 +46,8 @@ absl::Status MountOne(const char* source, const char* target, const char* type,
 
 const std::vector<std::string>& DefaultModules() {
   static const auto* modules = new std::vector<std::string>{
-      "vsock", "vmw_vsock_virtio_transport", "virtio_net", "overlay", "configfs", "tsm", "sev-guest",
-      "tdx-guest"};
+      "vsock", "vmw_vsock_virtio_transport", "virtio_net", "virtio_balloon", "overlay", "configfs",
+      "tsm", "sev-guest", "tdx-guest"};
   return *modules;
 }
 

@@ -105,6 +105,7 @@ absl::StatusOr<hv::VmConfig> BuildVmConfig(const config::Config& config,
   vm.cpu = h.cpu_model;
   vm.memory_mib = static_cast<int>(h.memory_mib);
   vm.vcpus = static_cast<int>(h.vcpus);
+  vm.tcg_tb_size_mib = static_cast<int>(h.tcg_tb_size_mib);
   vm.kernel = h.kernel;
   vm.initrd = h.initrd;
   vm.firmware = h.firmware;

@@ -450,6 +450,9 @@ const std::vector<Field>& Fields() {
           "hypervisor.size_from_pod",
           [](Config & c) -> auto& { return c.hypervisor.size_from_pod; }),
       IntField(
+          "hypervisor.tcg_tb_size_mib",
+          [](Config & c) -> auto& { return c.hypervisor.tcg_tb_size_mib; }, 0, 4096),
+      IntField(
           "hypervisor.console_log_max_bytes",
           [](Config & c) -> auto& { return c.hypervisor.console_log_max_bytes; }, 4096,
           int64_t{1} << 40),

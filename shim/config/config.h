@@ -66,6 +66,9 @@ struct HypervisorConfig {
   int64_t vcpus = 1;
   // false: every VM gets memory_mib and vcpus, whatever the pod asks.
   bool size_from_pod = true;
+  // Under TCG, QEMU's translated-code buffer (-accel tcg,tb-size=N) in MiB;
+  // 0 keeps QEMU's default (1 GiB in QEMU 7.2). No effect under KVM.
+  int64_t tcg_tb_size_mib = 32;
   // Guest kernel and initrd for direct boot. Absolute.
   std::string kernel = "/usr/local/share/cloak/vmlinuz";
   std::string initrd = "/usr/local/share/cloak/initrd.img";

@@ -85,6 +85,8 @@ struct VmConfig {
   std::string cpu;
   int memory_mib = 512;
   int vcpus = 1;
+  // TCG only: -accel tcg,tb-size=N (MiB); 0 keeps QEMU's default.
+  int tcg_tb_size_mib = 0;
 
   // Direct kernel boot. An empty kernel boots whatever the firmware finds
   // (only useful in tests; a TEE launch needs a kernel).

@@ -168,6 +168,8 @@ const std::vector<KeyCase>& Cases() {
       {"hypervisor.vcpus", "", "[hypervisor]\nvcpus = 4\n", Kind::kEffect, "-smp 4"},
       {"hypervisor.pod_memory_overhead_mib", "", "[hypervisor]\npod_memory_overhead_mib = 100\n",
        Kind::kEffect, "pod of 256Mi: 356 MiB (pod limit 256 MiB + overhead 100 MiB"},
+      {"hypervisor.tcg_tb_size_mib", "[hypervisor]\naccel = \"tcg\"\n",
+       "[hypervisor]\naccel = \"tcg\"\ntcg_tb_size_mib = 0\n", Kind::kEffect, "-accel tcg "},
       {"hypervisor.size_from_pod", "", "[hypervisor]\nsize_from_pod = false\n", Kind::kEffect,
        "pod of 256Mi: the class's fixed size"},
       {"hypervisor.kernel", "", "[hypervisor]\nkernel = \"/opt/k/vmlinuz\"\n", Kind::kEffect,

@@ -83,6 +83,10 @@ absl::Status ValidateConfig(const VmConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("memory_mib is ", c.memory_mib, "; a guest needs at least 64 MiB"));
   }
+  if (c.tcg_tb_size_mib < 0 || c.tcg_tb_size_mib > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tcg_tb_size_mib is ", c.tcg_tb_size_mib, "; use 0 (QEMU's default) to 4096"));
+  }
   if (c.vcpus < 1 || c.vcpus > 288) {
     return absl::InvalidArgumentError(absl::StrCat("vcpus is ", c.vcpus, "; use 1 to 288"));
   }
@@ -189,7 +193,11 @@ absl::StatusOr<std::vector<std::string>> BuildQemuArgs(const VmConfig& config,
                       kQemuTdxObjectId);
       break;
   }
-  add({"-machine", machine, "-accel", tcg ? "tcg" : "kvm"});
+  std::string accel_arg = tcg ? "tcg" : "kvm";
+  if (tcg && config.tcg_tb_size_mib > 0) {
+    absl::StrAppend(&accel_arg, ",tb-size=", config.tcg_tb_size_mib);
+  }
+  add({"-machine", machine, "-accel", accel_arg});
 
   std::string cpu = config.cpu;
   if (cpu.empty()) {
@@ -271,6 +279,13 @@ absl::StatusOr<std::vector<std::string>> BuildQemuArgs(const VmConfig& config,
     add({"-netdev", absl::StrCat("tap,id=pod", i, ",fd=", 3 + i, ",vhost=off"), "-device",
          absl::StrCat("virtio-net-pci,netdev=pod", i, ",mac=", config.taps[i].mac,
                       ",romfile=", virtio)});
+  }
+  if (config.tee == TeeType::kNone) {
+    // Free-page reporting: the guest hands pages it frees back to the host
+    // (QEMU discards them), so QEMU's resident memory follows what the guest
+    // uses now, not the most it ever touched (docs/performance.md, "Levers").
+    // Not with SNP or TDX: their private memory is not the host's to discard.
+    add({"-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"});
   }
   a.insert(a.end(), config.extra_args.begin(), config.extra_args.end());
   if (config.start_paused) a.push_back("-S");

@@ -183,6 +183,29 @@ TEST(QemuArgsTest, SnpDetails) {
   EXPECT_THAT(absl::StrJoin(*BuildQemuArgs(c, SnpHost()), " "), HasSubstr("-cpu EPYC-Milan"));
 }
 
+TEST(QemuArgsTest, TcgTbSizeOnlyUnderTcg) {
+  VmConfig c = BaseConfig();
+  c.tcg_tb_size_mib = 32;
+  EXPECT_THAT(absl::StrJoin(*BuildQemuArgs(c, PvmHost()), " "),
+              HasSubstr("-accel tcg,tb-size=32 -cpu max"));
+  EXPECT_THAT(absl::StrJoin(*BuildQemuArgs(c, KvmHost()), " "), HasSubstr("-accel kvm -cpu host"));
+  c.tcg_tb_size_mib = 0;
+  EXPECT_THAT(absl::StrJoin(*BuildQemuArgs(c, PvmHost()), " "), HasSubstr("-accel tcg -cpu max"));
+  c.tcg_tb_size_mib = -1;
+  EXPECT_EQ(BuildQemuArgs(c, PvmHost()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(QemuArgsTest, FreePageReportingOnlyWithoutTee) {
+  const std::string balloon = "virtio-balloon-pci,id=balloon0,free-page-reporting=on";
+  EXPECT_THAT(absl::StrJoin(*BuildQemuArgs(BaseConfig(), PvmHost()), " "), HasSubstr(balloon));
+  VmConfig c = BaseConfig();
+  c.tee = TeeType::kSnp;
+  c.firmware = "/fw.fd";
+  auto args = BuildQemuArgs(c, SnpHost());
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_THAT(absl::StrJoin(*args, " "), ::testing::Not(HasSubstr("virtio-balloon")));
+}
+
 TEST(QemuArgsTest, TdxVsockQgsAndNoQgs) {
   VmConfig c = BaseConfig();
   c.tee = TeeType::kTdx;
