@@ -13,6 +13,7 @@
 #include "agent/attest/attester.h"
 #include "agent/attest/kbs_client.h"
 #include "common/files.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tee/initdata.h"
 
@@ -201,11 +202,18 @@ void AddKbsBenchCommand(CLI::App& app, KbsBenchCommand& cmd) {
   cmd.bench->add_option("-n,--requests", f.requests, "flows to time")->capture_default_str();
   cmd.bench->add_option("-c,--concurrency", f.concurrency, "flows in flight at once")
       ->capture_default_str();
+  cmd.bench->add_option("--log-level", f.log_level, "the client's log: info shows every step")
+      ->capture_default_str();
   cmd.bench->add_flag("--json", f.json, "print the report as JSON");
 }
 
 int RunKbsBench(const KbsBenchCommand& cmd) {
-  absl::StatusOr<KbsBenchResult> r = Bench(cmd.flags);
+  LogOptions log;
+  log.level = cmd.flags.log_level;
+  log.component = "cloak kbs-bench";
+  absl::Status logging = InitLogging(log);
+  absl::StatusOr<KbsBenchResult> r =
+      logging.ok() ? Bench(cmd.flags) : absl::StatusOr<KbsBenchResult>(logging);
   if (!r.ok()) {
     std::cerr << "cloak kbs-bench: " << r.status().message() << "\n";
     return 1;

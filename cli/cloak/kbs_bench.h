@@ -26,6 +26,7 @@ struct KbsBenchFlags {
   std::string kbs_cert;  // PEM CA for an https URL; empty: the system store
   int requests = 100;
   int concurrency = 1;
+  std::string log_level = "warn";
   bool json = false;
 };
 
