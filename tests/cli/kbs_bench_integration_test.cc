@@ -111,7 +111,9 @@ TEST_F(KbsBenchIntegrationTest, AnUnpinnedInitDataIsRefusedWithTheKbsReason) {
   testutil::CommandResult r = Bench("other.toml", "5", "1");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("the first flow against " + url_));
-  EXPECT_THAT(r.output, HasSubstr("init"));
+  // The key broker's reason, with the digest it refused.
+  EXPECT_THAT(r.output, HasSubstr("init-data digest"));
+  EXPECT_THAT(r.output, HasSubstr("matches none"));
 
   testutil::CommandResult bad = RunCommand({CLOAK_CLI_BINARY, "kbs-bench", "--url", url_,
                                             "--resource", kResource, "-c", "0"});
