@@ -13,8 +13,10 @@
 #include "absl/strings/str_split.h"
 #include "cli/cloak/containerd_config.h"
 #include "cli/cloak/host_check.h"
+#include "cli/cloak/kbs_bench.h"
 #include "cli/cloak/measure.h"
 #include "cli/cloak/policy_cmd.h"
+#include "cli/cloak/pull_cmd.h"
 #include "common/fd.h"
 #include "common/process.h"
 #include "common/status_macros.h"
@@ -142,7 +144,7 @@ absl::StatusOr<nlohmann::json> InitDataSummary(absl::string_view document) {
 int RunCloakCli(int argc, char** argv) {
   CLI::App app{
       "cloak: check a host for Cloak, configure containerd for it, compute launch measurements, "
-      "write and read agent policies"};
+      "write and read agent policies, pull an image with the guest's puller, time key broker flows"};
   app.set_version_flag("--version", std::string(VersionString()));
   app.require_subcommand(1);
 
@@ -191,6 +193,10 @@ int RunCloakCli(int argc, char** argv) {
 
   MeasureCommand measure;
   AddMeasureCommand(app, measure);
+  PullCommand pull;
+  AddPullCommand(app, pull);
+  KbsBenchCommand kbs_bench;
+  AddKbsBenchCommand(app, kbs_bench);
   auto* pcmd = app.add_subcommand("policy", "agent policies (docs/policy.md): gen, explain, test");
   pcmd->require_subcommand(1);
   std::vector<std::string> gen_inputs;
@@ -245,6 +251,8 @@ int RunCloakCli(int argc, char** argv) {
   }
   if (check->parsed()) return RunCheck(check_options, json);
   if (measure.measure->parsed()) return RunMeasure(measure);
+  if (pull.pull->parsed()) return RunPull(pull);
+  if (kbs_bench.bench->parsed()) return RunKbsBench(kbs_bench);
   if (gen->parsed()) {
     return RunPolicyGen(gen_inputs, gen_output, gen_annotate, gen_initdata_out, gen_initdata,
                         !gen_insecure, gen_signatures);
