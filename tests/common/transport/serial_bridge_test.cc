@@ -315,10 +315,13 @@ TEST_F(SerialBridgeTest, StopEndsTheSessionAndLeavesNoFds) {
     EXPECT_FALSE(stub->Health(&ctx, {}, &resp).ok());
   };
   cycle();  // warm up gRPC's process-wide state
+  // The warm-up's own fds may still be closing here (gRPC tears down
+  // asynchronously; under ASan, 11 were counted here and 8 after two more
+  // cycles), so the check is for no more fds than before, not as many.
   const int before = CountOpenFds();
   cycle();
   cycle();
-  EXPECT_EQ(WaitForFdCount(before), before);
+  EXPECT_LE(WaitForFdCount(before), before);
 }
 
 TEST_F(SerialBridgeTest, StopWhileWaitingForThePort) {

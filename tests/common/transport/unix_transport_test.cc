@@ -210,10 +210,12 @@ TEST_F(UnixTransportTest, TeardownLeavesNoFds) {
     server->Shutdown();
   };
   cycle();  // warm up gRPC's process-wide state (pollers, timers)
+  // The warm-up's own fds may still be closing here (gRPC tears down
+  // asynchronously), so the check is for no more fds than before.
   const int before = CountOpenFds();
   cycle();
   cycle();
-  EXPECT_EQ(WaitForFdCount(before), before);
+  EXPECT_LE(WaitForFdCount(before), before);
 }
 
 }  // namespace
