@@ -292,6 +292,17 @@ long PeakRssGrowthKib(const std::function<void()>& fn) {
   return field("VmHWM:") - before;
 }
 
+// The memory bound of the tests below. Under AddressSanitizer freed blocks
+// wait in its quarantine (up to 256 MiB) and every page has shadow memory,
+// so peak RSS measures the sanitizer as much as the unpacker (43 MiB was
+// seen there for what takes under 32 MiB in a plain build): the bound is
+// wider, still far below what keeping every entry would take.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr long kUnpackRssBoundKib = 96 * 1024;
+#else
+constexpr long kUnpackRssBoundKib = 32 * 1024;
+#endif
+
 TEST_F(UnpackTest, HundredThousandTinyFilesWithBoundedMemoryAndAnEntryCap) {
   std::string path = dir_->Join("tiny.tar.gz");
   {
@@ -308,7 +319,7 @@ TEST_F(UnpackTest, HundredThousandTinyFilesWithBoundedMemoryAndAnEntryCap) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->files, 100000);
   std::cout << "100000 tiny files: peak RSS growth " << growth << " KiB\n";
-  EXPECT_LT(growth, 32 * 1024) << "unpacking 10^5 entries should not need much memory";
+  EXPECT_LT(growth, kUnpackRssBoundKib) << "unpacking 10^5 entries should not need much memory";
   // An opaque whiteout over them in the next layer keeps memory bounded too.
   std::string opq = dir_->Join("opq.tar");
   ASSERT_TRUE(testing::WriteFile(
@@ -316,7 +327,7 @@ TEST_F(UnpackTest, HundredThousandTinyFilesWithBoundedMemoryAndAnEntryCap) {
   growth = PeakRssGrowthKib([&] { r = ApplyLayer(opq, rootfs_, "sha256:opq"); });
   ASSERT_TRUE(r.ok()) << r.status();
   std::cout << "opaque whiteout over 100000 files: peak RSS growth " << growth << " KiB\n";
-  EXPECT_LT(growth, 32 * 1024);
+  EXPECT_LT(growth, kUnpackRssBoundKib);
   EXPECT_FALSE(fs::exists(R("t/0")));
   EXPECT_EQ(ReadFileOrEmpty(R("t/kept")), "k");
 
